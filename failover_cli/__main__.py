@@ -1,0 +1,13 @@
+"""Entry point for the ``failover`` command and ``python -m failover_cli``."""
+
+from __future__ import annotations
+
+
+def main() -> None:
+    from .cli import run
+
+    run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""A per-provider circuit breaker: a pure state machine. Time is passed in; nothing sleeps.
+
+closed --(N consecutive failures, or failure rate >= R over the window with >= M calls)--> open
+open --(cooldown elapsed)--> half_open   (derived from the wall clock, so it survives restarts)
+half_open --(probe succeeds)--> closed;  --(probe fails)--> open, cooldown doubled up to the max
+
+Deadlines are wall-clock epoch seconds; a later deadline always wins, so a short Retry-After
+never shortens a longer cooldown. Half-open admits at most ``half_open_probes`` probes at once
+(in this process); the rest skip the provider.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+MAX_OUTCOMES = 1000  # recent outcomes kept for the failure-rate window and consecutive count
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    failure_threshold: int = 3
+    window: float = 60.0
+    failure_rate: float = 0.5
+    min_requests: int = 10
+    cooldown: float = 30.0
+    max_cooldown: float = 600.0
+    half_open_probes: int = 1
+    slow_call_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSnapshot:
+    """The persisted part of a breaker. ``state`` is ``closed`` or ``open``; half-open is
+    derived (open and past ``open_until``). ``since`` marks the last close: only outcomes
+    after it count towards tripping again."""
+
+    state: str = "closed"
+    opened_at: float | None = None
+    open_until: float | None = None
+    cooldown: float = 0.0
+    forced: str | None = None  # "open" | "closed" | None: a manual override
+    since: float = 0.0
+    updated_at: float = 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "state": self.state,
+            "opened_at": self.opened_at,
+            "open_until": self.open_until,
+            "cooldown": self.cooldown,
+            "forced": self.forced,
+            "since": self.since,
+            "updated_at": self.updated_at,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> BreakerSnapshot:
+        state = str(d.get("state", "closed"))
+        forced = d.get("forced")
+        return cls(
+            state=state if state in ("closed", "open") else "closed",
+            opened_at=_opt_float(d.get("opened_at")),
+            open_until=_opt_float(d.get("open_until")),
+            cooldown=float(d.get("cooldown") or 0.0),  # type: ignore[arg-type]
+            forced=forced if forced in ("open", "closed") else None,  # type: ignore[arg-type]
+            since=float(d.get("since") or 0.0),  # type: ignore[arg-type]
+            updated_at=float(d.get("updated_at") or 0.0),  # type: ignore[arg-type]
+        )
+
+
+def _opt_float(v: object) -> float | None:
+    return None if v is None else float(v)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Permit:
+    """Admission to call a provider once. A probe permit holds a half-open slot."""
+
+    probe: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    old: BreakerState
+    new: BreakerState
+    open_until: float | None
+
+
+class CircuitBreaker:
+    """State machine for one provider. Every method takes ``now`` (epoch seconds)."""
+
+    def __init__(
+        self,
+        policy: BreakerPolicy | None = None,
+        snapshot: BreakerSnapshot | None = None,
+        outcomes: Iterable[tuple[float, bool]] = (),
+    ) -> None:
+        self.policy = policy or BreakerPolicy()
+        self.snap = snapshot or BreakerSnapshot()
+        self.outcomes: deque[tuple[float, bool]] = deque(outcomes, maxlen=MAX_OUTCOMES)
+        self.probes_in_flight = 0
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def state(self, now: float) -> BreakerState:
+        if self.snap.forced == "open":
+            return BreakerState.OPEN
+        if self.snap.forced == "closed":
+            return BreakerState.CLOSED
+        if self.snap.state == "open":
+            if self.snap.open_until is not None and now >= self.snap.open_until:
+                return BreakerState.HALF_OPEN
+            return BreakerState.OPEN
+        return BreakerState.CLOSED
+
+    def consecutive_failures(self) -> int:
+        n = 0
+        for t, ok in reversed(self.outcomes):
+            if ok or t < self.snap.since:
+                break
+            n += 1
+        return n
+
+    def window_counts(self, now: float) -> tuple[int, int]:
+        """(calls, failures) within the window since the last close."""
+        start = max(now - self.policy.window, self.snap.since)
+        calls = failures = 0
+        for t, ok in reversed(self.outcomes):
+            if t < start:
+                break
+            calls += 1
+            failures += not ok
+        return calls, failures
+
+    def next_admission(self, now: float) -> float | None:
+        """When this breaker may admit a request again: ``now`` if it does now, the half-open
+        time if open, ``None`` if that is not up to time (forced open, or probes in flight)."""
+        state = self.state(now)
+        if state is BreakerState.CLOSED:
+            return now
+        if self.snap.forced == "open":
+            return None
+        if state is BreakerState.OPEN:
+            return self.snap.open_until
+        return now if self.probes_in_flight < self.policy.half_open_probes else None
+
+    # --- admission ---------------------------------------------------------------------------
+
+    def acquire(self, now: float) -> Permit | None:
+        """Ask to call the provider; ``None`` means skip it."""
+        state = self.state(now)
+        if state is BreakerState.CLOSED:
+            return Permit()
+        if state is BreakerState.HALF_OPEN and self.probes_in_flight < self.policy.half_open_probes:
+            self.probes_in_flight += 1
+            return Permit(probe=True)
+        return None
+
+    def release(self, permit: Permit) -> None:
+        """Give a permit back without an outcome (request-class error, cancellation)."""
+        if permit.probe and self.probes_in_flight > 0:
+            self.probes_in_flight -= 1
+
+    # --- outcomes ----------------------------------------------------------------------------
+
+    def on_success(
+        self, now: float, permit: Permit | None = None, latency_ms: float | None = None
+    ) -> Transition | None:
+        slow = self.policy.slow_call_ms
+        if slow is not None and latency_ms is not None and latency_ms > slow:
+            return self.on_failure(now, permit)
+        if permit is not None:
+            self.release(permit)
+        self.outcomes.append((now, True))
+        if self.snap.state == "open" and self.snap.forced is None:
+            old = self.state(now)
+            # Only a probe (or a health check once half-open) may close an open breaker.
+            if old is BreakerState.HALF_OPEN or (permit is not None and permit.probe):
+                self.snap = replace(
+                    self.snap, state="closed", opened_at=None, open_until=None,
+                    cooldown=0.0, since=now, updated_at=now,
+                )
+                return Transition(old, BreakerState.CLOSED, None)
+        return None
+
+    def on_failure(
+        self, now: float, permit: Permit | None = None, *, severe: bool = False
+    ) -> Transition | None:
+        """Record a failure that counts against this provider. ``severe`` (auth, quota,
+        unknown model) opens at once with the longest cooldown."""
+        if permit is not None:
+            self.release(permit)
+        self.outcomes.append((now, False))
+        if self.snap.forced is not None:
+            return None
+        old = self.state(now)
+        p = self.policy
+        if severe:
+            return self._open(now, old, p.max_cooldown)
+        if old is BreakerState.HALF_OPEN or (permit is not None and permit.probe):
+            return self._open(now, old, min(p.max_cooldown, max(self.snap.cooldown, p.cooldown) * 2))
+        if old is BreakerState.CLOSED:
+            calls, failures = self.window_counts(now)
+            if self.consecutive_failures() >= p.failure_threshold or (
+                calls >= p.min_requests and failures / calls >= p.failure_rate
+            ):
+                return self._open(now, old, p.cooldown)
+        return None
+
+    def hold_until(self, now: float, until: float) -> Transition | None:
+        """Keep the provider open until at least ``until`` (a server's Retry-After)."""
+        if self.snap.forced is not None or until <= now:
+            return None
+        old = self.state(now)
+        cooldown = self.snap.cooldown or self.policy.cooldown
+        return self._open(now, old, cooldown, until=until)
+
+    def _open(
+        self, now: float, old: BreakerState, cooldown: float, until: float | None = None
+    ) -> Transition | None:
+        deadline = max(now + cooldown, until or 0.0)
+        if self.snap.state == "open" and self.snap.open_until and old is BreakerState.OPEN:
+            deadline = max(deadline, self.snap.open_until)  # a later deadline always wins
+        opened_at = self.snap.opened_at if old is BreakerState.OPEN else now
+        self.snap = replace(
+            self.snap, state="open", opened_at=opened_at, open_until=deadline,
+            cooldown=cooldown, updated_at=now,
+        )
+        new = self.state(now)
+        if old is new and old is BreakerState.OPEN:
+            return None
+        return Transition(old, new, deadline)
+
+    # --- manual overrides --------------------------------------------------------------------
+
+    def force(self, now: float, mode: str | None) -> Transition:
+        """Force ``open`` or ``closed`` until cleared with ``None`` (which also resets)."""
+        old = self.state(now)
+        if mode is None:
+            self.snap = BreakerSnapshot(since=now, updated_at=now)
+        else:
+            self.snap = replace(self.snap, forced=mode, updated_at=now)
+        return Transition(old, self.state(now), self.snap.open_until)

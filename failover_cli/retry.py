@@ -1,0 +1,90 @@
+"""Retry policy: exponential backoff with full jitter, and the server's Retry-After.
+
+Pure functions: the random source and the current time are passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int = 3  # tries per provider, the first included
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    max_retry_after: float = 30.0  # a server asking for longer than this is failed over
+
+
+def backoff_delay(retry: int, policy: RetryPolicy, random: Callable[[], float]) -> float:
+    """Delay before retry number ``retry`` (1 = the first retry): full jitter, uniformly
+    drawn from [0, min(max_delay, base_delay * 2**(retry-1)))."""
+    ceiling = min(policy.max_delay, policy.base_delay * (2 ** max(0, retry - 1)))
+    return random() * ceiling
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds the server asks us to wait, from ``retry-after-ms`` or ``Retry-After``
+    (delta-seconds or an HTTP date, relative to ``now`` in epoch seconds). None if absent
+    or unparseable; never negative."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            value = float(raw_ms) / 1000.0
+            if value == value and value >= 0:  # not NaN
+                return value
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    raw = raw.strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        return max(0.0, when.timestamp() - now)
+    if value != value or value < 0:
+        return None
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDecision:
+    retry: bool
+    delay: float = 0.0
+    reason: str = ""
+
+
+def decide(
+    *,
+    tries_done: int,
+    policy: RetryPolicy,
+    retry_after: float | None,
+    remaining: float,
+    random: Callable[[], float],
+) -> RetryDecision:
+    """Whether to retry a transient failure on the same provider, and after how long.
+
+    ``tries_done`` counts tries made so far on this provider; ``remaining`` is what is left of
+    the request's overall deadline in seconds."""
+    if tries_done >= policy.attempts:
+        return RetryDecision(False, reason=f"{tries_done} tries used")
+    if retry_after is not None:
+        if retry_after > policy.max_retry_after:
+            return RetryDecision(
+                False, reason=f"Retry-After {retry_after:g}s > max_retry_after"
+            )
+        delay = retry_after
+    else:
+        delay = backoff_delay(tries_done, policy, random)
+    if delay >= remaining:
+        return RetryDecision(False, reason=f"wait {delay:.2f}s exceeds the deadline")
+    return RetryDecision(True, delay)

@@ -1,0 +1,260 @@
+"""What persists between invocations, how a batch of new outcomes merges into it, and its
+JSON-ready form. Pure data: the stores in :mod:`failover_cli.store` do the I/O.
+
+Merging is exact for counters and histories, so processes that update one store concurrently
+lose nothing; for the breaker snapshot the most recent change wins, and of two open deadlines
+the later one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .breaker import MAX_OUTCOMES, BreakerSnapshot
+
+SCHEMA_VERSION = 1
+DEFAULT_HISTORY = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One completed request: when, how long, time to first token, output tokens, outcome."""
+
+    t: float
+    latency_ms: float
+    ttft_ms: float | None = None
+    tokens: int = 0
+    ok: bool = True
+
+    def to_list(self) -> list[Any]:
+        return [round(self.t, 3), round(self.latency_ms, 3),
+                None if self.ttft_ms is None else round(self.ttft_ms, 3), self.tokens, self.ok]
+
+    @classmethod
+    def from_list(cls, v: list[Any]) -> Sample:
+        t, lat, ttft, tokens, ok = v
+        return cls(float(t), float(lat), None if ttft is None else float(ttft), int(tokens),
+                   bool(ok))
+
+
+@dataclass(slots=True)
+class ProviderState:
+    breaker: BreakerSnapshot = field(default_factory=BreakerSnapshot)
+    outcomes: list[tuple[float, bool]] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    requests: int = 0
+    successes: int = 0
+    failures: dict[str, int] = field(default_factory=dict)  # by error class
+    last_error: dict[str, Any] | None = None  # {"at", "class", "status", "message"} (scrubbed)
+    last_health: dict[str, Any] | None = None  # {"at", "ok", "latency_ms", "error"}
+
+    @property
+    def consecutive_failures(self) -> int:
+        n = 0
+        for t, ok in reversed(self.outcomes):
+            if ok or t < self.breaker.since:
+                break
+            n += 1
+        return n
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "breaker": self.breaker.to_dict(),
+            "consecutive_failures": self.consecutive_failures,  # derived; ignored on load
+            "outcomes": [[round(t, 3), ok] for t, ok in self.outcomes],
+            "samples": [s.to_list() for s in self.samples],
+            "requests": self.requests,
+            "successes": self.successes,
+            "failures": dict(self.failures),
+            "last_error": self.last_error,
+            "last_health": self.last_health,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ProviderState:
+        return cls(
+            breaker=BreakerSnapshot.from_dict(d.get("breaker") or {}),
+            outcomes=[(float(t), bool(ok)) for t, ok in d.get("outcomes") or []],
+            samples=[Sample.from_list(s) for s in d.get("samples") or []],
+            requests=int(d.get("requests") or 0),
+            successes=int(d.get("successes") or 0),
+            failures={str(k): int(v) for k, v in (d.get("failures") or {}).items()},
+            last_error=d.get("last_error"),
+            last_health=d.get("last_health"),
+        )
+
+
+@dataclass(slots=True)
+class ChainState:
+    """Everything stored for one chain (one configuration), by provider name."""
+
+    providers: dict[str, ProviderState] = field(default_factory=dict)
+
+    def provider(self, name: str) -> ProviderState:
+        return self.providers.get(name) or ProviderState()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"providers": {n: p.to_dict() for n, p in self.providers.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ChainState:
+        return cls({str(n): ProviderState.from_dict(p) for n, p in
+                    (d.get("providers") or {}).items()})
+
+
+@dataclass(slots=True)
+class ProviderDelta:
+    """What one process learned about one provider since its last flush."""
+
+    requests: int = 0
+    successes: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    outcomes: list[tuple[float, bool]] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    breaker: BreakerSnapshot | None = None  # set when this process changed the breaker
+    last_error: dict[str, Any] | None = None
+    last_health: dict[str, Any] | None = None
+
+    def is_empty(self) -> bool:
+        return not (self.requests or self.successes or self.failures or self.outcomes
+                    or self.samples or self.breaker or self.last_error or self.last_health)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "successes": self.successes,
+            "failures": dict(self.failures),
+            "outcomes": [[t, ok] for t, ok in self.outcomes],
+            "samples": [s.to_list() for s in self.samples],
+            "breaker": self.breaker.to_dict() if self.breaker else None,
+            "last_error": self.last_error,
+            "last_health": self.last_health,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ProviderDelta:
+        b = d.get("breaker")
+        return cls(
+            requests=int(d.get("requests") or 0),
+            successes=int(d.get("successes") or 0),
+            failures={str(k): int(v) for k, v in (d.get("failures") or {}).items()},
+            outcomes=[(float(t), bool(ok)) for t, ok in d.get("outcomes") or []],
+            samples=[Sample.from_list(s) for s in d.get("samples") or []],
+            breaker=BreakerSnapshot.from_dict(b) if b else None,
+            last_error=d.get("last_error"),
+            last_health=d.get("last_health"),
+        )
+
+
+@dataclass(slots=True)
+class StateDelta:
+    """A batch of updates for one chain, keyed by provider name."""
+
+    providers: dict[str, ProviderDelta] = field(default_factory=dict)
+    history: int = DEFAULT_HISTORY  # bound on stored latency samples per provider
+
+    def provider(self, name: str) -> ProviderDelta:
+        d = self.providers.get(name)
+        if d is None:
+            d = self.providers[name] = ProviderDelta()
+        return d
+
+    def is_empty(self) -> bool:
+        return all(d.is_empty() for d in self.providers.values())
+
+
+def merge_breaker(old: BreakerSnapshot, new: BreakerSnapshot | None) -> BreakerSnapshot:
+    """The most recent change wins; of two open deadlines, the later one."""
+    if new is None:
+        return old
+    if new.updated_at < old.updated_at:
+        newer, older = old, new
+    else:
+        newer, older = new, old
+    if (newer.state == "open" and older.state == "open" and newer.forced is None
+            and (older.open_until or 0) > (newer.open_until or 0)):
+        return replace(newer, open_until=older.open_until)
+    return newer
+
+
+def _newer(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, Any] | None:
+    if new is None:
+        return old
+    if old is None or float(new.get("at") or 0) >= float(old.get("at") or 0):
+        return new
+    return old
+
+
+def merge_provider(state: ProviderState, delta: ProviderDelta,
+                   history: int = DEFAULT_HISTORY) -> ProviderState:
+    """Return ``state`` with ``delta`` merged in (``state`` is not modified)."""
+    failures = dict(state.failures)
+    for k, v in delta.failures.items():
+        failures[k] = failures.get(k, 0) + v
+    outcomes = sorted(state.outcomes + delta.outcomes, key=lambda o: o[0])[-MAX_OUTCOMES:]
+    samples = state.samples + delta.samples
+    if delta.samples and state.samples and delta.samples[0].t < state.samples[-1].t:
+        samples.sort(key=lambda s: s.t)
+    return ProviderState(
+        breaker=merge_breaker(state.breaker, delta.breaker),
+        outcomes=outcomes,
+        samples=samples[-history:] if history > 0 else [],
+        requests=state.requests + delta.requests,
+        successes=state.successes + delta.successes,
+        failures=failures,
+        last_error=_newer(state.last_error, delta.last_error),
+        last_health=_newer(state.last_health, delta.last_health),
+    )
+
+
+def merge(state: ChainState, delta: StateDelta) -> ChainState:
+    """Return ``state`` with every provider's delta merged in."""
+    providers = dict(state.providers)
+    for name, d in delta.providers.items():
+        providers[name] = merge_provider(state.provider(name), d, delta.history)
+    return ChainState(providers)
+
+
+# --- the stored document: {"schema": N, "chains": {chain: ChainState}} ------------------------
+
+class ForeignDocument(ValueError):
+    """The data is not a failover state document (or is corrupt)."""
+
+
+class FutureSchema(ValueError):
+    """The document was written by a newer failover; it must not be overwritten."""
+
+
+# Forward migrations: MIGRATIONS[n] turns a schema-n document into a schema-(n+1) one.
+MIGRATIONS: dict[int, Any] = {}
+
+
+def migrate(doc: Any) -> dict[str, Any]:
+    """Validate the envelope and bring a document up to :data:`SCHEMA_VERSION`."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("schema"), int) \
+            or not isinstance(doc.get("chains"), dict):
+        raise ForeignDocument("not a failover state document")
+    version = doc["schema"]
+    if version > SCHEMA_VERSION:
+        raise FutureSchema(f"state schema {version} is newer than this failover ({SCHEMA_VERSION})")
+    while version < SCHEMA_VERSION:
+        step = MIGRATIONS.get(version)
+        if step is None:
+            raise ForeignDocument(f"no migration from state schema {version}")
+        doc = step(doc)
+        version = doc["schema"]
+    return doc
+
+
+def load_document(doc: Any) -> dict[str, ChainState]:
+    """Decode a stored document into chains; raise ForeignDocument/FutureSchema if unusable."""
+    doc = migrate(doc)
+    try:
+        return {str(name): ChainState.from_dict(c) for name, c in doc["chains"].items()}
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise ForeignDocument(f"malformed state document: {exc}") from None
+
+
+def dump_document(chains: dict[str, ChainState]) -> dict[str, Any]:
+    return {"schema": SCHEMA_VERSION, "chains": {n: c.to_dict() for n, c in chains.items()}}

@@ -32,7 +32,24 @@ _EXPORTS = {
     "QueueFull": "errors",
 }
 
-__all__ = [*_EXPORTS, "__version__"]
+__all__ = [  # noqa: RUF022
+    "FailoverRouter",
+    "RouteStream",
+    "load_config",
+    "Config",
+    "DEFAULT_PROVIDERS",
+    "ProviderConfig",
+    "RouteResult",
+    "Usage",
+    "ErrorClass",
+    "FailoverError",
+    "ConfigError",
+    "ProviderError",
+    "AllProvidersFailed",
+    "RequestRejected",
+    "QueueFull",
+    "__version__",
+]
 
 if TYPE_CHECKING:
     from .config import DEFAULT_PROVIDERS, Config, load_config

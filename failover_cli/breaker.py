@@ -186,8 +186,13 @@ class CircuitBreaker:
             # Only a probe (or a health check once half-open) may close an open breaker.
             if old is BreakerState.HALF_OPEN or (permit is not None and permit.probe):
                 self.snap = replace(
-                    self.snap, state="closed", opened_at=None, open_until=None,
-                    cooldown=0.0, since=now, updated_at=now,
+                    self.snap,
+                    state="closed",
+                    opened_at=None,
+                    open_until=None,
+                    cooldown=0.0,
+                    since=now,
+                    updated_at=now,
                 )
                 return Transition(old, BreakerState.CLOSED, None)
         return None
@@ -207,7 +212,8 @@ class CircuitBreaker:
         if severe:
             return self._open(now, old, p.max_cooldown)
         if old is BreakerState.HALF_OPEN or (permit is not None and permit.probe):
-            return self._open(now, old, min(p.max_cooldown, max(self.snap.cooldown, p.cooldown) * 2))
+            doubled = max(self.snap.cooldown, p.cooldown) * 2
+            return self._open(now, old, min(p.max_cooldown, doubled))
         if old is BreakerState.CLOSED:
             calls, failures = self.window_counts(now)
             if self.consecutive_failures() >= p.failure_threshold or (
@@ -232,8 +238,12 @@ class CircuitBreaker:
             deadline = max(deadline, self.snap.open_until)  # a later deadline always wins
         opened_at = self.snap.opened_at if old is BreakerState.OPEN else now
         self.snap = replace(
-            self.snap, state="open", opened_at=opened_at, open_until=deadline,
-            cooldown=cooldown, updated_at=now,
+            self.snap,
+            state="open",
+            opened_at=opened_at,
+            open_until=deadline,
+            cooldown=cooldown,
+            updated_at=now,
         )
         new = self.state(now)
         if old is new and old is BreakerState.OPEN:

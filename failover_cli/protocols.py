@@ -35,9 +35,7 @@ class Provider(Protocol):
 
     async def complete(self, request: CompletionRequest, *, timeout: float) -> Completion: ...
 
-    def stream(
-        self, request: CompletionRequest, *, timeout: float
-    ) -> AsyncIterator[StreamEvent]:
+    def stream(self, request: CompletionRequest, *, timeout: float) -> AsyncIterator[StreamEvent]:
         """Yield ``TextDelta``s then exactly one ``StreamEnd``; a stream without its terminal
         marker raises ``TransientError(reason="truncated")``."""
         ...

@@ -79,9 +79,7 @@ def decide(
         return RetryDecision(False, reason=f"{tries_done} tries used")
     if retry_after is not None:
         if retry_after > policy.max_retry_after:
-            return RetryDecision(
-                False, reason=f"Retry-After {retry_after:g}s > max_retry_after"
-            )
+            return RetryDecision(False, reason=f"Retry-After {retry_after:g}s > max_retry_after")
         delay = retry_after
     else:
         delay = backoff_delay(tries_done, policy, random)

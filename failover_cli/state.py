@@ -28,14 +28,20 @@ class Sample:
     ok: bool = True
 
     def to_list(self) -> list[Any]:
-        return [round(self.t, 3), round(self.latency_ms, 3),
-                None if self.ttft_ms is None else round(self.ttft_ms, 3), self.tokens, self.ok]
+        return [
+            round(self.t, 3),
+            round(self.latency_ms, 3),
+            None if self.ttft_ms is None else round(self.ttft_ms, 3),
+            self.tokens,
+            self.ok,
+        ]
 
     @classmethod
     def from_list(cls, v: list[Any]) -> Sample:
         t, lat, ttft, tokens, ok = v
-        return cls(float(t), float(lat), None if ttft is None else float(ttft), int(tokens),
-                   bool(ok))
+        return cls(
+            float(t), float(lat), None if ttft is None else float(ttft), int(tokens), bool(ok)
+        )
 
 
 @dataclass(slots=True)
@@ -99,8 +105,9 @@ class ChainState:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ChainState:
-        return cls({str(n): ProviderState.from_dict(p) for n, p in
-                    (d.get("providers") or {}).items()})
+        return cls(
+            {str(n): ProviderState.from_dict(p) for n, p in (d.get("providers") or {}).items()}
+        )
 
 
 @dataclass(slots=True)
@@ -117,8 +124,16 @@ class ProviderDelta:
     last_health: dict[str, Any] | None = None
 
     def is_empty(self) -> bool:
-        return not (self.requests or self.successes or self.failures or self.outcomes
-                    or self.samples or self.breaker or self.last_error or self.last_health)
+        return not (
+            self.requests
+            or self.successes
+            or self.failures
+            or self.outcomes
+            or self.samples
+            or self.breaker
+            or self.last_error
+            or self.last_health
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -172,8 +187,12 @@ def merge_breaker(old: BreakerSnapshot, new: BreakerSnapshot | None) -> BreakerS
         newer, older = old, new
     else:
         newer, older = new, old
-    if (newer.state == "open" and older.state == "open" and newer.forced is None
-            and (older.open_until or 0) > (newer.open_until or 0)):
+    if (
+        newer.state == "open"
+        and older.state == "open"
+        and newer.forced is None
+        and (older.open_until or 0) > (newer.open_until or 0)
+    ):
         return replace(newer, open_until=older.open_until)
     return newer
 
@@ -186,8 +205,9 @@ def _newer(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, 
     return old
 
 
-def merge_provider(state: ProviderState, delta: ProviderDelta,
-                   history: int = DEFAULT_HISTORY) -> ProviderState:
+def merge_provider(
+    state: ProviderState, delta: ProviderDelta, history: int = DEFAULT_HISTORY
+) -> ProviderState:
     """Return ``state`` with ``delta`` merged in (``state`` is not modified)."""
     failures = dict(state.failures)
     for k, v in delta.failures.items():
@@ -218,6 +238,7 @@ def merge(state: ChainState, delta: StateDelta) -> ChainState:
 
 # --- the stored document: {"schema": N, "chains": {chain: ChainState}} ------------------------
 
+
 class ForeignDocument(ValueError):
     """The data is not a failover state document (or is corrupt)."""
 
@@ -232,8 +253,11 @@ MIGRATIONS: dict[int, Any] = {}
 
 def migrate(doc: Any) -> dict[str, Any]:
     """Validate the envelope and bring a document up to :data:`SCHEMA_VERSION`."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("schema"), int) \
-            or not isinstance(doc.get("chains"), dict):
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(doc.get("schema"), int)
+        or not isinstance(doc.get("chains"), dict)
+    ):
         raise ForeignDocument("not a failover state document")
     version = doc["schema"]
     if version > SCHEMA_VERSION:

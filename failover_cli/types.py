@@ -19,7 +19,7 @@ class ErrorClass(StrEnum):
     TRANSIENT = "transient"  # retry here with backoff, then fail over; counts against the breaker
     PROVIDER = "provider"  # fail over at once; opens the breaker with the long cooldown
     REQUEST = "request"  # the request itself is bad: surface it, never fail over
-    CONTEXT_LENGTH = "context_length"  # too long for this model: fail over, not the breaker's business
+    CONTEXT_LENGTH = "context_length"  # too long for this model: fail over; breaker untouched
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,10 +236,5 @@ class Queued:
 
 
 Event = (
-    AttemptStarted
-    | AttemptFailed
-    | AttemptSucceeded
-    | ProviderSkipped
-    | BreakerTransition
-    | Queued
+    AttemptStarted | AttemptFailed | AttemptSucceeded | ProviderSkipped | BreakerTransition | Queued
 )

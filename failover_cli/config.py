@@ -1,0 +1,410 @@
+"""Loading and validating ``providers.yaml``.
+
+Errors name the file, the line and the key path (``providers.yaml:7: providers[1].timeout:
+expected a number, got "fast"``); every problem in a file is collected, not just the first.
+The YAML node tree is walked directly because no decoding library reports source lines.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import types as _pytypes
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+from .breaker import BreakerPolicy
+from .errors import ConfigError
+from .retry import RetryPolicy
+from .scoring import Weights
+from .types import KINDS, Cost, ProviderConfig
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    strategy: Literal["priority", "score"] = "priority"
+    weights: Weights = field(default_factory=Weights)
+    hedge_after_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    max_wait: float = 60.0
+    max_size: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    path: str | None = None
+    url: str | None = None
+    history: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration. ``chain`` names the state this chain keeps."""
+
+    providers: tuple[ProviderConfig, ...]
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    chain: str = "default"
+    source: str | None = None  # the file it came from; None for built-in defaults
+
+    def priorities(self) -> list[int]:
+        """Each provider's priority; unset means its 1-based position in the list."""
+        return [
+            p.priority if p.priority is not None else i + 1 for i, p in enumerate(self.providers)
+        ]
+
+
+DEFAULT_BASE_URLS = {
+    "anthropic": "https://api.anthropic.com",
+    "openai": "https://api.openai.com",
+    "ollama": "http://localhost:11434",
+    "gemini": "https://generativelanguage.googleapis.com",
+}
+DEFAULT_KEY_ENV = {
+    "anthropic": "ANTHROPIC_API_KEY",
+    "openai": "OPENAI_API_KEY",
+    "ollama": None,
+    "gemini": "GEMINI_API_KEY",
+}
+
+DEFAULT_PROVIDERS: tuple[ProviderConfig, ...] = (
+    ProviderConfig(
+        name="claude",
+        kind="anthropic",
+        model="claude-sonnet-4-5",
+        api_key_env="ANTHROPIC_API_KEY",
+        cost=Cost(input_per_mtok=3.0, output_per_mtok=15.0),
+    ),
+    ProviderConfig(
+        name="gpt",
+        kind="openai",
+        model="gpt-4o-mini",
+        api_key_env="OPENAI_API_KEY",
+        cost=Cost(input_per_mtok=0.15, output_per_mtok=0.6),
+    ),
+    ProviderConfig(
+        name="llama",
+        kind="ollama",
+        model="llama3.2",
+        base_url="http://localhost:11434",
+        cost=Cost(),
+    ),
+)
+
+# Numeric bounds: (minimum, minimum is exclusive, maximum or None).
+_BOUNDS: dict[str, tuple[float, bool, float | None]] = {
+    "timeout": (0, True, None),
+    "connect_timeout": (0, True, None),
+    "priority": (0, False, None),
+    "input_per_mtok": (0, False, None),
+    "output_per_mtok": (0, False, None),
+    "attempts": (1, False, None),
+    "base_delay": (0, False, None),
+    "max_delay": (0, False, None),
+    "max_retry_after": (0, False, None),
+    "failure_threshold": (1, False, None),
+    "window": (0, True, None),
+    "failure_rate": (0, True, 1),
+    "min_requests": (1, False, None),
+    "cooldown": (0, False, None),
+    "max_cooldown": (0, False, None),
+    "half_open_probes": (1, False, None),
+    "slow_call_ms": (0, True, None),
+    "latency": (0, False, None),
+    "reliability": (0, False, None),
+    "cost": (0, False, None),
+    "hedge_after_ms": (0, False, None),
+    "max_wait": (0, False, None),
+    "max_size": (0, False, None),
+    "history": (0, False, None),
+}
+
+
+def _yaml():
+    import yaml  # deferred: ~20 ms, only needed when a file is read
+
+    return yaml
+
+
+class _Decoder:
+    """Turns a YAML node tree into config dataclasses, collecting every problem."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.problems: list[ConfigError] = []
+
+    def fail(self, node: Any, path: str, message: str) -> None:
+        line = node.start_mark.line + 1 if node is not None else None
+        self.problems.append(ConfigError(message, file=self.file, line=line, path=path or None))
+
+    def describe(self, node: Any) -> str:
+        if node.id == "scalar":
+            return (
+                f'"{node.value}"' if node.style or not _is_plain_number(node.value) else node.value
+            )
+        return {"mapping": "a mapping", "sequence": "a list"}.get(node.id, node.id)
+
+    def scalar(self, node: Any) -> Any:
+        return _yaml().SafeLoader(stream="").construct_object(node, deep=True)
+
+    def value(self, node: Any, tp: Any, path: str) -> Any:
+        origin = get_origin(tp)
+        if origin in (Union, _pytypes.UnionType):
+            args = [a for a in get_args(tp) if a is not type(None)]
+            if node.id == "scalar" and node.tag.endswith(":null"):
+                return None
+            return self.value(node, args[0], path)
+        if origin is Literal:
+            options = get_args(tp)
+            v = self.scalar(node) if node.id == "scalar" else None
+            if v not in options:
+                hint = _did_you_mean(str(v), [str(o) for o in options])
+                self.fail(
+                    node,
+                    path,
+                    f"expected one of {', '.join(map(str, options))}, got "
+                    f"{self.describe(node)}{hint}",
+                )
+                return _MISSING
+            return v
+        if origin is tuple:
+            if node.id != "sequence":
+                self.fail(node, path, f"expected a list, got {self.describe(node)}")
+                return _MISSING
+            item = get_args(tp)[0]
+            out = [self.value(n, item, f"{path}[{i}]") for i, n in enumerate(node.value)]
+            return tuple(o for o in out if o is not _MISSING)
+        if is_dataclass(tp):
+            return self.record(node, tp, path)
+        if node.id != "scalar" or node.tag.endswith(":null"):
+            self.fail(
+                node,
+                path,
+                f"expected {_TYPE_NAMES.get(tp, tp.__name__)}, got "
+                f"{self.describe(node) if node.id != 'scalar' else 'nothing'}",
+            )
+            return _MISSING
+        v = self.scalar(node)
+        if tp is float and isinstance(v, int | float) and not isinstance(v, bool):
+            return float(v)
+        if tp is int and isinstance(v, int) and not isinstance(v, bool):
+            return v
+        if tp is str and isinstance(v, str | int | float) and not isinstance(v, bool):
+            return str(v)
+        if tp is bool and isinstance(v, bool):
+            return v
+        self.fail(
+            node, path, f"expected {_TYPE_NAMES.get(tp, tp.__name__)}, got {self.describe(node)}"
+        )
+        return _MISSING
+
+    def record(self, node: Any, cls: Any, path: str) -> Any:
+        if node.id != "mapping":
+            self.fail(node, path, f"expected a mapping, got {self.describe(node)}")
+            return _MISSING
+        hints = get_type_hints(cls)
+        known = {f.name: f for f in fields(cls) if f.name != "source"}
+        values: dict[str, Any] = {}
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            sub = f"{path}.{key}" if path else key
+            if key in seen:
+                self.fail(key_node, sub, "duplicate key")
+                continue
+            seen.add(key)
+            if key not in known:
+                self.fail(key_node, sub, "unknown key" + _did_you_mean(key, list(known)))
+                continue
+            v = self.value(value_node, hints[key], sub)
+            if v is _MISSING:
+                continue
+            if key in _BOUNDS and isinstance(v, int | float):
+                lo, exclusive, hi = _BOUNDS[key]
+                if v < lo or (exclusive and v == lo) or (hi is not None and v > hi):
+                    rng = f"> {lo:g}" if exclusive else f">= {lo:g}"
+                    if hi is not None:
+                        rng += f" and <= {hi:g}"
+                    self.fail(value_node, sub, f"must be {rng}, got {v:g}")
+                    continue
+            values[key] = v
+        missing = [
+            f.name
+            for f in known.values()
+            if f.default is MISSING
+            and f.default_factory is MISSING  # type: ignore[misc]
+            and f.name not in values
+            and f.name not in seen
+        ]
+        for name in missing:
+            self.fail(node, f"{path}.{name}" if path else name, "required key is missing")
+        if missing or any(k not in values for k in seen if k in known):
+            return _MISSING
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as exc:  # pragma: no cover - guarded above
+            self.fail(node, path, str(exc))
+            return _MISSING
+
+
+_MISSING = object()
+_TYPE_NAMES = {float: "a number", int: "a whole number", str: "a string", bool: "true or false"}
+
+
+def _is_plain_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _did_you_mean(word: str, options: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _check_chain(decoder: _Decoder, root: Any, config: Any) -> None:
+    """Cross-field rules: unique names, at least one provider, cooldown ordering."""
+    prov_nodes = _child(root, "providers")
+    items = prov_nodes.value if prov_nodes is not None and prov_nodes.id == "sequence" else []
+    seen: dict[str, int] = {}
+    for i, node in enumerate(items):
+        name_node = _child(node, "name")
+        if name_node is None or name_node.id != "scalar":
+            continue
+        if name_node.value in seen:
+            decoder.fail(
+                name_node,
+                f"providers[{i}].name",
+                f"duplicate provider name "
+                f'"{name_node.value}" (also providers[{seen[name_node.value]}])',
+            )
+        seen.setdefault(name_node.value, i)
+    if prov_nodes is not None and prov_nodes.id == "sequence" and not items:
+        decoder.fail(prov_nodes, "providers", "at least one provider is required")
+    if config is not _MISSING and config.breaker.max_cooldown < config.breaker.cooldown:
+        decoder.fail(
+            _child(_child(root, "breaker"), "max_cooldown") or root,
+            "breaker.max_cooldown",
+            "must be >= breaker.cooldown",
+        )
+
+
+def _child(node: Any, key: str) -> Any:
+    if node is None or node.id != "mapping":
+        return None
+    for k, v in node.value:
+        if k.value == key:
+            return v
+    return None
+
+
+def parse_config(text: str, file: str = "<string>") -> Config:
+    """Parse and validate configuration text; raise ConfigError listing every problem."""
+    yaml = _yaml()
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(
+            f"invalid YAML: {problem}", file=file, line=mark.line + 1 if mark else None
+        ) from None
+    if root is None:
+        raise ConfigError("the file is empty: it needs a 'providers' list", file=file)
+    decoder = _Decoder(file)
+    config = decoder.record(root, Config, "")
+    _check_chain(decoder, root, config)
+    if decoder.problems:
+        decoder.problems.sort(key=lambda p: p.line or 0)
+        first = decoder.problems[0]
+        raise ConfigError(
+            first.message,
+            file=first.file,
+            line=first.line,
+            path=first.path,
+            problems=decoder.problems,
+        )
+    return _with_source(config, file)
+
+
+def _with_source(config: Config, file: str) -> Config:
+    from dataclasses import replace
+
+    return replace(config, source=file)
+
+
+def config_dir() -> Path:
+    from platformdirs import user_config_path
+
+    return user_config_path("failover")
+
+
+def find_config(
+    explicit: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Path | None:
+    """Where the configuration comes from: ``explicit``, ``$FAILOVER_CONFIG``,
+    ``./providers.yaml``, the user config dir; None means the built-in defaults."""
+    env = os.environ if env is None else env
+    if explicit:
+        return Path(explicit)
+    if env.get("FAILOVER_CONFIG"):
+        return Path(env["FAILOVER_CONFIG"])
+    for candidate in (Path("providers.yaml"), config_dir() / "providers.yaml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Config:
+    """Load the configuration from ``path`` or by discovery; raise ConfigError on problems."""
+    found = find_config(path, env)
+    if found is None:
+        return Config(providers=DEFAULT_PROVIDERS)
+    try:
+        text = found.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("no such file", file=str(found)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"cannot read: {getattr(exc, 'strerror', None) or exc}", file=str(found)
+        ) from None
+    return parse_config(text, str(found))
+
+
+def as_config(value: Config | Sequence[ProviderConfig]) -> Config:
+    """Accept a Config or a plain list of provider configs (defaults for everything else)."""
+    if isinstance(value, Config):
+        return value
+    providers = tuple(value)
+    if not all(isinstance(p, ProviderConfig) for p in providers):
+        raise ConfigError("expected a Config or a list of ProviderConfig")
+    names = [p.name for p in providers]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"duplicate provider name(s): {', '.join(dupes)}")
+    if not providers:
+        raise ConfigError("at least one provider is required")
+    return Config(providers=providers)
+
+
+def base_url(p: ProviderConfig) -> str:
+    return (p.base_url or DEFAULT_BASE_URLS[p.kind]).rstrip("/")
+
+
+def key_env(p: ProviderConfig) -> str | None:
+    return p.api_key_env or DEFAULT_KEY_ENV.get(p.kind)
+
+
+assert set(DEFAULT_BASE_URLS) == set(KINDS)

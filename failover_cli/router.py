@@ -1,0 +1,672 @@
+"""The routing core: try providers in order, retry transient failures, skip open breakers,
+wait (bounded) when every provider is down, hedge slow first tokens, continue broken streams.
+
+    router = FailoverRouter(load_config("providers.yaml"))
+    result = await router.route(prompt="Hello", max_tokens=100)
+    async for chunk in router.stream(prompt="Hello"): print(chunk, end="")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random as _random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .breaker import BreakerState, Permit, Transition
+from .clock import SYSTEM_CLOCK, Clock
+from .config import Config, as_config, key_env
+from .errors import (
+    AllProvidersFailed,
+    ProviderError,
+    RequestRejected,
+    TransientError,
+    redact,
+)
+from .protocols import Provider, StateStore
+from .retry import decide
+from .scoring import ScoreBreakdown, order, score_all
+from .tracker import Tracker
+from .types import (
+    Attempt,
+    AttemptFailed,
+    AttemptStarted,
+    AttemptSucceeded,
+    BreakerTransition,
+    CompletionRequest,
+    ErrorClass,
+    Event,
+    ProviderConfig,
+    ProviderSkipped,
+    Queued,
+    RouteResult,
+    Segment,
+    StreamEnd,
+    TextDelta,
+    Usage,
+)
+from .waitqueue import WaitQueue
+
+Listener = Callable[[Event], None]
+DEFAULT_TIMEOUT = 300.0  # seconds a whole request may take unless told otherwise
+
+
+class FailoverRouter:
+    """Routes requests through a chain of providers. Safe to share between tasks.
+
+    ``config`` is a :class:`Config` or a plain list of :class:`ProviderConfig`. Adapters are
+    built from it unless ``providers`` (objects implementing the Provider protocol) are given.
+    ``store`` persists breaker state and history; ``clock`` and ``random`` make timing and
+    jitter deterministic in tests. With ``autoflush`` the store is written in the background
+    after breaker transitions and at most every ``flush_interval`` seconds; either way
+    :meth:`aclose` writes what is left.
+    """
+
+    def __init__(
+        self,
+        config: Config | Sequence[ProviderConfig],
+        *,
+        providers: Sequence[Provider] | None = None,
+        store: StateStore | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        random: Callable[[], float] = _random.random,
+        listeners: Iterable[Listener] = (),
+        env: Mapping[str, str] | None = None,
+        client: Any = None,
+        on_warning: Callable[[str], None] | None = None,
+        autoflush: bool = True,
+        flush_interval: float = 0.25,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        import os
+
+        self.config = as_config(config)
+        self.clock = clock
+        self.random = random
+        self.listeners: list[Listener] = list(listeners)
+        self.timeout = timeout
+        env = os.environ if env is None else env
+        self._owned_client = None
+        if providers is None:
+            from .providers import create_provider, make_client
+
+            if client is None:
+                client = self._owned_client = make_client()
+            providers = [create_provider(c, client, env) for c in self.config.providers]
+        by_name = {p.name: p for p in providers}
+        missing = [c.name for c in self.config.providers if c.name not in by_name]
+        if missing:
+            raise ValueError(f"no provider object for: {', '.join(missing)}")
+        self.providers: dict[str, Provider] = {
+            c.name: by_name[c.name] for c in self.config.providers
+        }
+        self._configs = {c.name: c for c in self.config.providers}
+        self._priorities = dict(zip(self._configs, self.config.priorities(), strict=True))
+        self._needs_scores = self.config.routing.strategy == "score" or len(
+            set(self._priorities.values())
+        ) < len(self._priorities)
+        self._static_order = [n for n, _ in sorted(self._priorities.items(), key=lambda kv: kv[1])]
+        self._secrets = [env.get(k) for c in self.config.providers if (k := key_env(c))]
+        self.autoflush = autoflush and store is not None
+        self.flush_interval = flush_interval
+        self._flush_task: asyncio.Task[None] | None = None
+        self._tripped: dict[str, asyncio.Event] = {}
+        self.queue = WaitQueue(clock, self.config.queue.max_size)
+        self.tracker = Tracker(
+            self._configs,
+            self.config.breaker,
+            clock,
+            store=store,
+            chain=self.config.chain,
+            history=self.config.state.history,
+            on_warning=on_warning,
+            on_transition=self._on_transition,
+        )
+
+    # --- public API --------------------------------------------------------------------------
+
+    async def route(
+        self,
+        prompt: str | None = None,
+        *,
+        max_tokens: int = 1024,
+        system: str | None = None,
+        temperature: float | None = None,
+        timeout: float | None = None,
+        max_wait: float | None = None,
+        only: Sequence[str] | None = None,
+        request: CompletionRequest | None = None,
+    ) -> RouteResult:
+        """Answer one prompt (not streamed). Raises AllProvidersFailed, RequestRejected,
+        QueueFull."""
+        req = request or CompletionRequest(prompt or "", max_tokens, system, temperature)
+        run = _Run(self, req, timeout, max_wait, only)
+        name, comp, ttft = await run.drive(run.try_complete)
+        latency = (self.clock.monotonic() - run.started) * 1000
+        return RouteResult(
+            text=comp.text,
+            provider=name,
+            model=comp.model,
+            usage=comp.usage,
+            cost=self._cost(name, comp.usage),
+            latency_ms=latency,
+            ttft_ms=ttft,
+            attempts=tuple(run.attempts),
+            segments=(Segment(name, comp.model, comp.text),),
+            stop_reason=comp.stop_reason,
+        )
+
+    def stream(
+        self,
+        prompt: str | None = None,
+        *,
+        max_tokens: int = 1024,
+        system: str | None = None,
+        temperature: float | None = None,
+        timeout: float | None = None,
+        max_wait: float | None = None,
+        only: Sequence[str] | None = None,
+        request: CompletionRequest | None = None,
+    ) -> RouteStream:
+        """Stream one answer as text chunks; ``.result`` holds the RouteResult afterwards."""
+        req = request or CompletionRequest(prompt or "", max_tokens, system, temperature)
+        return RouteStream(_Run(self, req, timeout, max_wait, only))
+
+    def order(self, only: Sequence[str] | None = None) -> list[str]:
+        """The order providers would be tried in right now."""
+        names = self._static_order
+        if self._needs_scores:
+            names = order(
+                list(self._priorities),
+                list(self._priorities.values()),
+                self.scores(),
+                self.config.routing.strategy,
+            )
+        if only is not None:
+            names = [n for n in names if n in only]
+        return names
+
+    def scores(self) -> dict[str, ScoreBreakdown]:
+        stats = [self.tracker.stats(n, self._price(n)) for n in self._configs]
+        return score_all(stats, self.config.routing.weights)
+
+    def add_listener(self, listener: Listener) -> None:
+        self.listeners.append(listener)
+
+    async def flush(self) -> bool:
+        return await self.tracker.flush()
+
+    async def aclose(self) -> None:
+        """Write pending state, stop timers, close connections this router opened."""
+        if self._flush_task is not None:
+            self._flush_task.cancel()
+        self.queue.close()
+        await self.tracker.flush()
+        if self._owned_client is not None:
+            await self._owned_client.aclose()
+
+    async def __aenter__(self) -> FailoverRouter:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def emit(self, event: Event) -> None:
+        for listener in self.listeners:
+            listener(event)
+
+    def scrub(self, text: str) -> str:
+        return redact(text, self._secrets)
+
+    def _price(self, name: str) -> float | None:
+        cost = self._configs[name].cost
+        return None if cost is None else cost.input_per_mtok + cost.output_per_mtok
+
+    def _cost(self, name: str, usage: Usage) -> float | None:
+        cost = self._configs[name].cost
+        return None if cost is None else round(cost.usd(usage), 8)
+
+    def _on_transition(self, name: str, t: Transition) -> None:
+        self.emit(BreakerTransition(name, t.old.value, t.new.value, t.open_until))
+        if t.new is BreakerState.OPEN:
+            ev = self._tripped.get(name)
+            if ev is not None:
+                ev.set()
+                self._tripped.pop(name, None)
+        else:
+            self.queue.kick()
+        if self.autoflush:
+            self._schedule_flush(0.0)
+
+    def tripped(self, name: str) -> asyncio.Event:
+        """An event set the next time ``name``'s breaker opens (wakes backoff sleepers)."""
+        ev = self._tripped.get(name)
+        if ev is None:
+            ev = self._tripped[name] = asyncio.Event()
+        return ev
+
+    def recorded(self) -> None:
+        if self.autoflush:
+            self._schedule_flush(self.flush_interval)
+
+    def _schedule_flush(self, delay: float) -> None:
+        if self._flush_task is not None and not self._flush_task.done():
+            return
+        try:
+            self._flush_task = asyncio.get_running_loop().create_task(self._flush_later(delay))
+        except RuntimeError:  # no running loop (called from sync code): flush at close
+            pass
+
+    async def _flush_later(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self.tracker.flush()
+
+
+@dataclass
+class _Opened:
+    """A stream that produced its first event, ready to be continued."""
+
+    name: str
+    permit: Permit
+    events: AsyncIterator[Any]
+    first: TextDelta | StreamEnd
+    started: float
+    ttft_ms: float
+
+
+class _Run:
+    """One request's journey through the chain."""
+
+    def __init__(
+        self,
+        router: FailoverRouter,
+        req: CompletionRequest,
+        timeout: float | None,
+        max_wait: float | None,
+        only: Sequence[str] | None,
+    ) -> None:
+        self.r = router
+        self.req = req
+        self.only = only
+        clock = router.clock
+        self.started = clock.monotonic()
+        self.deadline = self.started + (timeout if timeout is not None else router.timeout)
+        wait = router.config.queue.max_wait if max_wait is None else max_wait
+        self.give_up_at = clock.time() + min(wait, self.deadline - self.started)
+        self.attempts: list[Attempt] = []
+        self.excluded: set[str] = set()
+
+    # --- the pass loop -----------------------------------------------------------------------
+
+    async def drive(self, attempt: Callable[[str, Permit], Awaitable[Any]]) -> Any:
+        """Run ``attempt`` on providers in order until one returns non-None; wait when all
+        are down; raise AllProvidersFailed when nothing more can be done."""
+        r = self.r
+        hedge_ms = r.config.routing.hedge_after_ms
+        ticket: int | None = None
+        if not r.order(self.only):
+            raise AllProvidersFailed(f"no provider named {', '.join(self.only or [])}")
+        while True:
+            candidates = iter([n for n in r.order(self.only) if n not in self.excluded])
+            if hedge_ms is None:
+                for name in candidates:
+                    permit = self._admit(name)
+                    if permit is not None:
+                        result = await attempt(name, permit)
+                        if result is not None:
+                            return result
+            else:
+                result = await self._hedged(candidates, attempt, hedge_ms / 1000)
+                if result is not None:
+                    return result
+            wake = self._next_wake()
+            now = r.clock.time()
+            if wake is None or wake > self.give_up_at or self._expired():
+                raise self._all_failed(waited=ticket is not None)
+            if ticket is None:
+                ticket = r.queue.ticket()
+            r.emit(Queued(max(wake, now), r.queue.position(ticket)))
+            if not await r.queue.wait(ticket, wake, self.give_up_at):
+                raise self._all_failed(waited=True)
+
+    async def _hedged(
+        self, candidates: Iterable[str], attempt: Callable[..., Awaitable[Any]], hedge_after: float
+    ) -> Any:
+        """Like the plain loop, but start the next provider too when the current one has not
+        produced a first token after ``hedge_after`` seconds; the first success wins."""
+        clock = self.r.clock
+        it = iter(candidates)
+        running: set[asyncio.Task[Any]] = set()
+
+        def start_next() -> bool:
+            for name in it:
+                permit = self._admit(name)
+                if permit is not None:
+                    running.add(asyncio.ensure_future(attempt(name, permit)))
+                    return True
+            return False
+
+        timer: asyncio.Task[None] | None = None
+        try:
+            while running or start_next():
+                if timer is None and len(running) == 1:
+                    timer = asyncio.ensure_future(clock.sleep(hedge_after))
+                waiting = running | ({timer} if timer is not None else set())
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if timer is not None and timer in done:
+                    done.discard(timer)
+                    start_next()
+                for task in done:
+                    running.discard(task)
+                    result = task.result()
+                    if result is not None:
+                        return result
+                if timer is not None and timer.done() and len(running) <= 1:
+                    timer = None
+            return None
+        finally:
+            if timer is not None:
+                timer.cancel()
+            for task in running:
+                task.cancel()
+            for task in running:
+                try:
+                    leftover = await task
+                except (asyncio.CancelledError, ProviderError, RequestRejected):
+                    continue
+                if isinstance(leftover, _Opened):
+                    await _close_quietly(leftover.events)
+                    self.r.tracker.release(leftover.name, leftover.permit)
+
+    def _admit(self, name: str) -> Permit | None:
+        permit = self.r.tracker.acquire(name)
+        if permit is None:
+            b = self.r.tracker.breakers[name]
+            now = self.r.clock.time()
+            state = b.state(now)
+            if b.snap.forced == "open":
+                why = "forced open"
+            elif state is BreakerState.OPEN and b.snap.open_until:
+                why = f"breaker open, half-open in {b.snap.open_until - now:.1f}s"
+            else:
+                why = "half-open, probe already in flight"
+            self.attempts.append(Attempt(name, "skipped", message=why))
+            self.r.emit(ProviderSkipped(name, why))
+        return permit
+
+    def _next_wake(self) -> float | None:
+        """The earliest time a provider not excluded from this request may admit again."""
+        now = self.r.clock.time()
+        times = [
+            t
+            for n in self.r.order(self.only)
+            if n not in self.excluded
+            and (t := self.r.tracker.breakers[n].next_admission(now)) is not None
+            and self.r.tracker.breakers[n].state(now) is not BreakerState.CLOSED
+        ]
+        return min(times) if times else None
+
+    def _expired(self) -> bool:
+        return self.r.clock.monotonic() >= self.deadline
+
+    def _all_failed(self, waited: bool) -> AllProvidersFailed:
+        tried = [a for a in self.attempts if a.outcome == "failed"]
+        last: dict[str, Attempt] = {}
+        for a in self.attempts:
+            last[a.provider] = a
+        summary = "; ".join(
+            f"{n}: {a.outcome if a.outcome == 'skipped' else a.error_class}"
+            f"{' ' + str(a.status) if a.status else ''}"
+            f"{' (' + a.message + ')' if a.message else ''}"
+            for n, a in last.items()
+        )
+        if self._expired():
+            head = "request deadline exceeded"
+        elif waited:
+            head = "every provider is still down after waiting"
+        elif not tried:
+            head = "no provider is available"
+        else:
+            head = "no provider could answer"
+        return AllProvidersFailed(f"{head}: {summary}" if summary else head, self.attempts)
+
+    # --- one provider, with retries ----------------------------------------------------------
+
+    async def _with_retries(
+        self, name: str, permit: Permit, call: Callable[[float], Awaitable[Any]]
+    ) -> Any:
+        """Call ``call(timeout)`` on ``name``, retrying transient failures with backoff.
+        Returns (result, start time, the permit in force), or None to move on."""
+        r = self.r
+        clock = r.clock
+        cfg = r._configs[name]
+        tries = 0
+        while True:
+            tries += 1
+            r.emit(AttemptStarted(name, tries))
+            t0 = clock.monotonic()
+            remaining = self.deadline - t0
+            if remaining <= 0:
+                r.tracker.release(name, permit)
+                return None
+            try:
+                result = await call(min(cfg.timeout, remaining))
+            except ProviderError as exc:
+                delay = self._failed(name, permit, exc, (clock.monotonic() - t0) * 1000, tries)
+                if delay is None:
+                    return None
+                if delay > 0:
+                    await _sleep_unless(clock, delay, r.tripped(name))
+                permit = self._admit(name)
+                if permit is None:
+                    return None
+                continue
+            except BaseException:
+                r.tracker.release(name, permit)
+                raise
+            return result, t0, permit
+
+    def _failed(
+        self, name: str, permit: Permit, exc: ProviderError, duration_ms: float, tries: int
+    ) -> float | None:
+        """Record a failed attempt; return the delay before retrying, or None to move on."""
+        r = self.r
+        msg = r.scrub(exc.message)
+        if msg != exc.message:
+            exc.message = msg
+        cls = exc.error_class
+        if exc.reason == "no_key":
+            r.tracker.release(name, permit)
+            self.excluded.add(name)
+            self.attempts.append(Attempt(name, "skipped", cls, None, msg, duration_ms))
+            r.emit(ProviderSkipped(name, msg))
+            return None
+        r.tracker.on_failure(name, permit, exc, duration_ms)
+        r.recorded()
+        delay: float | None = None
+        if cls is ErrorClass.TRANSIENT:
+            now = r.clock.time()
+            if r.tracker.breakers[name].state(now) is BreakerState.CLOSED:
+                d = decide(
+                    tries_done=tries,
+                    policy=r.config.retry,
+                    retry_after=exc.retry_after,
+                    remaining=self.deadline - r.clock.monotonic(),
+                    random=r.random,
+                )
+                delay = d.delay if d.retry else None
+            if delay is None and exc.retry_after:
+                r.tracker.hold_until(name, now + exc.retry_after)
+        elif cls is ErrorClass.CONTEXT_LENGTH:
+            self.excluded.add(name)
+        self.attempts.append(Attempt(name, "failed", cls, exc.status, msg, duration_ms))
+        r.emit(AttemptFailed(name, cls, exc.status, msg, duration_ms, delay is not None, delay))
+        if cls is ErrorClass.REQUEST:
+            raise RequestRejected(exc, self.attempts)
+        return delay
+
+    def _succeeded(
+        self, name: str, permit: Permit, duration_ms: float, ttft_ms: float | None, usage: Usage
+    ) -> None:
+        r = self.r
+        r.tracker.on_success(name, permit, duration_ms, ttft_ms, usage.output_tokens)
+        r.recorded()
+        self.attempts.append(Attempt(name, "ok", None, None, "", duration_ms, ttft_ms))
+        r.emit(AttemptSucceeded(name, duration_ms, ttft_ms, usage))
+
+    async def try_complete(self, name: str, permit: Permit) -> Any:
+        provider = self.r.providers[name]
+        out = await self._with_retries(
+            name, permit, lambda timeout: provider.complete(self.req, timeout=timeout)
+        )
+        if out is None:
+            return None
+        comp, t0, permit = out
+        duration = (self.r.clock.monotonic() - t0) * 1000
+        self._succeeded(name, permit, duration, None, comp.usage)
+        return name, comp, None
+
+    async def try_stream(self, name: str, permit: Permit) -> _Opened | None:
+        provider = self.r.providers[name]
+        clock = self.r.clock
+
+        async def open_stream(timeout: float) -> tuple[AsyncIterator[Any], Any]:
+            events = provider.stream(self.req, timeout=timeout).__aiter__()
+            try:
+                first = await events.__anext__()
+            except StopAsyncIteration:
+                raise TransientError(
+                    "stream ended before any event", provider=name, reason="truncated"
+                ) from None
+            except BaseException:
+                await _close_quietly(events)
+                raise
+            return events, first
+
+        out = await self._with_retries(name, permit, open_stream)
+        if out is None:
+            return None
+        (events, first), t0, permit = out
+        return _Opened(name, permit, events, first, t0, (clock.monotonic() - t0) * 1000)
+
+
+class RouteStream:
+    """Async iterator of answer text; after exhaustion ``result`` is the RouteResult.
+
+    A stream that breaks after producing text fails over: the next provider is asked to
+    continue the partial answer, and ``result.segments`` records who wrote what.
+    """
+
+    def __init__(self, run: _Run) -> None:
+        self._run = run
+        self.result: RouteResult | None = None
+        self._iter: AsyncIterator[str] | None = None
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        if self._iter is None:
+            self._iter = self._generate()
+        return self._iter
+
+    async def collect(self) -> RouteResult:
+        """Consume the whole stream and return the result."""
+        async for _ in self:
+            pass
+        assert self.result is not None
+        return self.result
+
+    async def _generate(self) -> AsyncIterator[str]:
+        run = self._run
+        r = run.r
+        clock = r.clock
+        segments: list[Segment] = []
+        written = ""
+        usage = Usage()
+        first_ttft: float | None = None
+        while True:
+            opened: _Opened = await run.drive(run.try_stream)
+            if first_ttft is None:
+                first_ttft = (opened.started - run.started) * 1000 + opened.ttft_ms
+            seg_text = ""
+            end: StreamEnd | None = None
+            try:
+                ev = opened.first
+                while True:
+                    if isinstance(ev, TextDelta):
+                        if ev.text:
+                            seg_text += ev.text
+                            yield ev.text
+                    else:
+                        end = ev
+                        break
+                    try:
+                        ev = await opened.events.__anext__()
+                    except StopAsyncIteration:
+                        raise TransientError(
+                            "stream ended without its terminal event",
+                            provider=opened.name,
+                            reason="truncated",
+                        ) from None
+            except ProviderError as exc:
+                duration = (clock.monotonic() - opened.started) * 1000
+                exc.partial_text = seg_text
+                # Mid-stream failures move on at once: retrying would repeat the text.
+                run._failed(opened.name, opened.permit, exc, duration, r.config.retry.attempts)
+                run.excluded.add(opened.name)
+                if seg_text:
+                    segments.append(Segment(opened.name, r._configs[opened.name].model, seg_text))
+                    written += seg_text
+                    run.req = replace(run.req, assistant_prefix=written)
+                continue
+            except BaseException:
+                r.tracker.release(opened.name, opened.permit)
+                await _close_quietly(opened.events)
+                raise
+            duration = (clock.monotonic() - opened.started) * 1000
+            usage = usage + end.usage
+            run._succeeded(opened.name, opened.permit, duration, opened.ttft_ms, end.usage)
+            segments.append(Segment(opened.name, end.model, seg_text))
+            written += seg_text
+            self.result = RouteResult(
+                text=written,
+                provider=opened.name,
+                model=end.model,
+                usage=usage,
+                cost=r._cost(opened.name, usage)
+                if len(segments) == 1
+                else _sum_cost(r, segments, usage),
+                latency_ms=(clock.monotonic() - run.started) * 1000,
+                ttft_ms=first_ttft,
+                attempts=tuple(run.attempts),
+                segments=tuple(segments),
+                stop_reason=end.stop_reason,
+            )
+            return
+
+
+def _sum_cost(r: FailoverRouter, segments: list[Segment], usage: Usage) -> float | None:
+    """Cost of a seamed answer, priced at the provider that finished it (usage of the failed
+    segments is not reported by the providers)."""
+    return r._cost(segments[-1].provider, usage)
+
+
+async def _close_quietly(events: AsyncIterator[Any]) -> None:
+    close = getattr(events, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        except Exception:
+            pass
+
+
+async def _sleep_unless(clock: Clock, seconds: float, event: asyncio.Event) -> None:
+    """Sleep, but wake early when ``event`` is set (the provider's breaker opened)."""
+    sleeper = asyncio.ensure_future(clock.sleep(seconds))
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        sleeper.cancel()
+        waiter.cancel()

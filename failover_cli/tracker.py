@@ -1,0 +1,204 @@
+"""What one process knows about each provider: breakers, recent latencies, and the batch of
+outcomes not yet written to the state store.
+
+The store is never on a request's path: outcomes go to memory, and :meth:`Tracker.flush`
+writes them in one merge (the router schedules it after breaker transitions, at most every
+``flush_interval`` seconds, and at close; the CLI flushes once at exit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+
+from .breaker import BreakerPolicy, CircuitBreaker, Permit, Transition
+from .clock import Clock
+from .errors import ProviderError, StateError
+from .protocols import StateStore
+from .scoring import ProviderStats
+from .state import DEFAULT_HISTORY, Sample, StateDelta
+from .types import ErrorClass, HealthResult
+
+LATENCY_WINDOW = 100  # recent successful latencies kept in memory for scoring
+
+TransitionListener = Callable[[str, Transition], None]
+
+
+class Tracker:
+    """Breakers and statistics for a chain's providers, with batched persistence."""
+
+    def __init__(
+        self,
+        names: Iterable[str],
+        policy: BreakerPolicy,
+        clock: Clock,
+        *,
+        store: StateStore | None = None,
+        chain: str = "default",
+        history: int = DEFAULT_HISTORY,
+        on_warning: Callable[[str], None] | None = None,
+        on_transition: TransitionListener | None = None,
+    ) -> None:
+        self.clock = clock
+        self.store = store
+        self.chain = chain
+        self.on_warning = on_warning or (lambda _msg: None)
+        self.on_transition = on_transition or (lambda _n, _t: None)
+        self.names = list(names)
+        self.breakers = {n: CircuitBreaker(policy) for n in self.names}
+        self.latencies: dict[str, deque[float]] = {
+            n: deque(maxlen=LATENCY_WINDOW) for n in self.names
+        }
+        self.pending = StateDelta(history=history)
+        self._warned = False
+        if store is not None:
+            self._load(policy)
+
+    # --- persistence -------------------------------------------------------------------------
+
+    def _warn_once(self, message: str) -> None:
+        if not self._warned:
+            self._warned = True
+            self.on_warning(message)
+
+    def _load(self, policy: BreakerPolicy) -> None:
+        assert self.store is not None
+        try:
+            state = self.store.load(self.chain)
+        except StateError as exc:
+            self._warn_once(f"state not loaded, starting fresh: {exc}")
+            return
+        for name in self.names:
+            ps = state.providers.get(name)
+            if ps is None:
+                continue
+            self.breakers[name] = CircuitBreaker(policy, ps.breaker, ps.outcomes)
+            self.latencies[name].extend(s.latency_ms for s in ps.samples if s.ok)
+
+    def flush_now(self) -> bool:
+        """Write pending outcomes to the store (blocking). False if they could not be."""
+        if self.store is None or self.pending.is_empty():
+            return True
+        delta, self.pending = self.pending, StateDelta(history=self.pending.history)
+        try:
+            merged = self.store.update(self.chain, delta)
+        except StateError as exc:
+            self._warn_once(f"outcome not recorded: {exc}")
+            return False
+        # Adopt newer breaker decisions made by other processes sharing the store.
+        now = self.clock.time()
+        for name, ps in merged.providers.items():
+            b = self.breakers.get(name)
+            if b is not None and ps.breaker.updated_at > b.snap.updated_at:
+                old = b.state(now)
+                b.snap = ps.breaker
+                new = b.state(now)
+                if new is not old:
+                    self.on_transition(name, Transition(old, new, b.snap.open_until))
+        return True
+
+    async def flush(self) -> bool:
+        """Write pending outcomes without blocking the event loop."""
+        if self.store is None or self.pending.is_empty():
+            return True
+        return await asyncio.to_thread(self.flush_now)
+
+    # --- admission ---------------------------------------------------------------------------
+
+    def acquire(self, name: str) -> Permit | None:
+        return self.breakers[name].acquire(self.clock.time())
+
+    def release(self, name: str, permit: Permit) -> None:
+        self.breakers[name].release(permit)
+
+    # --- outcomes ----------------------------------------------------------------------------
+
+    def _transitioned(self, name: str, t: Transition | None) -> None:
+        if t is None:
+            return
+        self.pending.provider(name).breaker = self.breakers[name].snap
+        self.on_transition(name, t)
+
+    def on_success(
+        self,
+        name: str,
+        permit: Permit | None,
+        latency_ms: float,
+        ttft_ms: float | None = None,
+        tokens: int = 0,
+    ) -> None:
+        now = self.clock.time()
+        t = self.breakers[name].on_success(now, permit, latency_ms)
+        self.latencies[name].append(latency_ms)
+        d = self.pending.provider(name)
+        d.requests += 1
+        d.successes += 1
+        d.outcomes.append(self.breakers[name].outcomes[-1])
+        d.samples.append(Sample(now, latency_ms, ttft_ms, tokens, True))
+        self._transitioned(name, t)
+
+    def on_failure(
+        self, name: str, permit: Permit | None, error: ProviderError, duration_ms: float
+    ) -> None:
+        """Record a failed attempt; what it does to the breaker depends on its class."""
+        now = self.clock.time()
+        b = self.breakers[name]
+        d = self.pending.provider(name)
+        d.requests += 1
+        cls = error.error_class
+        d.failures[cls.value] = d.failures.get(cls.value, 0) + 1
+        d.last_error = {
+            "at": now,
+            "class": cls.value,
+            "status": error.status,
+            "message": error.message[:300],
+        }
+        if cls in (ErrorClass.TRANSIENT, ErrorClass.PROVIDER):
+            t = b.on_failure(now, permit, severe=cls is ErrorClass.PROVIDER)
+            d.outcomes.append(b.outcomes[-1])
+            d.samples.append(Sample(now, duration_ms, None, 0, False))
+            self._transitioned(name, t)
+        elif permit is not None:
+            b.release(permit)
+
+    def hold_until(self, name: str, until: float) -> None:
+        self._transitioned(name, self.breakers[name].hold_until(self.clock.time(), until))
+
+    def on_health(self, result: HealthResult) -> None:
+        """A passing check moves an open breaker to half-open; a failing one opens or
+        extends it by one cooldown. Checks that could not run (no key) change nothing."""
+        name = result.provider
+        b = self.breakers.get(name)
+        if b is None:
+            return
+        now = self.clock.time()
+        self.pending.provider(name).last_health = {
+            "at": now,
+            "ok": result.ok,
+            "latency_ms": round(result.latency_ms, 3),
+            "error": result.error,
+        }
+        if b.snap.forced is not None or result.error_class is ErrorClass.REQUEST:
+            return
+        old = b.state(now)
+        if result.ok:
+            if old.value == "open":
+                b.snap = replace(b.snap, open_until=now, updated_at=now)
+                self._transitioned(name, Transition(old, b.state(now), now))
+        elif result.status is not None or result.error_class is ErrorClass.TRANSIENT:
+            cooldown = b.snap.cooldown or b.policy.cooldown
+            self._transitioned(name, b.hold_until(now, now + cooldown))
+
+    def force(self, name: str, mode: str | None) -> None:
+        t = self.breakers[name].force(self.clock.time(), mode)
+        self.pending.provider(name).breaker = self.breakers[name].snap
+        if t.old is not t.new:
+            self.on_transition(name, t)
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def stats(self, name: str, price: float | None) -> ProviderStats:
+        calls, failures = self.breakers[name].window_counts(self.clock.time())
+        return ProviderStats(name, tuple(self.latencies[name]), calls, calls - failures, price)

@@ -409,6 +409,16 @@ class _Run:
         ]
         return min(times) if times else None
 
+    def _has_alternative(self, name: str) -> bool:
+        """Whether another provider could still take this request now. Nothing listens on a
+        refused port, so backing off on it only delays the answer when one can."""
+        now = self.r.clock.time()
+        return any(
+            n != name and n not in self.excluded
+            and self.r.tracker.breakers[n].next_admission(now) == now
+            for n in self.r.order(self.only)
+        )
+
     def _expired(self) -> bool:
         return self.r.clock.monotonic() >= self.deadline
 
@@ -489,7 +499,9 @@ class _Run:
         delay: float | None = None
         if cls is ErrorClass.TRANSIENT:
             now = r.clock.time()
-            if r.tracker.breakers[name].state(now) is BreakerState.CLOSED:
+            if r.tracker.breakers[name].state(now) is BreakerState.CLOSED and not (
+                exc.reason == "connect" and self._has_alternative(name)
+            ):
                 d = decide(
                     tries_done=tries,
                     policy=r.config.retry,

@@ -223,17 +223,21 @@ class CircuitBreaker:
         return None
 
     def hold_until(self, now: float, until: float) -> Transition | None:
-        """Keep the provider open until at least ``until`` (a server's Retry-After)."""
+        """Keep the provider open until at least ``until`` (a server's Retry-After). The hold
+        lasts as long as asked, never shortening a later deadline already in force."""
         if self.snap.forced is not None or until <= now:
             return None
         old = self.state(now)
         cooldown = self.snap.cooldown or self.policy.cooldown
-        return self._open(now, old, cooldown, until=until)
+        return self._open(now, old, cooldown, deadline=until)
 
     def _open(
-        self, now: float, old: BreakerState, cooldown: float, until: float | None = None
+        self, now: float, old: BreakerState, cooldown: float, deadline: float | None = None
     ) -> Transition | None:
-        deadline = max(now + cooldown, until or 0.0)
+        """Open until ``deadline`` (default: ``now + cooldown``); ``cooldown`` is remembered
+        as the base a failed probe doubles."""
+        if deadline is None:
+            deadline = now + cooldown
         if self.snap.state == "open" and self.snap.open_until and old is BreakerState.OPEN:
             deadline = max(deadline, self.snap.open_until)  # a later deadline always wins
         opened_at = self.snap.opened_at if old is BreakerState.OPEN else now

@@ -147,9 +147,7 @@ class _Decoder:
 
     def describe(self, node: Any) -> str:
         if node.id == "scalar":
-            return (
-                f'"{node.value}"' if node.style or not _is_plain_number(node.value) else node.value
-            )
+            return f'"{node.value}"' if node.tag.endswith(":str") else node.value
         return {"mapping": "a mapping", "sequence": "a list"}.get(node.id, node.id)
 
     def scalar(self, node: Any) -> Any:
@@ -259,14 +257,6 @@ _MISSING = object()
 _TYPE_NAMES = {float: "a number", int: "a whole number", str: "a string", bool: "true or false"}
 
 
-def _is_plain_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _did_you_mean(word: str, options: Sequence[str]) -> str:
     close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
@@ -293,7 +283,9 @@ def _check_chain(decoder: _Decoder, root: Any, config: Any) -> None:
         decoder.fail(prov_nodes, "providers", "at least one provider is required")
     if config is not _MISSING and config.breaker.max_cooldown < config.breaker.cooldown:
         decoder.fail(
-            _child(_child(root, "breaker"), "max_cooldown") or root,
+            _child(_child(root, "breaker"), "max_cooldown")
+            or _child(_child(root, "breaker"), "cooldown")
+            or root,
             "breaker.max_cooldown",
             "must be >= breaker.cooldown",
         )

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import random as _random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,6 +28,7 @@ from .config import Config, as_config, key_env
 from .errors import (
     AllProvidersFailed,
     ProviderError,
+    QueueFull,
     RequestRejected,
     TransientError,
     redact,
@@ -232,12 +241,10 @@ class FailoverRouter:
     def _on_transition(self, name: str, t: Transition) -> None:
         self.emit(BreakerTransition(name, t.old.value, t.new.value, t.open_until))
         if t.new is BreakerState.OPEN:
-            ev = self._tripped.get(name)
+            ev = self._tripped.pop(name, None)
             if ev is not None:
                 ev.set()
-                self._tripped.pop(name, None)
-        else:
-            self.queue.kick()
+        self.queue.kick()  # waiters re-check: a failed probe must not leave them parked
         if self.autoflush:
             self._schedule_flush(0.0)
 
@@ -297,7 +304,8 @@ class _Run:
         wait = router.config.queue.max_wait if max_wait is None else max_wait
         self.give_up_at = clock.time() + min(wait, self.deadline - self.started)
         self.attempts: list[Attempt] = []
-        self.excluded: set[str] = set()
+        self.excluded: set[str] = set()  # cannot serve this request at all (no key, too long)
+        self.passed: set[str] = set()  # admitted or skipped during the current pass
 
     # --- the pass loop -----------------------------------------------------------------------
 
@@ -310,6 +318,7 @@ class _Run:
         if not r.order(self.only):
             raise AllProvidersFailed(f"no provider named {', '.join(self.only or [])}")
         while True:
+            self.passed.clear()
             candidates = iter([n for n in r.order(self.only) if n not in self.excluded])
             if hedge_ms is None:
                 for name in candidates:
@@ -327,7 +336,10 @@ class _Run:
             if wake is None or wake > self.give_up_at or self._expired():
                 raise self._all_failed(waited=ticket is not None)
             if ticket is None:
-                ticket = r.queue.ticket()
+                try:
+                    ticket = r.queue.ticket()
+                except QueueFull as exc:
+                    raise QueueFull(str(exc), self.attempts) from None
             r.emit(Queued(max(wake, now), r.queue.position(ticket)))
             if not await r.queue.wait(ticket, wake, self.give_up_at):
                 raise self._all_failed(waited=True)
@@ -358,13 +370,15 @@ class _Run:
                 done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 if timer is not None and timer in done:
                     done.discard(timer)
+                    timer = None
                     start_next()
                 for task in done:
                     running.discard(task)
                     result = task.result()
                     if result is not None:
                         return result
-                if timer is not None and timer.done() and len(running) <= 1:
+                if timer is not None and not running:
+                    timer.cancel()  # the provider it timed is gone: a fresh delay for the next
                     timer = None
             return None
         finally:
@@ -383,6 +397,7 @@ class _Run:
 
     def _admit(self, name: str) -> Permit | None:
         permit = self.r.tracker.acquire(name)
+        self.passed.add(name)
         if permit is None:
             b = self.r.tracker.breakers[name]
             now = self.r.clock.time()
@@ -400,13 +415,17 @@ class _Run:
     def _next_wake(self) -> float | None:
         """The earliest time a provider not excluded from this request may admit again."""
         now = self.r.clock.time()
-        times = [
-            t
-            for n in self.r.order(self.only)
-            if n not in self.excluded
-            and (t := self.r.tracker.breakers[n].next_admission(now)) is not None
-            and self.r.tracker.breakers[n].state(now) is not BreakerState.CLOSED
-        ]
+        times = []
+        for n in self.r.order(self.only):
+            b = self.r.tracker.breakers[n]
+            state = b.state(now)
+            if n in self.excluded or state is BreakerState.CLOSED:
+                continue
+            t = b.next_admission(now)
+            if t is None and state is BreakerState.HALF_OPEN:
+                t = self.give_up_at  # a probe is in flight: its outcome kicks the queue
+            if t is not None:
+                times.append(t)
         return min(times) if times else None
 
     def _has_alternative(self, name: str) -> bool:
@@ -414,7 +433,9 @@ class _Run:
         refused port, so backing off on it only delays the answer when one can."""
         now = self.r.clock.time()
         return any(
-            n != name and n not in self.excluded
+            n != name
+            and n not in self.excluded
+            and n not in self.passed
             and self.r.tracker.breakers[n].next_admission(now) == now
             for n in self.r.order(self.only)
         )
@@ -425,8 +446,9 @@ class _Run:
     def _all_failed(self, waited: bool) -> AllProvidersFailed:
         tried = [a for a in self.attempts if a.outcome == "failed"]
         last: dict[str, Attempt] = {}
-        for a in self.attempts:
-            last[a.provider] = a
+        for a in self.attempts:  # per provider: its last failure, else its last skip
+            if a.outcome == "failed" or last.get(a.provider, a).outcome != "failed":
+                last[a.provider] = a
         summary = "; ".join(
             f"{n}: {a.outcome if a.outcome == 'skipped' else a.error_class}"
             f"{' ' + str(a.status) if a.status else ''}"
@@ -456,12 +478,14 @@ class _Run:
         tries = 0
         while True:
             tries += 1
-            r.emit(AttemptStarted(name, tries))
             t0 = clock.monotonic()
             remaining = self.deadline - t0
             if remaining <= 0:
                 r.tracker.release(name, permit)
+                self.attempts.append(Attempt(name, "skipped", message="request deadline exceeded"))
+                r.emit(ProviderSkipped(name, "request deadline exceeded"))
                 return None
+            r.emit(AttemptStarted(name, tries))
             try:
                 result = await call(min(cfg.timeout, remaining))
             except ProviderError as exc:
@@ -487,6 +511,7 @@ class _Run:
         msg = r.scrub(exc.message)
         if msg != exc.message:
             exc.message = msg
+            exc.args = (msg,)
         cls = exc.error_class
         if exc.reason == "no_key":
             r.tracker.release(name, permit)
@@ -574,13 +599,24 @@ class RouteStream:
 
     def __init__(self, run: _Run) -> None:
         self._run = run
-        self.result: RouteResult | None = None
-        self._iter: AsyncIterator[str] | None = None
+        self._sink = _Sink()
+        self._iter: AsyncGenerator[str, None] | None = None
+
+    @property
+    def result(self) -> RouteResult | None:
+        return self._sink.result
 
     def __aiter__(self) -> AsyncIterator[str]:
         if self._iter is None:
-            self._iter = self._generate()
+            # The generator must not reference this object: breaking out of `async for`
+            # then frees it at once, closing the provider stream and its probe permit.
+            self._iter = _generate(self._run, self._sink)
         return self._iter
+
+    async def aclose(self) -> None:
+        """Stop early: close the provider's stream and give back its permit."""
+        if self._iter is not None:
+            await self._iter.aclose()
 
     async def collect(self) -> RouteResult:
         """Consume the whole stream and return the result."""
@@ -589,73 +625,78 @@ class RouteStream:
         assert self.result is not None
         return self.result
 
-    async def _generate(self) -> AsyncIterator[str]:
-        run = self._run
-        r = run.r
-        clock = r.clock
-        segments: list[Segment] = []
-        written = ""
-        usage = Usage()
-        first_ttft: float | None = None
-        while True:
-            opened: _Opened = await run.drive(run.try_stream)
-            if first_ttft is None:
-                first_ttft = (opened.started - run.started) * 1000 + opened.ttft_ms
-            seg_text = ""
-            end: StreamEnd | None = None
-            try:
-                ev = opened.first
-                while True:
-                    if isinstance(ev, TextDelta):
-                        if ev.text:
-                            seg_text += ev.text
-                            yield ev.text
-                    else:
-                        end = ev
-                        break
-                    try:
-                        ev = await opened.events.__anext__()
-                    except StopAsyncIteration:
-                        raise TransientError(
-                            "stream ended without its terminal event",
-                            provider=opened.name,
-                            reason="truncated",
-                        ) from None
-            except ProviderError as exc:
-                duration = (clock.monotonic() - opened.started) * 1000
-                exc.partial_text = seg_text
-                # Mid-stream failures move on at once: retrying would repeat the text.
-                run._failed(opened.name, opened.permit, exc, duration, r.config.retry.attempts)
-                run.excluded.add(opened.name)
-                if seg_text:
-                    segments.append(Segment(opened.name, r._configs[opened.name].model, seg_text))
-                    written += seg_text
-                    run.req = replace(run.req, assistant_prefix=written)
-                continue
-            except BaseException:
-                r.tracker.release(opened.name, opened.permit)
-                await _close_quietly(opened.events)
-                raise
+
+@dataclass
+class _Sink:
+    result: RouteResult | None = None
+
+
+async def _generate(run: _Run, sink: _Sink) -> AsyncGenerator[str, None]:
+    r = run.r
+    clock = r.clock
+    segments: list[Segment] = []
+    written = ""
+    usage = Usage()
+    first_ttft: float | None = None
+    while True:
+        opened: _Opened = await run.drive(run.try_stream)
+        if first_ttft is None:
+            first_ttft = (opened.started - run.started) * 1000 + opened.ttft_ms
+        seg_text = ""
+        end: StreamEnd | None = None
+        try:
+            ev = opened.first
+            while True:
+                if isinstance(ev, TextDelta):
+                    if ev.text:
+                        seg_text += ev.text
+                        yield ev.text
+                else:
+                    end = ev
+                    break
+                try:
+                    ev = await opened.events.__anext__()
+                except StopAsyncIteration:
+                    raise TransientError(
+                        "stream ended without its terminal event",
+                        provider=opened.name,
+                        reason="truncated",
+                    ) from None
+        except ProviderError as exc:
             duration = (clock.monotonic() - opened.started) * 1000
-            usage = usage + end.usage
-            run._succeeded(opened.name, opened.permit, duration, opened.ttft_ms, end.usage)
-            segments.append(Segment(opened.name, end.model, seg_text))
-            written += seg_text
-            self.result = RouteResult(
-                text=written,
-                provider=opened.name,
-                model=end.model,
-                usage=usage,
-                cost=r._cost(opened.name, usage)
-                if len(segments) == 1
-                else _sum_cost(r, segments, usage),
-                latency_ms=(clock.monotonic() - run.started) * 1000,
-                ttft_ms=first_ttft,
-                attempts=tuple(run.attempts),
-                segments=tuple(segments),
-                stop_reason=end.stop_reason,
-            )
-            return
+            exc.partial_text = seg_text
+            # Mid-stream failures move on at once: retrying would repeat the text.
+            run._failed(opened.name, opened.permit, exc, duration, r.config.retry.attempts)
+            run.excluded.add(opened.name)
+            if seg_text:
+                segments.append(Segment(opened.name, r._configs[opened.name].model, seg_text))
+                written += seg_text
+                run.req = replace(run.req, assistant_prefix=written)
+            continue
+        except BaseException:
+            r.tracker.release(opened.name, opened.permit)
+            await _close_quietly(opened.events)
+            raise
+        duration = (clock.monotonic() - opened.started) * 1000
+        usage = usage + end.usage
+        run._succeeded(opened.name, opened.permit, duration, opened.ttft_ms, end.usage)
+        segments.append(Segment(opened.name, end.model, seg_text))
+        written += seg_text
+        sink.result = RouteResult(
+            text=written,
+            provider=opened.name,
+            model=end.model,
+            usage=usage,
+            cost=r._cost(opened.name, usage)
+            if len(segments) == 1
+            else _sum_cost(r, segments, usage),
+            latency_ms=(clock.monotonic() - run.started) * 1000,
+            ttft_ms=first_ttft,
+            attempts=tuple(run.attempts),
+            segments=tuple(segments),
+            stop_reason=end.stop_reason,
+        )
+        return
 
 
 def _sum_cost(r: FailoverRouter, segments: list[Segment], usage: Usage) -> float | None:

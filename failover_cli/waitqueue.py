@@ -45,8 +45,8 @@ class WaitQueue:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         self._waiters[ticket] = fut
-        if wake_at is not None:
-            self._arm(min(wake_at, give_up_at))
+        if wake_at is not None and wake_at <= give_up_at:
+            self._arm(wake_at)
         timer = asyncio.ensure_future(self.clock.sleep(give_up_at - self.clock.time()))
         try:
             await asyncio.wait({fut, timer}, return_when=asyncio.FIRST_COMPLETED)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
+from failover_cli.breaker import BreakerPolicy
 from failover_cli.clock import VirtualClock
+from failover_cli.config import Config, QueueConfig, RoutingConfig
 from failover_cli.errors import (
     ContextLengthExceeded,
     InvalidRequest,
@@ -13,6 +16,8 @@ from failover_cli.errors import (
     ProviderUnavailable,
     TransientError,
 )
+from failover_cli.retry import RetryPolicy
+from failover_cli.router import FailoverRouter
 from failover_cli.types import (
     Completion,
     CompletionRequest,
@@ -45,13 +50,16 @@ def too_long() -> ContextLengthExceeded:
 @dataclass
 class Step:
     """One scripted answer: wait ``delay`` virtual seconds, then fail with ``error`` or answer.
-    For streams, ``fail_after`` tokens are sent before ``error`` is raised."""
+    For streams, ``fail_after`` tokens are sent before ``error`` is raised, ``ttft`` is waited
+    before the first token, ``delay`` after each token, and ``truncate`` ends the stream
+    without its terminal ``StreamEnd``."""
 
     error: ProviderError | None = None
     delay: float = 0.0
     text: str = "ok"
     fail_after: int | None = None
     ttft: float = 0.0
+    truncate: bool = False  # streams: end (after ``fail_after`` tokens if set) without StreamEnd
 
 
 @dataclass
@@ -67,6 +75,9 @@ class ScriptedProvider:
     calls: int = 0
     requests: list[CompletionRequest] = field(default_factory=list)
     closed_streams: int = 0
+    calls_at: list[float] = field(default_factory=list)  # clock.time() of every call
+    timeouts: list[float] = field(default_factory=list)  # the timeout each call was given
+    cancelled: int = 0  # calls cancelled while in flight (a hedge's loser, a timeout)
 
     def __post_init__(self) -> None:
         self.config = ProviderConfig(
@@ -80,12 +91,18 @@ class ScriptedProvider:
     def _next(self, req: CompletionRequest) -> Step:
         self.calls += 1
         self.requests.append(req)
+        self.calls_at.append(self.clock.time())
         return self.script.pop(0) if self.script else self.default
 
     async def complete(self, request: CompletionRequest, *, timeout: float) -> Completion:
+        self.timeouts.append(timeout)
         step = self._next(request)
         if step.delay:
-            await self.clock.sleep(step.delay)
+            try:
+                await self.clock.sleep(step.delay)
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
         if step.error is not None:
             step.error.provider = self.name
             raise step.error
@@ -94,6 +111,7 @@ class ScriptedProvider:
     async def stream(
         self, request: CompletionRequest, *, timeout: float
     ) -> AsyncIterator[StreamEvent]:
+        self.timeouts.append(timeout)
         step = self._next(request)
         try:
             if step.ttft:
@@ -104,13 +122,20 @@ class ScriptedProvider:
             words = step.text.split(" ")
             for i, word in enumerate(words):
                 if step.fail_after is not None and i >= step.fail_after:
+                    if step.truncate:
+                        return
                     assert step.error is not None
                     step.error.provider = self.name
                     raise step.error
                 yield TextDelta(word if i == 0 else " " + word)
                 if step.delay:
                     await self.clock.sleep(step.delay)
+            if step.truncate:
+                return
             yield StreamEnd(self.config.model, Usage(10, len(words)), "end")
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
         finally:
             self.closed_streams += 1
 
@@ -128,3 +153,49 @@ class ScriptedProvider:
 
 def scripted(clock: VirtualClock, *specs: tuple[str, Iterable[Step]]) -> list[ScriptedProvider]:
     return [ScriptedProvider(name, clock, list(steps)) for name, steps in specs]
+
+
+def rng(*values: float):
+    """A deterministic ``random`` source returning ``values`` in turn (then the last again)."""
+    seq = list(values)
+
+    def draw() -> float:
+        return seq.pop(0) if len(seq) > 1 else seq[0]
+
+    return draw
+
+
+class Recorder:
+    """A router listener keeping every event, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[object] = []
+
+    def __call__(self, event: object) -> None:
+        self.events.append(event)
+
+    def of(self, kind: type) -> list:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+def build_router(
+    clock: VirtualClock,
+    providers: list[ScriptedProvider],
+    *,
+    retry: RetryPolicy | None = None,
+    breaker: BreakerPolicy | None = None,
+    routing: RoutingConfig | None = None,
+    queue: QueueConfig | None = None,
+    configs: Iterable[ProviderConfig] | None = None,
+    **kwargs: object,
+) -> FailoverRouter:
+    """A router over scripted providers on ``clock`` (jitter 0.5 unless ``random`` is given)."""
+    config = Config(
+        providers=tuple(configs) if configs is not None else tuple(p.config for p in providers),
+        retry=retry or RetryPolicy(),
+        breaker=breaker or BreakerPolicy(),
+        routing=routing or RoutingConfig(),
+        queue=queue or QueueConfig(),
+    )
+    kwargs.setdefault("random", lambda: 0.5)
+    return FailoverRouter(config, providers=providers, clock=clock, **kwargs)  # type: ignore[arg-type]

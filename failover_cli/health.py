@@ -24,8 +24,9 @@ class HealthStatus(IntEnum):
     UNKNOWN = 3
 
 
-async def check_one(provider: Provider, *, deep: bool, timeout: float,
-                    clock: Clock = SYSTEM_CLOCK) -> HealthResult:
+async def check_one(
+    provider: Provider, *, deep: bool, timeout: float, clock: Clock = SYSTEM_CLOCK
+) -> HealthResult:
     """One provider's check, bounded by ``timeout``; never raises for provider failures."""
     started = clock.monotonic()
     try:
@@ -35,16 +36,24 @@ async def check_one(provider: Provider, *, deep: bool, timeout: float,
         error, cls, status = f"no answer within {timeout:g}s", ErrorClass.TRANSIENT, None
     except ProviderError as exc:
         error, cls, status = exc.message, exc.error_class, exc.status
-    return HealthResult(provider.name, False, (clock.monotonic() - started) * 1000, error, cls,
-                        status, clock.time())
+    return HealthResult(
+        provider.name, False, (clock.monotonic() - started) * 1000, error, cls, status, clock.time()
+    )
 
 
-async def check_all(providers: Sequence[Provider], *, deep: bool = False, timeout: float = 5.0,
-                    tracker: Tracker | None = None,
-                    clock: Clock = SYSTEM_CLOCK) -> list[HealthResult]:
+async def check_all(
+    providers: Sequence[Provider],
+    *,
+    deep: bool = False,
+    timeout: float = 5.0,
+    tracker: Tracker | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+) -> list[HealthResult]:
     """Check every provider in parallel (one task each); feed results to ``tracker``."""
-    tasks = [asyncio.ensure_future(check_one(p, deep=deep, timeout=timeout, clock=clock))
-             for p in providers]
+    tasks = [
+        asyncio.ensure_future(check_one(p, deep=deep, timeout=timeout, clock=clock))
+        for p in providers
+    ]
     results = list(await asyncio.gather(*tasks))
     if tracker is not None:
         for result in results:

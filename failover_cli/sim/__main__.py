@@ -1,0 +1,134 @@
+"""``python -m failover_cli.sim``: serve one simulated provider until Ctrl-C.
+
+Rehearse an outage against your own chain: point a provider's ``base_url`` at the printed URL
+and script the failure, e.g. ``--statuses 529,529,200 --retry-after 2`` or ``--fault truncate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from ..types import KINDS
+from .behavior import FAULTS, Behavior
+from .simulator import Simulator
+from .wire import RecordedRequest
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m failover_cli.sim",
+        description="Serve a local simulator of one provider API, failing on demand.",
+    )
+    add = parser.add_argument
+    add("--kind", required=True, choices=KINDS, help="which API to speak")
+    add("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    add("--port", type=int, default=0, help="port to listen on (default: any free port)")
+    add("--api-key", help="the only key accepted (default: any non-empty key)")
+    add("--text", help="the answer (streamed word by word)")
+    add("--model", help="model name to report (default: the requested one)")
+    add("--latency", type=float, default=0.0, help="seconds before the status line")
+    add("--ttft", type=float, default=0.0, help="seconds before the first streamed token")
+    add("--tps", type=float, help="tokens per second (default: no pacing)")
+    add("--failure-rate", type=float, default=0.0, help="probability of --failure-status")
+    add("--failure-status", type=int, default=500, help="status of random failures")
+    add("--seed", type=int, default=0, help="seed of the random failures")
+    add("--statuses", type=_statuses, default=(), help="scripted statuses, e.g. 500,500,200")
+    add("--retry-after", type=_retry_after, help="Retry-After header on error responses")
+    add("--retry-after-ms", type=int, help="retry-after-ms header on error responses")
+    add("--fault", choices=FAULTS, help="misbehaviour applied to every answer")
+    add("--fault-after-tokens", type=int, default=2, help="tokens before a stream fault")
+    add("--health-status", type=int, help="status of the health endpoint (default: 200)")
+    add("--quiet", action="store_true", help="do not log each request to stderr")
+    return parser
+
+
+def _statuses(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        message = f"expected comma-separated status codes, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+
+
+def _retry_after(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text  # an HTTP date
+
+
+def _log(request: RecordedRequest, status: int) -> None:
+    outcome = str(status) if status else "no answer (hang)"
+    print(f"{request.method} {request.path} -> {outcome}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the simulator command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    options = {
+        "model": args.model,
+        "latency": args.latency,
+        "ttft": args.ttft,
+        "tokens_per_second": args.tps,
+        "failure_rate": args.failure_rate,
+        "failure_status": args.failure_status,
+        "seed": args.seed,
+        "statuses": args.statuses,
+        "retry_after": args.retry_after,
+        "retry_after_ms": args.retry_after_ms,
+        "fault": args.fault,
+        "fault_after_tokens": args.fault_after_tokens,
+        "health_status": args.health_status,
+    }
+    if args.text is not None:
+        options["text"] = args.text
+    try:
+        behavior = Behavior(**options)
+    except ValueError as error:
+        parser.error(str(error))
+    listener = None if args.quiet else _log
+    sim = Simulator(
+        args.kind, behavior, api_key=args.api_key, host=args.host, port=args.port, listener=listener
+    )
+    stop = threading.Event()
+    with _handling(signal.SIGTERM, lambda *_: stop.set()):
+        try:  # from here on, Ctrl-C means "stop", whenever it comes
+            try:
+                sim.start()
+            except OSError as error:
+                reason = error.strerror or str(error)
+                print(f"error: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
+                return 1
+            print(sim.base_url, flush=True)
+            print(f"{args.kind} simulator listening; Ctrl-C to stop", file=sys.stderr, flush=True)
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            with _handling(signal.SIGINT, signal.SIG_IGN):  # a second Ctrl-C while stopping
+                sim.stop()
+    return 0
+
+
+@contextlib.contextmanager
+def _handling(signum: int, handler: Any) -> Iterator[None]:
+    """Install a signal handler for the block (only the main thread may)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signum, previous)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Shapes shared by the HTTP server, the response planner and the four API dialects."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from typing import Any, Protocol
+
+JSON_TYPE = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """One request a simulator received. Header names are lower-case."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    json: Any  # the parsed body, or None when it is empty or not JSON
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What a request asks for: a completion or a health check, with a model named in the path."""
+
+    completion: bool
+    model: str | None = None
+
+
+COMPLETION = Route(completion=True)
+HEALTH = Route(completion=False)
+
+
+@dataclass(slots=True)
+class Reply:
+    """A whole response, rendered by a dialect."""
+
+    status: int
+    body: bytes
+    content_type: str = JSON_TYPE
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One completion being answered: what the dialects need to render it."""
+
+    request: RecordedRequest
+    model: str
+    stream: bool
+    input_tokens: int
+    created: float  # epoch seconds
+    request_id: str
+    # Planned durations (seconds), reported by dialects that expose timings (Ollama).
+    latency: float = 0.0
+    ttft: float = 0.0
+    generation: float = 0.0
+
+
+class End(Enum):
+    """How a rendered stream ends."""
+
+    COMPLETE = "complete"  # the dialect's terminal marker
+    CUT = "cut"  # nothing: the stream just stops
+    ERROR = "error"  # the dialect's in-stream error
+    MALFORMED = "malformed"  # a line of invalid JSON
+
+
+@dataclass(slots=True)
+class StreamFrames:
+    """A rendered stream: frames before the first token, one frame per token, then the end."""
+
+    head: list[bytes]
+    tokens: list[bytes]
+    tail: list[bytes]
+
+
+class Dialect(Protocol):
+    """One provider API: request checks and response rendering, no I/O and no timing."""
+
+    default_model: str
+    overloaded_status: int  # what a non-streamed ``midstream_error`` answers with
+    id_prefix: str  # of the request id a completion reports
+    json_type: str  # Content-Type of a JSON answer
+
+    def route(self, request: RecordedRequest) -> Route | None: ...
+
+    def unknown_route(self, request: RecordedRequest) -> Reply: ...
+
+    def check_auth(self, request: RecordedRequest, api_key: str | None) -> Reply | None: ...
+
+    def check_request(self, request: RecordedRequest) -> Reply | None:
+        """A rejection (or any early answer) for a completion request, else None."""
+        ...
+
+    def wants_stream(self, request: RecordedRequest) -> bool: ...
+
+    def stream_type(self, request: RecordedRequest) -> str:
+        """The Content-Type of a streamed answer."""
+        ...
+
+    def requested_model(self, request: RecordedRequest, route: Route) -> str | None: ...
+
+    def health(self, request: RecordedRequest, route: Route, models: list[str]) -> Reply: ...
+
+    def message(self, exchange: Exchange, text: str, output_tokens: int) -> bytes:
+        """The JSON body of a whole answer."""
+        ...
+
+    def stream(self, exchange: Exchange, tokens: list[str], end: End) -> StreamFrames: ...
+
+    def status_error(self, status: int, exchange: Exchange | None) -> Reply: ...
+
+    def fault_error(self, fault: str, exchange: Exchange) -> Reply:
+        """The reply for ``context_length``, ``quota``, ``auth`` and ``not_found``."""
+        ...
+
+    def response_headers(self, request_id: str) -> list[tuple[str, str]]: ...
+
+
+def dumps(obj: Any, indent: int | None = None) -> bytes:
+    """Compact JSON (as the APIs send it) encoded as UTF-8."""
+    if indent:
+        return json.dumps(obj, indent=indent, ensure_ascii=False).encode()
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def quote(text: str) -> bytes:
+    """``text`` as a JSON string literal (what :func:`dumps` would write for it)."""
+    return encode_basestring(text).encode()
+
+
+class Template:
+    """A frame whose JSON has slots, rendered by concatenation: the per-token hot path.
+
+    Build it from an object holding ``Template.slot(0)``, ``Template.slot(1)``, ... where the
+    values go, and a function framing the JSON bytes; call it with each slot's JSON bytes
+    (``quote(text)``, ``b"42"``) in slot order.
+    """
+
+    def __init__(self, obj: Any, frame: Callable[[bytes], bytes] = lambda raw: raw) -> None:
+        raw = frame(dumps(obj))
+        self._parts: list[bytes] = []
+        index = 0
+        while (marker := dumps(self.slot(index))) in raw:
+            before, raw = raw.split(marker, 1)
+            self._parts.append(before)
+            index += 1
+        self._parts.append(raw)
+
+    @staticmethod
+    def slot(index: int) -> str:
+        return f"\x00slot{index}\x00"
+
+    def __call__(self, *values: bytes) -> bytes:
+        parts = self._parts
+        if len(values) == 1 and len(parts) == 2:
+            return parts[0] + values[0] + parts[1]
+        out = [parts[0]]
+        for value, part in zip(values, parts[1:], strict=True):
+            out += (value, part)
+        return b"".join(out)
+
+
+def sse(data: bytes, event: str | None = None, eol: bytes = b"\n") -> bytes:
+    """One server-sent event: optional ``event:`` line, a ``data:`` line, a blank line."""
+    head = b"event: " + event.encode() + eol if event else b""
+    return head + b"data: " + data + eol + eol
+
+
+def cut_json(obj: Any) -> bytes:
+    """The first half of ``obj`` serialised: JSON that no parser accepts."""
+    raw = dumps(obj)
+    return raw[: max(1, len(raw) // 2)]
+
+
+def new_id(prefix: str, length: int = 24) -> str:
+    return prefix + secrets.token_hex(length // 2)
+
+
+_TEXT_KEYS = frozenset(
+    {"messages", "contents", "content", "text", "parts", "system", "systemInstruction"}
+)
+
+
+def count_words(node: Any) -> int:
+    """Whitespace-separated words in the text of messages/contents (a stand-in for tokens)."""
+    if isinstance(node, str):
+        return len(node.split())
+    if isinstance(node, list):
+        return sum(count_words(item) for item in node)
+    if isinstance(node, dict):
+        return sum(count_words(value) for key, value in node.items() if key in _TEXT_KEYS)
+    return 0

@@ -1,0 +1,420 @@
+"""The adapters over real HTTP on 127.0.0.1, against the provider simulators (failover_cli.sim).
+
+FAULT_MATRIX lists, for every adapter, every simulated fault, streamed and not, the error the
+adapter must raise (class and reason) and the text it must keep; ``None`` means it must answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from jsonschema import Draft202012Validator
+
+from failover_cli.errors import (
+    ContextLengthExceeded,
+    InvalidRequest,
+    ProviderError,
+    ProviderUnavailable,
+    TransientError,
+)
+from failover_cli.providers import create_provider, make_client
+from failover_cli.sim import Behavior, Simulator, refused_url
+from failover_cli.types import CompletionRequest, ErrorClass, ProviderConfig, StreamEnd, TextDelta
+
+KEY = "sk-canary-7f3a9b"
+ENV = {"ANTHROPIC_API_KEY": KEY, "OPENAI_API_KEY": KEY, "GEMINI_API_KEY": KEY}
+KINDS = ("anthropic", "openai", "ollama", "gemini")
+TEXT = "One two three four five six."
+FIRST_TWO = "One two"  # the simulator cuts a stream after fault_after_tokens=2 tokens
+HANG_TIMEOUT = 0.25
+
+T, P, C = TransientError, ProviderUnavailable, ContextLengthExceeded
+STREAM, WHOLE = True, False
+
+# (kind, fault, streamed, error class or None for an answer, reason, partial text kept)
+FAULT_MATRIX: list[tuple[str, str, bool, type[ProviderError] | None, str | None, str]] = [
+    ("anthropic", "hang", WHOLE, T, "timeout", ""),
+    ("anthropic", "hang", STREAM, T, "timeout", ""),
+    ("anthropic", "drip", WHOLE, None, None, ""),
+    ("anthropic", "drip", STREAM, None, None, ""),
+    ("anthropic", "truncate", WHOLE, T, "truncated", ""),
+    ("anthropic", "truncate", STREAM, T, "truncated", FIRST_TWO),
+    ("anthropic", "reset", WHOLE, T, "truncated", ""),
+    ("anthropic", "reset", STREAM, T, "truncated", FIRST_TWO),
+    ("anthropic", "malformed", WHOLE, T, "malformed", ""),
+    ("anthropic", "malformed", STREAM, T, "malformed", FIRST_TWO),
+    ("anthropic", "midstream_error", WHOLE, T, "overloaded", ""),  # answered as a 529
+    ("anthropic", "midstream_error", STREAM, T, "overloaded", FIRST_TWO),
+    ("anthropic", "context_length", WHOLE, C, "context_length", ""),
+    ("anthropic", "context_length", STREAM, C, "context_length", ""),
+    ("anthropic", "quota", WHOLE, P, "quota", ""),
+    ("anthropic", "quota", STREAM, P, "quota", ""),
+    ("anthropic", "auth", WHOLE, P, "auth", ""),
+    ("anthropic", "auth", STREAM, P, "auth", ""),
+    ("anthropic", "not_found", WHOLE, P, "model_not_found", ""),
+    ("anthropic", "not_found", STREAM, P, "model_not_found", ""),
+    ("anthropic", "empty", WHOLE, None, None, ""),
+    ("anthropic", "empty", STREAM, None, None, ""),
+    ("openai", "hang", WHOLE, T, "timeout", ""),
+    ("openai", "hang", STREAM, T, "timeout", ""),
+    ("openai", "drip", WHOLE, None, None, ""),
+    ("openai", "drip", STREAM, None, None, ""),
+    ("openai", "truncate", WHOLE, T, "truncated", ""),
+    ("openai", "truncate", STREAM, T, "truncated", FIRST_TWO),
+    ("openai", "reset", WHOLE, T, "truncated", ""),
+    ("openai", "reset", STREAM, T, "truncated", FIRST_TWO),
+    ("openai", "malformed", WHOLE, T, "malformed", ""),
+    ("openai", "malformed", STREAM, T, "malformed", FIRST_TWO),
+    ("openai", "midstream_error", WHOLE, T, "overloaded", ""),  # answered as a 503
+    ("openai", "midstream_error", STREAM, T, "stream_error", FIRST_TWO),
+    ("openai", "context_length", WHOLE, C, "context_length", ""),
+    ("openai", "context_length", STREAM, C, "context_length", ""),
+    ("openai", "quota", WHOLE, P, "quota", ""),  # a 429 with code insufficient_quota
+    ("openai", "quota", STREAM, P, "quota", ""),
+    ("openai", "auth", WHOLE, P, "auth", ""),
+    ("openai", "auth", STREAM, P, "auth", ""),
+    ("openai", "not_found", WHOLE, P, "model_not_found", ""),
+    ("openai", "not_found", STREAM, P, "model_not_found", ""),
+    ("openai", "empty", WHOLE, None, None, ""),
+    ("openai", "empty", STREAM, None, None, ""),
+    ("ollama", "hang", WHOLE, T, "timeout", ""),
+    ("ollama", "hang", STREAM, T, "timeout", ""),
+    ("ollama", "drip", WHOLE, None, None, ""),
+    ("ollama", "drip", STREAM, None, None, ""),
+    ("ollama", "truncate", WHOLE, T, "truncated", ""),
+    ("ollama", "truncate", STREAM, T, "truncated", FIRST_TWO),
+    ("ollama", "reset", WHOLE, T, "truncated", ""),
+    ("ollama", "reset", STREAM, T, "truncated", FIRST_TWO),
+    ("ollama", "malformed", WHOLE, T, "malformed", ""),
+    ("ollama", "malformed", STREAM, T, "malformed", FIRST_TWO),
+    ("ollama", "midstream_error", WHOLE, T, "overloaded", ""),  # answered as a 503
+    ("ollama", "midstream_error", STREAM, T, "stream_error", FIRST_TWO),
+    ("ollama", "context_length", WHOLE, C, "context_length", ""),
+    ("ollama", "context_length", STREAM, C, "context_length", ""),
+    ("ollama", "quota", WHOLE, P, "quota", ""),  # a 429 "usage limit"
+    ("ollama", "quota", STREAM, P, "quota", ""),
+    ("ollama", "auth", WHOLE, P, "auth", ""),
+    ("ollama", "auth", STREAM, P, "auth", ""),
+    ("ollama", "not_found", WHOLE, P, "model_not_found", ""),
+    ("ollama", "not_found", STREAM, P, "model_not_found", ""),
+    ("ollama", "empty", WHOLE, None, None, ""),
+    ("ollama", "empty", STREAM, None, None, ""),
+    ("gemini", "hang", WHOLE, T, "timeout", ""),
+    ("gemini", "hang", STREAM, T, "timeout", ""),
+    ("gemini", "drip", WHOLE, None, None, ""),
+    ("gemini", "drip", STREAM, None, None, ""),
+    ("gemini", "truncate", WHOLE, T, "truncated", ""),
+    ("gemini", "truncate", STREAM, T, "truncated", FIRST_TWO),  # closes without finishReason
+    ("gemini", "reset", WHOLE, T, "truncated", ""),
+    ("gemini", "reset", STREAM, T, "truncated", FIRST_TWO),
+    ("gemini", "malformed", WHOLE, T, "malformed", ""),
+    ("gemini", "malformed", STREAM, T, "malformed", FIRST_TWO),
+    ("gemini", "midstream_error", WHOLE, T, "overloaded", ""),  # answered as a 503
+    ("gemini", "midstream_error", STREAM, T, "stream_error", FIRST_TWO),
+    ("gemini", "context_length", WHOLE, C, "context_length", ""),
+    ("gemini", "context_length", STREAM, C, "context_length", ""),
+    ("gemini", "quota", WHOLE, P, "quota", ""),  # 429 RESOURCE_EXHAUSTED + QuotaFailure
+    ("gemini", "quota", STREAM, P, "quota", ""),
+    ("gemini", "auth", WHOLE, P, "auth", ""),
+    ("gemini", "auth", STREAM, P, "auth", ""),
+    ("gemini", "not_found", WHOLE, P, "model_not_found", ""),
+    ("gemini", "not_found", STREAM, P, "model_not_found", ""),
+    ("gemini", "empty", WHOLE, None, None, ""),
+    ("gemini", "empty", STREAM, None, None, ""),
+]
+
+# Scripted statuses: (status, error class, reason), the same for every dialect's error body.
+STATUS_CASES = [
+    (429, T, "rate_limited"),
+    (500, T, "server_error"),
+    (502, T, "server_error"),
+    (503, T, "overloaded"),
+    (504, T, "server_error"),
+    (401, P, "auth"),
+    (403, P, "auth"),
+    (404, P, "model_not_found"),
+    (400, InvalidRequest, "invalid_request"),
+    (422, InvalidRequest, "invalid_request"),
+]
+
+# --- fixtures and helpers -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sims():
+    """One simulator per dialect for the whole module (each test sets its behaviour)."""
+    servers = {
+        kind: Simulator(kind, Behavior(text=TEXT), api_key=None if kind == "ollama" else KEY)
+        for kind in KINDS
+    }
+    for sim in servers.values():
+        sim.start()
+    yield servers
+    for sim in servers.values():
+        sim.stop()
+
+
+@pytest.fixture
+async def client():
+    shared = make_client()
+    yield shared
+    await shared.aclose()
+
+
+def adapter(kind: str, base_url: str, client: httpx.AsyncClient, **cfg: Any):
+    config = ProviderConfig(name=f"wire-{kind}", kind=kind, model="m-1", base_url=base_url, **cfg)
+    return create_provider(config, client=client, env=ENV)
+
+
+async def run(provider, streamed: bool, request: CompletionRequest, timeout: float = 5.0):
+    """Complete or stream; returns (text, events) or raises the adapter's error."""
+    if not streamed:
+        result = await provider.complete(request, timeout=timeout)
+        return result.text, [result]
+    events = [e async for e in provider.stream(request, timeout=timeout)]
+    return "".join(e.text for e in events if isinstance(e, TextDelta)), events
+
+
+def assert_clean(exc: BaseException) -> None:
+    for text in (str(exc), repr(exc), getattr(exc, "message", ""), *map(str, exc.args)):
+        assert KEY not in text
+
+
+SPECS = Path(__file__).parent / "specs"
+
+
+def _validator(file: str, schema: str) -> Draft202012Validator:
+    spec = json.loads((SPECS / file).read_text())
+    return Draft202012Validator(
+        {"$ref": f"#/components/schemas/{schema}", "components": spec["components"]}
+    )
+
+
+VALIDATORS = {
+    "anthropic": _validator("anthropic-messages.openapi.json", "CreateMessageParams"),
+    "openai": _validator("openai-chat-completions.openapi.json", "CreateChatCompletionRequest"),
+    "ollama": _validator("ollama-chat.openapi.json", "ChatRequest"),
+}
+
+
+# --- the fault matrix ---------------------------------------------------------------------------
+
+
+def _matrix_id(case: tuple) -> str:
+    kind, fault, streamed, *_ = case
+    return f"{kind}-{fault}-{'stream' if streamed else 'whole'}"
+
+
+@pytest.mark.parametrize(
+    ("kind", "fault", "streamed", "cls", "reason", "partial"),
+    FAULT_MATRIX,
+    ids=[_matrix_id(c) for c in FAULT_MATRIX],
+)
+async def test_fault_matrix(sims, client, kind, fault, streamed, cls, reason, partial):
+    sim = sims[kind]
+    # A fast drip (16-byte slices) so a whole answer arrives in many pieces within the test.
+    sim.behavior = Behavior(text=TEXT, fault=fault, drip_bytes=16, drip_interval=0.001)
+    provider = adapter(kind, sim.base_url, client)
+    timeout = HANG_TIMEOUT if fault == "hang" else 5.0
+    if cls is None:
+        text, events = await run(provider, streamed, CompletionRequest("hi"), timeout)
+        assert text == ("" if fault == "empty" else TEXT)
+        if streamed:
+            assert isinstance(events[-1], StreamEnd)
+            assert sum(isinstance(e, StreamEnd) for e in events) == 1
+        return
+    with pytest.raises(ProviderError) as info:
+        await run(provider, streamed, CompletionRequest("hi"), timeout)
+    exc = info.value
+    assert type(exc) is cls, str(exc)
+    assert exc.reason == reason, str(exc)
+    assert exc.partial_text == partial
+    assert exc.provider == f"wire-{kind}"
+    assert_clean(exc)
+
+
+# --- answers and requests -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("streamed", [WHOLE, STREAM])
+async def test_answer_and_request_on_the_wire(sims, client, kind, streamed):
+    sim = sims[kind]
+    sim.behavior = Behavior(text=TEXT, model="served-model")
+    sim.clear()
+    provider = adapter(kind, sim.base_url, client)
+    request = CompletionRequest("Say hi", max_tokens=64, system="Be brief.", temperature=0.3)
+    text, events = await run(provider, streamed, request)
+    assert text == TEXT
+    last = events[-1]
+    assert last.model == "served-model"
+    assert last.usage.output_tokens == 6
+    assert last.usage.input_tokens > 0
+    assert last.stop_reason
+    (recorded,) = sim.requests
+    if kind in VALIDATORS:
+        problems = [e.message for e in VALIDATORS[kind].iter_errors(recorded.json)]
+        assert not problems, problems
+    if kind == "anthropic":
+        assert recorded.headers["x-api-key"] == KEY
+        assert recorded.headers["anthropic-version"] == "2023-06-01"
+    elif kind == "openai":
+        assert recorded.headers["authorization"] == f"Bearer {KEY}"
+    elif kind == "gemini":
+        assert recorded.headers["x-goog-api-key"] == KEY
+        assert recorded.query.get("alt") == ("sse" if streamed else None)
+    else:
+        assert "authorization" not in recorded.headers
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_continuation_prefix_is_accepted(sims, client, kind):
+    sim = sims[kind]
+    sim.behavior = Behavior(text=" three four")
+    sim.clear()
+    provider = adapter(kind, sim.base_url, client)
+    request = CompletionRequest("Count", assistant_prefix="One two")
+    text, _ = await run(provider, STREAM, request)
+    assert text == " three four"
+    body = sim.requests[-1].json
+    last_turn = body["contents"][-1] if kind == "gemini" else body["messages"][-1]
+    assert last_turn["role"] == ("model" if kind == "gemini" else "assistant")
+    assert "One two" in json.dumps(last_turn)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(("status", "cls", "reason"), STATUS_CASES)
+async def test_scripted_status(sims, client, kind, status, cls, reason):
+    sim = sims[kind]
+    sim.behavior = Behavior(text=TEXT, statuses=[status], retry_after=7)
+    provider = adapter(kind, sim.base_url, client)
+    with pytest.raises(ProviderError) as info:
+        await provider.complete(CompletionRequest("hi"), timeout=5)
+    exc = info.value
+    assert (type(exc), exc.status, exc.reason) == (cls, status, reason)
+    assert exc.retry_after == 7.0
+    assert_clean(exc)
+    # The script is spent: the next call answers.
+    assert (await provider.complete(CompletionRequest("hi"), timeout=5)).text == TEXT
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_retry_after_ms_wins_over_seconds_on_a_stream(sims, client, kind):
+    sim = sims[kind]
+    sim.behavior = Behavior(text=TEXT, statuses=[429], retry_after=9, retry_after_ms=1500)
+    with pytest.raises(TransientError) as info:
+        await run(adapter(kind, sim.base_url, client), STREAM, CompletionRequest("hi"))
+    assert (info.value.retry_after, info.value.reason) == (1.5, "rate_limited")
+
+
+async def test_retry_after_http_date(sims, client):
+    sim = sims["anthropic"]
+    sim.behavior = Behavior(statuses=[529], retry_after="Fri, 01 Jan 2100 00:00:00 GMT")
+    with pytest.raises(TransientError) as info:
+        await adapter("anthropic", sim.base_url, client).complete(CompletionRequest("x"), timeout=5)
+    assert info.value.reason == "overloaded"
+    assert info.value.retry_after is not None and info.value.retry_after > 1e9
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_slow_stream_is_bounded_as_a_whole(sims, client, kind):
+    # Every token arrives well within any read timeout, but all of them take ~2 s.
+    sim = sims[kind]
+    long_text = " ".join(f"w{i}" for i in range(40))
+    sim.behavior = Behavior(text=long_text, tokens_per_second=20)
+    with pytest.raises(TransientError) as info:
+        await run(adapter(kind, sim.base_url, client), STREAM, CompletionRequest("hi"), 0.3)
+    assert info.value.reason == "timeout"
+    assert long_text.startswith(info.value.partial_text)
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "openai", "gemini"])  # Ollama takes no key
+async def test_wrong_key_is_an_auth_failure_and_never_shown(sims, client, kind):
+    sim = sims[kind]
+    sim.behavior = Behavior(text=TEXT)
+    env = {name: "sk-wrong-canary-55aa" for name in ENV}
+    provider = create_provider(
+        ProviderConfig(f"wire-{kind}", kind, "m-1", base_url=sim.base_url), client, env
+    )
+    status = 400 if kind == "gemini" else 401  # Gemini: 400 INVALID_ARGUMENT, API_KEY_INVALID
+    with pytest.raises(ProviderUnavailable) as info:
+        await provider.complete(CompletionRequest("hi"), timeout=5)
+    assert (info.value.status, info.value.reason) == (status, "auth")
+    assert "sk-wrong-canary-55aa" not in str(info.value) + repr(info.value)
+    health = await provider.health()
+    assert (health.ok, health.error_class, health.status) == (False, ErrorClass.PROVIDER, status)
+
+
+# --- connections -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_refused_connection(client, kind):
+    provider = adapter(kind, refused_url(), client)
+    with pytest.raises(TransientError) as info:
+        await provider.complete(CompletionRequest("hi"), timeout=5)
+    assert info.value.reason == "connect"
+    with pytest.raises(TransientError) as info:
+        await run(provider, STREAM, CompletionRequest("hi"))
+    assert info.value.reason == "connect"
+    health = await provider.health()
+    assert (health.ok, health.error_class) == (False, ErrorClass.TRANSIENT)
+
+
+async def test_provider_coming_back_on_the_same_url(client):
+    with Simulator("openai", Behavior(text=TEXT), api_key=KEY) as sim:
+        provider = adapter("openai", sim.base_url, client)
+        assert (await provider.complete(CompletionRequest("hi"), timeout=5)).text == TEXT
+        sim.stop()
+        with pytest.raises(TransientError) as info:
+            await provider.complete(CompletionRequest("hi"), timeout=5)
+        assert info.value.reason == "connect"
+        sim.start()
+        assert (await provider.complete(CompletionRequest("hi"), timeout=5)).text == TEXT
+
+
+async def test_cancelling_a_stream_propagates_and_the_client_stays_usable(sims, client):
+    sim = sims["ollama"]
+    sim.behavior = Behavior(text=" ".join(["tok"] * 50), tokens_per_second=5)
+    provider = adapter("ollama", sim.base_url, client)
+    first = asyncio.Event()
+
+    async def consume():
+        async for event in provider.stream(CompletionRequest("hi"), timeout=30):
+            if isinstance(event, TextDelta):
+                first.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(first.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    sim.behavior = Behavior(text=TEXT)
+    assert (await provider.complete(CompletionRequest("hi"), timeout=5)).text == TEXT
+
+
+# --- health -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_health(sims, client, kind):
+    sim = sims[kind]
+    sim.behavior = Behavior(text=TEXT)
+    provider = adapter(kind, sim.base_url, client)
+    before = sim.count
+    result = await provider.health()
+    assert (result.ok, result.status, result.error) == (True, 200, None)
+    assert sim.requests[-1].method == "GET"
+    assert sim.count == before + 1
+    sim.behavior = Behavior(health_status=503)
+    result = await provider.health()
+    assert (result.ok, result.error_class, result.status) == (False, ErrorClass.TRANSIENT, 503)
+    sim.behavior = Behavior(text=TEXT)
+    deep = await provider.health(deep=True)
+    assert deep.ok
+    assert sim.requests[-1].method == "POST"

@@ -1,0 +1,44 @@
+"""An in-process state store: what runs when no file or server can hold state."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+
+from ..state import ChainState, StateDelta, merge
+from ._copy import detach
+
+
+class MemoryStore:
+    """Chains kept in a dict for the life of the process; safe to share between threads.
+
+    ``load`` and ``update`` hand out copies, so callers cannot change the stored state.
+    """
+
+    def __init__(self, *, on_warning: Callable[[str], None] | None = None) -> None:
+        self.on_warning = on_warning  # nothing here ever warns; kept for a uniform constructor
+        self._chains: dict[str, ChainState] = {}
+        self._lock = threading.Lock()
+
+    def load(self, chain: str) -> ChainState:
+        with self._lock:
+            return detach(self._chains.get(chain) or ChainState())
+
+    def update(self, chain: str, delta: StateDelta) -> ChainState:
+        with self._lock:
+            merged = detach(merge(self._chains.get(chain) or ChainState(), delta))
+            self._chains[chain] = merged
+            return detach(merged)
+
+    def reset(self, chain: str, providers: Sequence[str] | None = None) -> None:
+        with self._lock:
+            if providers is None:
+                self._chains.pop(chain, None)
+                return
+            state = self._chains.get(chain)
+            if state is not None:
+                for name in providers:
+                    state.providers.pop(name, None)
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,449 @@
+"""Everything the command line shows: consoles, the route trace, tables, metrics text.
+
+No decisions are made here. Colour and animation appear only on a terminal; ``NO_COLOR``
+(any non-empty value) or ``TERM=dumb`` turns off every escape sequence, animation included.
+Imported lazily by :mod:`failover_cli.cli` (Rich costs start-up time).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import IO, Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from .types import (
+    AttemptFailed,
+    AttemptStarted,
+    AttemptSucceeded,
+    BreakerTransition,
+    ErrorClass,
+    Event,
+    ProviderSkipped,
+    Queued,
+)
+
+PIPE_WIDTH = 160  # table width when the output is not a terminal and COLUMNS is unset
+STATE_STYLE = {"closed": "green", "half_open": "yellow", "open": "red"}
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+# --- consoles ---------------------------------------------------------------------------------
+
+
+def plain_env(environ: Mapping[str, str] | None = None) -> bool:
+    """True when the user asked for no escape sequences at all (NO_COLOR, TERM=dumb)."""
+    env = os.environ if environ is None else environ
+    return bool(env.get("NO_COLOR")) or env.get("TERM") == "dumb"
+
+
+def is_tty(stream: IO[Any] | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def make_console(*, stderr: bool) -> Console:
+    """A console on stdout or stderr: styled only on a terminal without NO_COLOR."""
+    stream = sys.stderr if stderr else sys.stdout
+    tty = is_tty(stream)
+    width = None if tty or os.environ.get("COLUMNS") else PIPE_WIDTH
+    if plain_env():
+        return Console(stderr=stderr, color_system=None, highlight=False, width=width)
+    return Console(stderr=stderr, highlight=False, width=width)
+
+
+def animated(console: Console) -> bool:
+    """Whether spinners and live tables may be drawn on ``console``."""
+    return console.is_terminal and not plain_env()
+
+
+# --- the route trace and the waiting indicator -----------------------------------------------
+
+
+def _dash(state: str) -> str:
+    return state.replace("_", "-")
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 1000:.2f} s" if value >= 10_000 else f"{value:.0f} ms"
+
+
+def trace_line(event: Event, now: float | None = None) -> Text | None:
+    """One line of the route trace for ``event`` (None for events not shown)."""
+    now = time.time() if now is None else now
+    line = Text()
+    if isinstance(event, AttemptStarted):
+        line.append("  try   ", style="dim")
+        line.append(event.provider, style="bold")
+        line.append(f" (attempt {event.attempt})", style="dim")
+    elif isinstance(event, AttemptFailed):
+        line.append("  FAIL  ", style="bold red")
+        line.append(event.provider, style="bold")
+        status = f" {event.status}" if event.status else ""
+        line.append(f" {event.error_class.value}{status} after {_ms(event.duration_ms)}")
+        if event.message:
+            line.append(f": {event.message}", style="dim")
+        line.append(" -> ", style="dim")
+        if event.will_retry:
+            line.append(f"retry in {_ms((event.retry_in or 0.0) * 1000)}")
+        elif event.error_class is ErrorClass.REQUEST:
+            line.append("not failed over (the request itself was rejected)")
+        elif event.error_class is ErrorClass.CONTEXT_LENGTH:
+            line.append("too long for this model, next provider")
+        else:
+            line.append("next provider")
+    elif isinstance(event, AttemptSucceeded):
+        line.append("  OK    ", style="bold green")
+        line.append(event.provider, style="bold")
+        ttft = f", first token {_ms(event.ttft_ms)}" if event.ttft_ms is not None else ""
+        line.append(
+            f" answered in {_ms(event.latency_ms)}{ttft}, {event.usage.output_tokens} output tokens"
+        )
+    elif isinstance(event, ProviderSkipped):
+        line.append("  SKIP  ", style="bold yellow")
+        line.append(event.provider, style="bold")
+        line.append(f" {event.reason}")
+    elif isinstance(event, BreakerTransition):
+        line.append("  BRKR  ", style="bold magenta")
+        line.append(event.provider, style="bold")
+        line.append(f" breaker {_dash(event.old)} -> ")
+        line.append(_dash(event.new), style=STATE_STYLE.get(event.new, ""))
+        if event.new == "open" and event.open_until:
+            line.append(f", half-open in {max(0.0, event.open_until - now):.1f} s")
+    elif isinstance(event, Queued):
+        line.append("  WAIT  ", style="bold cyan")
+        line.append(
+            f"every provider is down; next try in {max(0.0, event.until - now):.1f} s "
+            f"(queue position {event.position})"
+        )
+    else:
+        return None
+    return line
+
+
+class _Countdown:
+    """A status text recomputed on every refresh while the request is queued."""
+
+    def __init__(self, until: float, position: int) -> None:
+        self.until = until
+        self.position = position
+
+    def __rich__(self) -> Text:
+        left = math.ceil(max(0.0, self.until - time.time()))
+        return Text(
+            f"every provider is down; retrying in {left} s (queue position {self.position})"
+        )
+
+
+class RouteDisplay:
+    """Shows a request's route on stderr: with ``verbose`` the trace, one line per event;
+    when ``animate``, a spinner while waiting for the first token and a countdown while
+    queued. Register it as a router listener. ``answer`` (an object with ``isatty``,
+    ``at_line_start`` and ``write``) is the answer being written to stdout: when both share a
+    terminal, a trace line first ends the answer's unfinished line."""
+
+    def __init__(
+        self, console: Console, *, verbose: bool, animate: bool, answer: Any = None
+    ) -> None:
+        self.console = console
+        self.verbose = verbose
+        self.animate = animate
+        self.answer = answer
+        self._status: Any = None
+
+    def start(self, text: str) -> None:
+        if self.animate and self._status is None:
+            self._status = self.console.status(text, spinner="dots")
+            self._status.start()
+
+    def stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def __call__(self, event: Event) -> None:
+        if self._status is not None:
+            if isinstance(event, AttemptStarted):
+                self._status.update(f"waiting for {event.provider}…")
+            elif isinstance(event, Queued):
+                self._status.update(_Countdown(event.until, event.position))
+        if not self.verbose:
+            return
+        line = trace_line(event)
+        if line is None:
+            return
+        shared_tty = self.answer is not None and self.answer.isatty and self.console.is_terminal
+        if shared_tty and self.answer is not None and not self.answer.at_line_start:
+            self.answer.write("\n")
+        self.console.print(line, soft_wrap=True)
+
+
+def message(console: Console, kind: str, text: str) -> None:
+    """One ``failover: error: ...`` / ``warning`` / ``hint`` line on ``console``."""
+    style = {"error": "bold red", "warning": "yellow", "hint": "dim", "note": "cyan"}.get(kind, "")
+    line = Text("failover: ")
+    line.append(f"{kind}: ", style=style)
+    line.append(text)
+    console.print(line, soft_wrap=True)
+
+
+# --- tables -------------------------------------------------------------------------------------
+
+
+def _state(state: str, extra: str = "") -> Text:
+    return Text(state.replace("_", "-") + extra, style=STATE_STYLE.get(state, ""))
+
+
+def _age(at: float | None, now: float) -> str:
+    if not at:
+        return "-"
+    secs = max(0.0, now - at)
+    if secs < 120:
+        return f"{secs:.0f}s ago"
+    if secs < 7200:
+        return f"{secs / 60:.0f}m ago"
+    if secs < 172800:
+        return f"{secs / 3600:.0f}h ago"
+    return datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M")
+
+
+def sparkline(values: Sequence[float]) -> str:
+    """Latencies as block characters, low to high (empty for no data)."""
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+    span = hi - lo or 1.0
+    return "".join(SPARK[min(len(SPARK) - 1, int((v - lo) / span * len(SPARK)))] for v in values)
+
+
+def health_table(rows: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(title="Provider health", title_justify="left", expand=False)
+    for col in ("provider", "kind", "model", "reachable", "latency", "breaker", "error"):
+        table.add_column(col, justify="right" if col == "latency" else "left")
+    for r in rows:
+        table.add_row(
+            r["name"],
+            r["kind"],
+            r["model"],
+            Text("yes", style="green") if r["ok"] else Text("NO", style="bold red"),
+            _ms(r["latency_ms"]),
+            _state(r["breaker"]),
+            Text(r["error"] or "", style="dim"),
+        )
+    return table
+
+
+def health_summary(status_name: str, exit_code: int) -> Text:
+    style = {0: "green", 1: "yellow", 2: "bold red"}.get(exit_code, "")
+    return Text.assemble("overall: ", (status_name, style), f" (exit {exit_code})")
+
+
+def status_table(report: Mapping[str, Any]) -> Table:
+    table = Table(title=f"Chain '{report['chain']}'", title_justify="left")
+    for col, just in (
+        ("provider", "left"),
+        ("model", "left"),
+        ("breaker", "left"),
+        ("fails", "right"),
+        ("reqs", "right"),
+        ("ok", "right"),
+        ("p50", "right"),
+        ("p95", "right"),
+        ("p99", "right"),
+        ("ttft p50", "right"),
+        ("score", "right"),
+        ("trend", "left"),
+    ):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for p in report["providers"]:
+        extra = ""
+        if p["forced"]:
+            extra = " (forced)"
+        elif p["state"] == "open" and p["cooldown_remaining_s"] is not None:
+            extra = f" {p['cooldown_remaining_s']:.0f}s"
+        rate = p["success_rate"]
+        lat = p["latency_ms"]
+        table.add_row(
+            p["name"],
+            p["model"],
+            _state(p["state"], extra),
+            str(p["consecutive_failures"]),
+            str(p["requests"]),
+            "-" if rate is None else f"{rate * 100:.0f}%",
+            _ms(lat["p50"]),
+            _ms(lat["p95"]),
+            _ms(lat["p99"]),
+            _ms(p["ttft_ms"]["p50"]),
+            f"{p['score']:.2f}",
+            sparkline(p["sparkline_ms"]),
+        )
+    return table
+
+
+def status_details(report: Mapping[str, Any]) -> Text:
+    """Score breakdowns, last errors and last health checks, one line each."""
+    now = report["generated_at"]
+    out = Text()
+    for p in report["providers"]:
+        b = p["score_breakdown"]
+        out.append(p["name"], style="bold")
+        out.append(
+            f": score {b['total']:.2f} = latency {b['latency']:.2f}, "
+            f"reliability {b['reliability']:.2f}, cost {b['cost']:.2f}"
+        )
+        err = p["last_error"]
+        if err:
+            status = f" {err.get('status')}" if err.get("status") else ""
+            out.append(f"; last error {_age(err.get('at'), now)}: {err.get('class')}{status}")
+            if err.get("message"):
+                out.append(f" {err['message']}", style="dim")
+        health = p["last_health"]
+        if health:
+            verdict = "ok" if health.get("ok") else "failed"
+            out.append(f"; last health check {_age(health.get('at'), now)}: {verdict}")
+        out.append("\n")
+    return out
+
+
+def bench_table(results: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(title="Benchmark (each provider called directly)", title_justify="left")
+    for col in (
+        "provider",
+        "ok",
+        "failed",
+        "p50",
+        "p95",
+        "p99",
+        "ttft p50",
+        "tokens/s",
+        "$ / 1k req",
+    ):
+        table.add_column(col, justify="left" if col in ("provider", "failed") else "right")
+    for r in results:
+        if r["skipped"]:
+            table.add_row(r["provider"], "-", Text(f"skipped: {r['skipped']}", style="yellow"))
+            continue
+        failed = ", ".join(f"{n} {c}" for c, n in r["failures"].items()) or "0"
+        lat = r["latency_ms"]
+        tps = r["output_tokens_per_s"]
+        cost = r["cost_per_1k_requests_usd"]
+        table.add_row(
+            r["provider"],
+            f"{r['successes']}/{r['requests']}",
+            Text(failed, style="red" if r["failures"] else ""),
+            _ms(lat["p50"]),
+            _ms(lat["p95"]),
+            _ms(lat["p99"]),
+            _ms(r["ttft_ms"]["p50"]),
+            "-" if tps is None else f"{tps:.1f}",
+            "-" if cost is None else f"{cost:.4f}",
+        )
+    return table
+
+
+def config_table(rows: Sequence[Mapping[str, Any]], source: str, chain: str) -> Table:
+    table = Table(title=f"Chain '{chain}' from {source}", title_justify="left")
+    for col in ("#", "name", "kind", "model", "base_url", "key", "timeout", "$/Mtok in / out"):
+        table.add_column(col)
+    for i, r in enumerate(rows, 1):
+        if r["api_key_env"] is None:
+            key = Text("not needed", style="dim")
+        elif r["api_key_set"]:
+            key = Text.assemble(r["api_key_env"], (" (set)", "green"))
+        else:
+            key = Text.assemble(r["api_key_env"], (" (NOT SET)", "bold red"))
+        cost = r["cost"]
+        table.add_row(
+            str(r["priority"] if r["priority"] is not None else i),
+            r["name"],
+            r["kind"],
+            r["model"],
+            r["base_url"],
+            key,
+            f"{r['timeout']:g}s",
+            "-" if cost is None else f"{cost['input_per_mtok']:g} / {cost['output_per_mtok']:g}",
+        )
+    return table
+
+
+def sections_text(sections: Mapping[str, Mapping[str, Any]]) -> Text:
+    """The non-provider configuration sections, one line each."""
+    out = Text()
+    for name, values in sections.items():
+        out.append(f"{name}: ", style="bold")
+        out.append(", ".join(f"{k}={_plain(v)}" for k, v in values.items()))
+        out.append("\n")
+    return out
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}={_plain(v)}" for k, v in value.items()) + "}"
+    return "null" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+# --- Prometheus node_exporter textfile --------------------------------------------------------
+
+BREAKER_VALUE = {"closed": 0, "half_open": 1, "open": 2}
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def prometheus_text(rows: Sequence[Mapping[str, Any]], exit_code: int, now: float) -> str:
+    """Health results in the Prometheus text exposition format (node_exporter textfile)."""
+    lines: list[str] = []
+
+    def family(name: str, help_text: str, values: Sequence[tuple[str, float]]) -> None:
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} gauge")
+        lines.extend(f"{name}{labels} {_number(value)}" for labels, value in values)
+
+    def labels(r: Mapping[str, Any]) -> str:
+        return (
+            f'{{provider="{_label(r["name"])}",kind="{_label(r["kind"])}",'
+            f'model="{_label(r["model"])}"}}'
+        )
+
+    family(
+        "failover_provider_up",
+        "1 if the provider's last health check passed, else 0.",
+        [(labels(r), 1 if r["ok"] else 0) for r in rows],
+    )
+    family(
+        "failover_provider_latency_seconds",
+        "Duration of the provider's last health check in seconds.",
+        [(labels(r), round(r["latency_ms"] / 1000, 6)) for r in rows],
+    )
+    family(
+        "failover_breaker_state",
+        "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+        [(labels(r), BREAKER_VALUE.get(r["breaker"], 2)) for r in rows],
+    )
+    family(
+        "failover_health_status",
+        "Overall status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+        [("", exit_code)],
+    )
+    family(
+        "failover_health_last_run_timestamp_seconds",
+        "When the health check ran (Unix time).",
+        [("", round(now, 3))],
+    )
+    return "\n".join(lines) + "\n"

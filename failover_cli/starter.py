@@ -1,0 +1,68 @@
+# ruff: noqa: E501  (the YAML text is data, copied verbatim from providers.example.yaml)
+"""The commented starter configuration ``failover config init`` writes.
+
+A copy of ``providers.example.yaml`` at the repository root (a test keeps the two in sync),
+kept as a string so it ships inside the package.
+"""
+
+STARTER_YAML = """\
+# failover configuration. Copy to ./providers.yaml, or run `failover config init`.
+# Check it with `failover config validate`; see the effective chain with `failover config show`.
+
+chain: default                # names the state this chain keeps (breakers, history); optional
+
+providers:                    # tried in this order; the first is the primary
+  - name: claude              # unique name, used in traces, status and --provider
+    kind: anthropic           # anthropic | openai | ollama | gemini (openai = any OpenAI-compatible server)
+    model: claude-sonnet-4-5  # the model this link asks for
+    base_url: https://api.anthropic.com   # optional; each kind has a default
+    api_key_env: ANTHROPIC_API_KEY        # the environment variable holding the key (keys never live here)
+    timeout: 30               # seconds per attempt, whole answer included
+    connect_timeout: 5        # seconds to establish a connection (kept short)
+    priority: 1               # optional; equal priorities form a tier ordered by score
+    cost: {input_per_mtok: 3.0, output_per_mtok: 15.0}   # USD per million tokens, optional
+
+  - name: gpt
+    kind: openai              # also OpenRouter, Groq, Together, vLLM, LM Studio, llama.cpp, Ollama's /v1
+    model: gpt-4o-mini
+    api_key_env: OPENAI_API_KEY
+    timeout: 30
+    cost: {input_per_mtok: 0.15, output_per_mtok: 0.6}
+
+  - name: llama
+    kind: ollama              # native Ollama API, no key
+    model: llama3.2
+    base_url: http://localhost:11434
+    timeout: 120              # local models can be slow to load
+    cost: {input_per_mtok: 0, output_per_mtok: 0}
+
+retry:
+  attempts: 3                 # tries per provider for transient errors, the first included
+  base_delay: 0.5             # seconds; backoff doubles per retry, with full jitter
+  max_delay: 8                # cap on one backoff delay
+  max_retry_after: 30         # a server asking to wait longer than this is failed over instead
+
+breaker:
+  failure_threshold: 3        # consecutive failures that open the breaker
+  window: 60                  # seconds of history for the failure rate
+  failure_rate: 0.5           # ...opens when this share of calls in the window failed
+  min_requests: 10            # ...and at least this many calls were made
+  cooldown: 30                # seconds open before a half-open probe
+  max_cooldown: 600           # cooldown doubles after each failed probe, up to this; auth/quota errors use it at once
+  half_open_probes: 1         # probes admitted at once while half-open; other requests skip the provider
+  slow_call_ms: null          # optional: a success slower than this counts as a failure
+
+routing:
+  strategy: priority          # priority: tiers by priority, ties by score | score: by score alone
+  weights: {latency: 0.5, reliability: 0.4, cost: 0.1}   # how the score is made
+  hedge_after_ms: null        # optional: start the next provider too if no first token by then
+
+queue:
+  max_wait: 60                # seconds a request waits when every provider is down
+  max_size: 1000              # requests allowed to wait at once in one process
+
+state:
+  path: null                  # default: the user state dir (see `failover config path`)
+  # url: redis://localhost:6379/0   # share breaker state across a fleet instead
+  history: 500                # latency samples kept per provider
+"""

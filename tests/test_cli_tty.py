@@ -1,0 +1,111 @@
+"""The terminal path: ``failover`` in a pseudo-terminal (colour, spinner; NO_COLOR honoured)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import select
+import signal
+import struct
+import subprocess
+import termios
+import time
+
+from conftest import FAILOVER, Sandbox, provider
+
+from failover_cli.sim import Behavior, refused_url
+
+SGR = re.compile(rb"\x1b\[[0-9;]*m")  # a colour/style escape sequence
+ANSWER = "Terminals deserve colour."
+
+
+def run_in_pty(
+    sandbox: Sandbox, *args: str, env: dict[str, str] | None = None, interrupt_at: int = 0
+) -> tuple[int, bytes]:
+    """Run ``failover *args`` with stdin, stdout and stderr on one pseudo-terminal; with
+    ``interrupt_at``, press Ctrl-C (SIGINT) once that many bytes have been written."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    full_env = {**sandbox.env, "TERM": "xterm-256color", **(env or {})}
+    full_env.pop("COLUMNS", None)
+    proc = subprocess.Popen(
+        [*FAILOVER, *args], stdin=slave, stdout=slave, stderr=slave, env=full_env,
+        cwd=sandbox.root, start_new_session=True,
+    )  # fmt: skip
+    os.close(slave)
+    out = bytearray()
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], deadline - time.monotonic())
+            if not ready:
+                break
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            out += data
+            if interrupt_at and len(out) >= interrupt_at:
+                interrupt_at = 0
+                proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    return code, bytes(out).replace(b"\r\n", b"\n")
+
+
+def test_ask_on_a_terminal_shows_colour_and_the_answer(sandbox: Sandbox, sim) -> None:
+    claude = sim("anthropic", Behavior(failure_rate=1.0, failure_status=503))
+    gpt = sim("openai", Behavior(text=ANSWER, ttft=0.2))
+    sandbox.config(provider("claude", claude), provider("gpt", gpt))
+    code, out = run_in_pty(sandbox, "ask", "-v", "hello")
+    assert code == 0, out
+    assert SGR.search(out)  # coloured trace (and spinner)
+    plain = SGR.sub(b"", out)
+    assert b"FAIL" in plain and b"claude" in plain
+    assert ANSWER.encode() in plain
+
+
+def test_no_color_turns_off_every_escape_sequence(sandbox: Sandbox, sim) -> None:
+    claude = sim("anthropic", Behavior(failure_rate=1.0, failure_status=503))
+    gpt = sim("openai", Behavior(text=ANSWER, ttft=0.2))
+    sandbox.config(provider("claude", claude), provider("gpt", gpt))
+    code, out = run_in_pty(sandbox, "ask", "-v", "hello", env={"NO_COLOR": "1"})
+    assert code == 0, out
+    assert b"\x1b" not in out
+    assert b"  FAIL  claude transient 503" in out
+    # On a shared terminal the answer's line is ended before the next trace line.
+    assert (ANSWER + "\n  OK    gpt answered").encode() in out
+
+
+def test_health_table_on_a_terminal_is_coloured_unless_no_color(sandbox: Sandbox, sim) -> None:
+    sandbox.config(provider("up", sim("openai")), provider("down", refused_url(), kind="ollama"))
+    code, out = run_in_pty(sandbox, "health")
+    assert code == 1
+    assert SGR.search(out) and b"WARNING" in SGR.sub(b"", out)
+    code, out = run_in_pty(sandbox, "health", env={"NO_COLOR": "1"})
+    assert code == 1
+    assert b"\x1b" not in out and b"WARNING" in out
+
+
+def test_a_terminal_on_stdin_is_never_read_as_the_prompt(sandbox: Sandbox, sim) -> None:
+    gpt = sim("openai")
+    sandbox.config(provider("gpt", gpt))
+    code, out = run_in_pty(sandbox, "ask", env={"NO_COLOR": "1"})
+    assert code == 2
+    assert b"no prompt" in out and gpt.count == 0
+
+
+def test_health_watch_redraws_a_live_table_until_ctrl_c(sandbox: Sandbox, sim) -> None:
+    up = sim("openai")
+    sandbox.config(provider("up", up))
+    code, out = run_in_pty(sandbox, "health", "--watch", "0.1", interrupt_at=4000)
+    assert code == 130
+    assert out.count(b"Ctrl-C to stop") >= 2  # redrawn in place...
+    assert b"\x1b[1A" in out  # ...by moving the cursor up
+    assert up.count >= 2 and b"interrupted" in out

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 
@@ -21,7 +22,8 @@ class RetryPolicy:
 def backoff_delay(retry: int, policy: RetryPolicy, random: Callable[[], float]) -> float:
     """Delay before retry number ``retry`` (1 = the first retry): full jitter, uniformly
     drawn from [0, min(max_delay, base_delay * 2**(retry-1)))."""
-    ceiling = min(policy.max_delay, policy.base_delay * (2 ** max(0, retry - 1)))
+    exponent = min(max(0, retry - 1), 64)  # past 2**64 the cap has long applied
+    ceiling = min(policy.max_delay, policy.base_delay * float(2**exponent))
     return random() * ceiling
 
 
@@ -29,7 +31,7 @@ def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
     """Seconds the server asks us to wait, from ``retry-after-ms`` or ``Retry-After``
     (delta-seconds or an HTTP date, relative to ``now`` in epoch seconds). None if absent
     or unparseable; never negative."""
-    raw_ms = headers.get("retry-after-ms")
+    raw_ms = _header(headers, "retry-after-ms")
     if raw_ms:
         try:
             value = float(raw_ms) / 1000.0
@@ -37,7 +39,7 @@ def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
                 return value
         except ValueError:
             pass
-    raw = headers.get("retry-after")
+    raw = _header(headers, "retry-after")
     if not raw:
         return None
     raw = raw.strip()
@@ -50,9 +52,21 @@ def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
             return None
         if when is None:
             return None
+        if when.tzinfo is None:  # asctime dates and -0000 carry no zone: HTTP dates are GMT
+            when = when.replace(tzinfo=UTC)
         return max(0.0, when.timestamp() - now)
     if value != value or value < 0:
         return None
+    return value
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """``name`` (lower case) from ``headers``, whose names may be in any case."""
+    value = headers.get(name)
+    if value is None and not hasattr(headers, "multi_items"):  # httpx.Headers already folds
+        for key, v in headers.items():
+            if key.lower() == name:
+                return v
     return value
 
 

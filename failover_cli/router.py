@@ -677,6 +677,7 @@ async def _generate(run: _Run, sink: _Sink) -> AsyncGenerator[str, None]:
             r.tracker.release(opened.name, opened.permit)
             await _close_quietly(opened.events)
             raise
+        await _close_quietly(opened.events)  # free the connection now, not at garbage collection
         duration = (clock.monotonic() - opened.started) * 1000
         usage = usage + end.usage
         run._succeeded(opened.name, opened.permit, duration, opened.ttft_ms, end.usage)

@@ -418,3 +418,30 @@ async def test_health(sims, client, kind):
     deep = await provider.health(deep=True)
     assert deep.ok
     assert sim.requests[-1].method == "POST"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_finished_stream_hands_its_connection_back_to_the_pool(kind: str) -> None:
+    """A consumer that stops at StreamEnd (as the router does) must leave the connection
+    idle and reusable: otherwise every stream pays a new connection (a TLS handshake)."""
+    key = None if kind == "ollama" else KEY  # Ollama has no auth
+    with Simulator(kind, Behavior(text=TEXT), api_key=key) as sim:
+        client = make_client()
+        try:
+            provider = create_provider(
+                ProviderConfig(name=kind, kind=kind, model="m", base_url=sim.base_url),
+                client,
+                ENV,
+            )
+            for _ in range(5):
+                events = provider.stream(CompletionRequest("hi"), timeout=5).__aiter__()
+                async for event in events:
+                    if isinstance(event, StreamEnd):
+                        break
+                await events.aclose()
+            # httpx keeps its pool private; this is the only view of connection reuse.
+            connections = client._transport._pool.connections  # type: ignore[attr-defined]
+            assert len(connections) == 1
+            assert connections[0].is_idle()
+        finally:
+            await client.aclose()

@@ -212,6 +212,21 @@ async def bounded(source: AsyncIterable[Any], deadline: float) -> AsyncIterator[
         yield item
 
 
+DRAIN_GRACE = 0.25  # seconds to read what follows a stream's terminal marker
+
+
+async def drain(source: AsyncIterator[Any], grace: float = DRAIN_GRACE) -> None:
+    """Read what follows a stream's terminal marker (normally just the end of the body), so
+    the connection goes back to the pool instead of being torn down; a server that keeps
+    talking costs at most ``grace`` seconds and the connection, never the answer."""
+    try:
+        async with asyncio.timeout(grace):
+            async for _ in source:
+                pass
+    except (TimeoutError, httpx.HTTPError, SSEError, ValueError):
+        pass
+
+
 def error_text(body: Any, raw: bytes) -> str:
     """A fallback message for an error body no dialect understood."""
     if isinstance(body, dict):

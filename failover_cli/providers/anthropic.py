@@ -35,7 +35,7 @@ from ..errors import (
 )
 from ..types import Completion, CompletionRequest, StreamEnd, StreamEvent, TextDelta, Usage
 from ._base import BaseProvider, KindDefaults, api_url
-from ._http import Call, bounded, decode_json, is_context_message, parsing
+from ._http import Call, bounded, decode_json, drain, is_context_message, parsing
 
 API_VERSION = "2023-06-01"
 
@@ -126,7 +126,8 @@ class AnthropicProvider(BaseProvider):
     ) -> AsyncIterator[StreamEvent]:
         model, stop_reason = self.config.model, None
         input_tokens = output_tokens = 0
-        async for sse in bounded(EventSource(response).aiter_sse(), deadline):
+        events = bounded(EventSource(response).aiter_sse(), deadline)
+        async for sse in events:
             if sse.event not in _HANDLED:
                 continue  # ping and event types added after this adapter was written
             data = decode_json(call, sse.data)
@@ -156,6 +157,7 @@ class AnthropicProvider(BaseProvider):
             if text:
                 yield TextDelta(text)
             if kind == "message_stop":
+                await drain(events)
                 yield StreamEnd(model, Usage(input_tokens, output_tokens), stop_reason)
                 return
 

@@ -24,7 +24,7 @@ import httpx
 from ..errors import ProviderError, ProviderUnavailable, TransientError
 from ..types import Completion, CompletionRequest, StreamEnd, StreamEvent, TextDelta, Usage
 from ._base import BaseProvider, KindDefaults
-from ._http import Call, bounded, decode_json, parsing
+from ._http import Call, bounded, decode_json, drain, parsing
 
 
 def error_message(body: Any) -> str:
@@ -86,7 +86,8 @@ class OllamaProvider(BaseProvider):
     async def parse_stream(
         self, call: Call, response: httpx.Response, deadline: float
     ) -> AsyncIterator[StreamEvent]:
-        async for line in bounded(response.aiter_lines(), deadline):
+        lines = bounded(response.aiter_lines(), deadline)
+        async for line in lines:
             if not line.strip():
                 continue
             data = decode_json(call, line)
@@ -101,6 +102,7 @@ class OllamaProvider(BaseProvider):
             if text:
                 yield TextDelta(text)
             if done:
+                await drain(lines)
                 yield end
                 return
 

@@ -26,7 +26,7 @@ from httpx_sse import EventSource
 from ..errors import ContextLengthExceeded, ProviderError, ProviderUnavailable, TransientError
 from ..types import Completion, CompletionRequest, StreamEnd, StreamEvent, TextDelta, Usage
 from ._base import BaseProvider, KindDefaults, api_url
-from ._http import Call, bounded, decode_json, parsing
+from ._http import Call, bounded, decode_json, drain, parsing
 
 OFFICIAL_HOST = "api.openai.com"
 
@@ -113,8 +113,10 @@ class OpenAIProvider(BaseProvider):
         self, call: Call, response: httpx.Response, deadline: float
     ) -> AsyncIterator[StreamEvent]:
         model, stop_reason, usage = self.config.model, None, Usage()
-        async for sse in bounded(EventSource(response).aiter_sse(), deadline):
+        events = bounded(EventSource(response).aiter_sse(), deadline)
+        async for sse in events:
             if sse.data.strip() == "[DONE]":
+                await drain(events)
                 yield StreamEnd(model, usage, stop_reason)
                 return
             if not sse.data.strip():

@@ -86,6 +86,7 @@ class Permit:
     """Admission to call a provider once. A probe permit holds a half-open slot."""
 
     probe: bool = False
+    spell: float | None = None  # opened_at of the open spell a probe tests
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +118,8 @@ class CircuitBreaker:
         if self.snap.forced == "closed":
             return BreakerState.CLOSED
         if self.snap.state == "open":
-            if self.snap.open_until is not None and now >= self.snap.open_until:
+            # No deadline (a hand-edited or damaged snapshot): probe rather than stay open.
+            if self.snap.open_until is None or now >= self.snap.open_until:
                 return BreakerState.HALF_OPEN
             return BreakerState.OPEN
         return BreakerState.CLOSED
@@ -162,7 +164,7 @@ class CircuitBreaker:
             return Permit()
         if state is BreakerState.HALF_OPEN and self.probes_in_flight < self.policy.half_open_probes:
             self.probes_in_flight += 1
-            return Permit(probe=True)
+            return Permit(probe=True, spell=self.snap.opened_at)
         return None
 
     def release(self, permit: Permit) -> None:
@@ -171,6 +173,16 @@ class CircuitBreaker:
             self.probes_in_flight -= 1
 
     # --- outcomes ----------------------------------------------------------------------------
+
+    def _probes_this_spell(self, permit: Permit | None) -> bool:
+        """A probe counts only for the open spell it was admitted in: with several probes,
+        the first outcome ends the spell and later ones are ordinary outcomes."""
+        return (
+            permit is not None
+            and permit.probe
+            and self.snap.state == "open"
+            and permit.spell == self.snap.opened_at
+        )
 
     def on_success(
         self, now: float, permit: Permit | None = None, latency_ms: float | None = None
@@ -184,7 +196,7 @@ class CircuitBreaker:
         if self.snap.state == "open" and self.snap.forced is None:
             old = self.state(now)
             # Only a probe (or a health check once half-open) may close an open breaker.
-            if old is BreakerState.HALF_OPEN or (permit is not None and permit.probe):
+            if old is BreakerState.HALF_OPEN or self._probes_this_spell(permit):
                 self.snap = replace(
                     self.snap,
                     state="closed",
@@ -211,7 +223,7 @@ class CircuitBreaker:
         p = self.policy
         if severe:
             return self._open(now, old, p.max_cooldown)
-        if old is BreakerState.HALF_OPEN or (permit is not None and permit.probe):
+        if old is BreakerState.HALF_OPEN or self._probes_this_spell(permit):
             doubled = max(self.snap.cooldown, p.cooldown) * 2
             return self._open(now, old, min(p.max_cooldown, doubled))
         if old is BreakerState.CLOSED:
@@ -258,6 +270,8 @@ class CircuitBreaker:
 
     def force(self, now: float, mode: str | None) -> Transition:
         """Force ``open`` or ``closed`` until cleared with ``None`` (which also resets)."""
+        if mode not in ("open", "closed", None):
+            raise ValueError(f"force mode must be 'open', 'closed' or None, not {mode!r}")
         old = self.state(now)
         if mode is None:
             self.snap = BreakerSnapshot(since=now, updated_at=now)

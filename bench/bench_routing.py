@@ -1,0 +1,283 @@
+"""What the routing layer costs: overhead, failover, stampede and streaming TTFT.
+
+Every figure is measured against a baseline in the same run, against simulators running in
+their own processes on 127.0.0.1, and reported as a median over several runs.
+
+1. overhead: FailoverRouter.route vs a raw httpx.AsyncClient posting the same request to the
+   same OpenAI-compatible simulator, sequentially and at concurrency 50.
+2. failover cost: added latency vs calling the secondary directly, when the primary refuses
+   connections, answers 500, or has an open breaker; first request, the tripping request and
+   later ones separately.
+3. stampede: 50 concurrent first requests on a fresh router whose primary is dead, vs the same
+   burst sent straight to the secondary; how many reached the dead primary.
+7. streaming: time to first token through router.stream vs raw httpx on the same SSE stream.
+
+    python bench/bench_routing.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from _util import KEY, external_sim, machine, median, table
+
+from failover_cli.config import Config
+from failover_cli.providers import make_client
+from failover_cli.retry import RetryPolicy
+from failover_cli.router import FailoverRouter
+from failover_cli.sim import refused_url
+from failover_cli.types import AttemptStarted, BreakerTransition, ProviderConfig
+
+PROMPT = "Say hello."
+ENV = {"BENCH_KEY": KEY}
+
+
+def link(name: str, url: str, kind: str = "openai") -> ProviderConfig:
+    return ProviderConfig(name=name, kind=kind, model="gpt-4o-mini", base_url=url,
+                          api_key_env="BENCH_KEY", timeout=10)
+
+
+def router_for(*links: ProviderConfig, retry: RetryPolicy | None = None,
+               client: httpx.AsyncClient | None = None, **kw: Any) -> FailoverRouter:
+    config = Config(providers=links, retry=retry or RetryPolicy())
+    return FailoverRouter(config, env=ENV, client=client, **kw)
+
+
+def raw_request(url: str) -> tuple[str, dict[str, Any], dict[str, str]]:
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": PROMPT}],
+            "max_tokens": 64}
+    return f"{url}/v1/chat/completions", body, {"authorization": f"Bearer {KEY}"}
+
+
+async def raw_once(client: httpx.AsyncClient, url: str, body: dict[str, Any],
+                   headers: dict[str, str]) -> str:
+    response = await client.post(url, json=body, headers=headers)
+    response.raise_for_status()
+    return response.json()["choices"][0]["message"]["content"]
+
+
+async def timed_seq(n: int, once: Callable[[], Awaitable[Any]]) -> float:
+    """Mean seconds per request over ``n`` sequential requests."""
+    start = time.perf_counter()
+    for _ in range(n):
+        await once()
+    return (time.perf_counter() - start) / n
+
+
+async def timed_conc(n: int, concurrency: int, once: Callable[[], Awaitable[Any]]) -> float:
+    """Requests per second for ``n`` requests with ``concurrency`` workers."""
+    remaining = n
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await once()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return n / (time.perf_counter() - start)
+
+
+async def overhead(url: str, n: int, runs: int) -> list[str]:
+    client = make_client()
+    router = router_for(link("sim", url), client=client)
+    rurl, body, headers = raw_request(url)
+
+    async def raw() -> str:
+        return await raw_once(client, rurl, body, headers)
+
+    async def routed() -> str:
+        return (await router.route(PROMPT, max_tokens=64)).text
+
+    assert await raw() == await routed()  # same server, same answer
+    for _ in range(200):  # warm up both paths and the connection pool
+        await raw()
+        await routed()
+    seq_raw, seq_routed, conc_raw, conc_routed = [], [], [], []
+    for run in range(runs):
+        gc.collect()
+        order = [(raw, seq_raw), (routed, seq_routed)]
+        for fn, out in order if run % 2 == 0 else reversed(order):
+            out.append(await timed_seq(n, fn))
+        order_c = [(raw, conc_raw), (routed, conc_routed)]
+        for fn, out in order_c if run % 2 == 0 else reversed(order_c):
+            out.append(await timed_conc(n, 50, fn))
+    await router.aclose()
+    await client.aclose()
+    added = [(b - a) * 1e6 for a, b in zip(seq_raw, seq_routed, strict=True)]
+    ratio = [b / a for a, b in zip(conc_raw, conc_routed, strict=True)]
+    return [table(
+        f"1. Routing overhead: {n} requests per run, median of {runs} runs",
+        ["measure", "raw httpx", "FailoverRouter.route", "difference", "target"],
+        [
+            ["sequential, µs per request", median(seq_raw) * 1e6, median(seq_routed) * 1e6,
+             f"+{median(added):.0f} µs", "≤ +100 µs"],
+            ["concurrency 50, requests/s", median(conc_raw), median(conc_routed),
+             f"{median(ratio):.2f}x", "≥ 0.90x"],
+        ],
+    )]
+
+
+async def failover_cost(secondary: str, failing: str, trials: int) -> list[str]:
+    """Per request position: the added latency over calling the secondary directly."""
+    client = make_client()
+    direct = router_for(link("secondary", secondary), client=client)
+    for _ in range(100):
+        await direct.route(PROMPT, max_tokens=64)
+    base = [await timed_seq(1, lambda: direct.route(PROMPT, max_tokens=64))
+            for _ in range(trials * 5)]
+    base_ms = median(base) * 1000
+    rows = []
+    dead = refused_url()
+    for label, primary, retry in [
+        ("primary refuses connections", dead, RetryPolicy()),
+        ("primary answers 500 (retry: 3 tries, 0.5 s base)", failing, RetryPolicy()),
+        ("primary answers 500 (retry: 1 try)", failing, RetryPolicy(attempts=1)),
+    ]:
+        first, tripping, later = [], [], []
+        for _ in range(trials):
+            r = router_for(link("primary", primary), link("secondary", secondary),
+                           retry=retry, client=client)
+            opened: list[int] = []
+            r.add_listener(lambda e, o=opened: o.append(1) if isinstance(e, BreakerTransition)
+                           and e.provider == "primary" and e.new == "open" else None)
+            times, trip = [], None
+            for i in range(8):
+                times.append(await timed_seq(1, lambda r=r: r.route(PROMPT, max_tokens=64)))
+                if trip is None and opened:
+                    trip = i
+            first.append(times[0])
+            if trip is not None:
+                tripping.append(times[trip])
+                later.extend(times[trip + 1:])
+        rows.append([label, (median(first) * 1000 - base_ms), (median(tripping) * 1000 - base_ms),
+                     (median(later) * 1000 - base_ms)])
+    # An open breaker: forced open, zero connections may reach the primary.
+    with external_sim("openai") as primary_url:
+        r = router_for(link("primary", primary_url), link("secondary", secondary), client=client)
+        r.tracker.force("primary", "open")
+        started: list[str] = []
+        r.add_listener(lambda e: started.append(e.provider) if isinstance(e, AttemptStarted)
+                       else None)
+        times = [await timed_seq(1, lambda: r.route(PROMPT, max_tokens=64))
+                 for _ in range(trials * 5)]
+        reached = started.count("primary")
+    rows.append([f"primary's breaker open (attempts sent to it: {reached})", "", "",
+                 median(times) * 1000 - base_ms])
+    await client.aclose()
+    return [table(
+        f"2. Failover cost: ms added over calling the secondary directly "
+        f"({base_ms:.2f} ms), median of {trials} fresh routers",
+        ["primary", "first request", "tripping request", "later requests"], rows,
+    ) + "\nTargets: refused primary ≤ 3 ms; open breaker ≤ 0.2 ms with zero attempts to it."]
+
+
+async def stampede(secondary: str, failing: str, trials: int) -> list[str]:
+    client = make_client()
+    rows = []
+
+    async def burst(r: FailoverRouter) -> float:
+        start = time.perf_counter()
+        results = await asyncio.gather(*(r.route(PROMPT, max_tokens=64) for _ in range(50)))
+        assert all(res.provider == "secondary" for res in results)
+        return time.perf_counter() - start
+
+    direct = []
+    for _ in range(trials):
+        r = router_for(link("secondary", secondary), client=client)
+        direct.append(await burst(r))
+    for label, primary in [("refused", refused_url()), ("500", failing)]:
+        walls, reached = [], []
+        for _ in range(trials):
+            r = router_for(link("primary", primary), link("secondary", secondary), client=client)
+            hits: list[int] = []
+            r.add_listener(lambda e, h=hits: h.append(1)
+                           if isinstance(e, AttemptStarted) and e.provider == "primary" else None)
+            walls.append(await burst(r))
+            reached.append(len(hits))
+        rows.append([f"primary {label}", median(walls) * 1000, median(direct) * 1000,
+                     f"{median(walls) / median(direct):.2f}x", f"{median(reached):.0f} / 50"])
+    await client.aclose()
+    return [table(
+        f"3. Stampede: 50 concurrent first requests on a fresh router, median of {trials}",
+        ["primary", "wall ms", "straight to secondary ms", "ratio", "attempts on primary"],
+        rows,
+    ) + "\nTarget: ≤ 1.5x the direct wall time."]
+
+
+async def streaming(url: str, n: int, runs: int) -> list[str]:
+    client = make_client()
+    router = router_for(link("sim", url), client=client)
+    rurl, body, headers = raw_request(url)
+    sbody = {**body, "stream": True, "stream_options": {"include_usage": True}}
+
+    async def raw_ttft() -> float:
+        start = time.perf_counter()
+        ttft = 0.0
+        async with client.stream("POST", rurl, json=sbody, headers=headers) as response:
+            async for line in response.aiter_lines():
+                # The first chunk carries only the role (content ""): a token is non-empty.
+                if not ttft and line.startswith("data: {"):
+                    choices = json.loads(line[6:])["choices"]
+                    if choices and choices[0]["delta"].get("content"):
+                        ttft = time.perf_counter() - start
+        return ttft
+
+    async def routed_ttft() -> float:
+        start = time.perf_counter()
+        ttft = 0.0
+        async for _chunk in router.stream(PROMPT, max_tokens=64):
+            if not ttft:
+                ttft = time.perf_counter() - start
+        return ttft
+
+    for _ in range(100):
+        await raw_ttft()
+        await routed_ttft()
+    raw_runs, routed_runs = [], []
+    for run in range(runs):
+        pair = [(raw_ttft, raw_runs), (routed_ttft, routed_runs)]
+        for fn, out in pair if run % 2 == 0 else reversed(pair):
+            out.append(median([await fn() for _ in range(n)]))
+    await router.aclose()
+    await client.aclose()
+    added = [(b - a) * 1e6 for a, b in zip(raw_runs, routed_runs, strict=True)]
+    return [table(
+        f"7. Streaming: time to first token, {n} streams per run, median of {runs} runs",
+        ["raw httpx µs", "router.stream µs", "added"],
+        [[median(raw_runs) * 1e6, median(routed_runs) * 1e6, f"+{median(added):.0f} µs"]],
+    )]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
+    parser.add_argument("--only", choices=["overhead", "failover", "stampede", "streaming"])
+    args = parser.parse_args()
+    n, runs, trials = (200, 3, 5) if args.quick else (2000, 5, 15)
+    print(f"bench_routing on {machine()}")
+    with external_sim("openai") as ok_url, external_sim(
+        "openai", "--failure-rate", "1", "--failure-status", "500"
+    ) as failing_url:
+        sections = {
+            "overhead": lambda: overhead(ok_url, n, runs),
+            "failover": lambda: failover_cost(ok_url, failing_url, trials),
+            "stampede": lambda: stampede(ok_url, failing_url, trials),
+            "streaming": lambda: streaming(ok_url, n // 4, runs),
+        }
+        for name, run in sections.items():
+            if args.only in (None, name):
+                for text in await run():
+                    print(text, flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1426,7 +1426,9 @@ async def test_health_failure_is_reported_not_raised(answer, error_class, status
     result = await provider.health()
     assert not result.ok
     assert (result.error_class, result.status) == (error_class, status)
-    assert result.error and result.error.startswith("my-ollama")
+    # The provider's own words; its name and the class are shown beside it, not repeated.
+    assert result.error and not result.error.startswith("my-ollama")
+    assert "provider:" not in result.error and "transient:" not in result.error
 
 
 async def test_health_timeout_is_reported():

@@ -213,7 +213,7 @@ class BaseProvider:
                 provider=self.name,
                 ok=False,
                 latency_ms=(time.monotonic() - start) * 1000,
-                error=str(exc),
+                error=exc.message,
                 error_class=exc.error_class,
                 status=exc.status,
                 checked_at=time.time(),

@@ -12,8 +12,10 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 KEY = "sk-bench-not-a-real-key"
 
@@ -42,6 +44,68 @@ def external_sim(kind: str, *flags: str) -> Iterator[str]:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0 < q < 1) by linear interpolation; p90 is ``quantile(v, 0.9)``."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def bytecode_env(base: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:
+    """An environment for child Python processes that reads and writes the bytecode cache.
+
+    Drops PYTHONDONTWRITEBYTECODE (set in some shells and CI images: with it, every start
+    recompiles every module not cached yet, which is not what users' installs do)."""
+    env = dict(os.environ if base is None else base)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.update(extra)
+    return env
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    """One finished child process: wall seconds, peak RSS (KiB), exit status and output."""
+
+    wall: float
+    maxrss_kib: int
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_child(
+    argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None
+) -> ChildRun:
+    """Run ``argv`` to completion with stdin from /dev/null and stdout piped (not a terminal).
+
+    The wall time spans spawn to exit; the peak RSS is the child's own, from wait4(2) (not
+    the maximum over every child, as RUSAGE_CHILDREN would be).
+    """
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, env=env, cwd=cwd
+        )
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.stdout.close()
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        err.seek(0)
+        return ChildRun(
+            wall=wall,
+            maxrss_kib=usage.ru_maxrss,  # kilobytes on Linux
+            returncode=proc.returncode,
+            stdout=out.decode("utf-8", "replace"),
+            stderr=err.read().decode("utf-8", "replace"),
+        )
 
 
 def table(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

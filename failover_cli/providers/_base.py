@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from ..config import DEFAULT_BASE_URLS, DEFAULT_KEY_ENV
 from ..errors import ProviderError, ProviderUnavailable, TransientError
 from ..types import (
     Completion,
@@ -48,6 +49,11 @@ def make_client() -> httpx.AsyncClient:
 class KindDefaults:
     base_url: str
     api_key_env: str | None
+
+    @classmethod
+    def of(cls, kind: str) -> KindDefaults:
+        """The defaults :mod:`failover_cli.config` documents for ``kind``."""
+        return cls(DEFAULT_BASE_URLS[kind], DEFAULT_KEY_ENV[kind])
 
 
 def api_url(base_url: str, version: str, path: str) -> str:

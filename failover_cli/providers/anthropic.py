@@ -70,7 +70,7 @@ def error_verdict(error: Any) -> tuple[str, tuple[type[ProviderError], str] | No
 
 
 class AnthropicProvider(BaseProvider):
-    defaults = KindDefaults("https://api.anthropic.com", "ANTHROPIC_API_KEY")
+    defaults = KindDefaults.of("anthropic")
 
     def headers(self, key: str | None) -> dict[str, str]:
         headers = {"anthropic-version": API_VERSION, "content-type": "application/json"}

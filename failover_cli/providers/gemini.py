@@ -93,7 +93,7 @@ def retry_delay(body: Any) -> float | None:
 
 
 class GeminiProvider(BaseProvider):
-    defaults = KindDefaults("https://generativelanguage.googleapis.com", "GEMINI_API_KEY")
+    defaults = KindDefaults.of("gemini")
 
     def headers(self, key: str | None) -> dict[str, str]:
         headers = {"content-type": "application/json"}

@@ -35,7 +35,7 @@ def error_message(body: Any) -> str:
 
 
 class OllamaProvider(BaseProvider):
-    defaults = KindDefaults("http://localhost:11434", None)
+    defaults = KindDefaults.of("ollama")
 
     def headers(self, key: str | None) -> dict[str, str]:
         headers = {"content-type": "application/json"}

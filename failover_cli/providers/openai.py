@@ -57,7 +57,7 @@ def error_verdict(body: Any) -> tuple[str, tuple[type[ProviderError], str] | Non
 
 
 class OpenAIProvider(BaseProvider):
-    defaults = KindDefaults("https://api.openai.com", "OPENAI_API_KEY")
+    defaults = KindDefaults.of("openai")
 
     def key_required(self) -> bool:
         return httpx.URL(self.base_url).host == OFFICIAL_HOST

@@ -688,9 +688,9 @@ async def _generate(run: _Run, sink: _Sink) -> AsyncGenerator[str, None]:
             provider=opened.name,
             model=end.model,
             usage=usage,
-            cost=r._cost(opened.name, usage)
-            if len(segments) == 1
-            else _sum_cost(r, segments, usage),
+            # A seamed answer is priced at the provider that finished it: providers do not
+            # report usage for a stream that broke.
+            cost=r._cost(opened.name, usage),
             latency_ms=(clock.monotonic() - run.started) * 1000,
             ttft_ms=first_ttft,
             attempts=tuple(run.attempts),
@@ -698,12 +698,6 @@ async def _generate(run: _Run, sink: _Sink) -> AsyncGenerator[str, None]:
             stop_reason=end.stop_reason,
         )
         return
-
-
-def _sum_cost(r: FailoverRouter, segments: list[Segment], usage: Usage) -> float | None:
-    """Cost of a seamed answer, priced at the provider that finished it (usage of the failed
-    segments is not reported by the providers)."""
-    return r._cost(segments[-1].provider, usage)
 
 
 async def _close_quietly(events: AsyncIterator[Any]) -> None:

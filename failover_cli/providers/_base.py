@@ -39,7 +39,8 @@ def make_client() -> httpx.AsyncClient:
         http2=False,
         trust_env=False,
         follow_redirects=False,
-        limits=httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=30),
+        # Idle connections kept for reuse: a library router at concurrency 50 should not churn.
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=50, keepalive_expiry=30),
         timeout=httpx.Timeout(30.0, connect=5.0),
         headers={"user-agent": USER_AGENT},
     )

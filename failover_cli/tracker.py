@@ -18,7 +18,7 @@ from .clock import Clock
 from .errors import ProviderError, StateError
 from .protocols import StateStore
 from .scoring import ProviderStats
-from .state import DEFAULT_HISTORY, Sample, StateDelta
+from .state import DEFAULT_HISTORY, ProviderDelta, Sample, StateDelta
 from .types import ErrorClass, HealthResult
 
 LATENCY_WINDOW = 100  # recent successful latencies kept in memory for scoring
@@ -115,10 +115,15 @@ class Tracker:
 
     # --- outcomes ----------------------------------------------------------------------------
 
+    def _delta(self, name: str) -> ProviderDelta:
+        """Where this outcome is batched for the store; with no store, a scratch delta that
+        is dropped at once (batching for nobody would grow without bound)."""
+        return self.pending.provider(name) if self.store is not None else ProviderDelta()
+
     def _transitioned(self, name: str, t: Transition | None) -> None:
         if t is None:
             return
-        self.pending.provider(name).breaker = self.breakers[name].snap
+        self._delta(name).breaker = self.breakers[name].snap
         self.on_transition(name, t)
 
     def on_success(
@@ -132,7 +137,7 @@ class Tracker:
         now = self.clock.time()
         t = self.breakers[name].on_success(now, permit, latency_ms)
         self.latencies[name].append(latency_ms)
-        d = self.pending.provider(name)
+        d = self._delta(name)
         d.requests += 1
         d.successes += 1
         d.outcomes.append(self.breakers[name].outcomes[-1])
@@ -145,7 +150,7 @@ class Tracker:
         """Record a failed attempt; what it does to the breaker depends on its class."""
         now = self.clock.time()
         b = self.breakers[name]
-        d = self.pending.provider(name)
+        d = self._delta(name)
         d.requests += 1
         cls = error.error_class
         d.failures[cls.value] = d.failures.get(cls.value, 0) + 1
@@ -174,7 +179,7 @@ class Tracker:
         if b is None:
             return
         now = self.clock.time()
-        self.pending.provider(name).last_health = {
+        self._delta(name).last_health = {
             "at": now,
             "ok": result.ok,
             "latency_ms": round(result.latency_ms, 3),
@@ -193,7 +198,7 @@ class Tracker:
 
     def force(self, name: str, mode: str | None) -> None:
         t = self.breakers[name].force(self.clock.time(), mode)
-        self.pending.provider(name).breaker = self.breakers[name].snap
+        self._delta(name).breaker = self.breakers[name].snap
         if t.old is not t.new:
             self.on_transition(name, t)
 

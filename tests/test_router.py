@@ -1058,3 +1058,13 @@ def test_missing_provider_object_is_an_error(clock):
     config = [a.config, ProviderConfig(name="b", kind="openai", model="m")]
     with pytest.raises(ValueError, match="no provider object for: b"):
         FailoverRouter(config, providers=[a], clock=clock)
+
+
+async def test_without_a_store_nothing_accumulates_for_a_flush_that_never_comes(clock):
+    a = fake(clock, "a", default=Step(text="hi"))
+    b = fake(clock, "b", Step(error=transient()), default=Step(text="hi"))
+    router = build_router(clock, [b, a])
+    for _ in range(50):
+        await clock.run(router.route("q"))
+    assert router.tracker.pending.is_empty()
+    assert router.tracker.pending.providers == {}

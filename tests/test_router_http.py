@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 from collections.abc import AsyncIterator
 
 import httpx
@@ -260,3 +261,27 @@ async def test_nothing_listening_anywhere_reports_every_refusal():
         "two: transient (cannot connect: ConnectError)"
     )
     assert not any(isinstance(a, ProviderError) for a in info.value.attempts)
+
+
+def _verify_mode(router) -> ssl.VerifyMode:
+    # httpx keeps its SSL context private; this is the only view of what a client verifies.
+    return router._owned_client._transport._pool._ssl_context.verify_mode
+
+
+@pytest.mark.parametrize(
+    ("urls", "mode"),
+    [
+        (["https://api.anthropic.com", "http://127.0.0.1:11434"], ssl.CERT_REQUIRED),
+        (["http://127.0.0.1:8000", "http://localhost:11434"], ssl.CERT_NONE),
+    ],
+)
+async def test_certificates_are_verified_whenever_a_provider_uses_https(urls, mode):
+    configs = [
+        ProviderConfig(name=f"p{i}", kind="ollama", model="m", base_url=url)
+        for i, url in enumerate(urls)
+    ]
+    router = FailoverRouter(configs)
+    try:
+        assert _verify_mode(router) == mode
+    finally:
+        await router.aclose()

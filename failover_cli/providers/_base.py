@@ -31,10 +31,15 @@ from ._http import Call, decode_json, error_text, translate_errors, try_json
 USER_AGENT = "failover/0.1"
 
 
-def make_client() -> httpx.AsyncClient:
+def make_client(*, tls: bool = True) -> httpx.AsyncClient:
     """One AsyncClient to share between adapters: pooled HTTP/1.1 connections, no proxies from
-    the environment (``trust_env=False`` keeps loopback traffic local), no redirects."""
+    the environment (``trust_env=False`` keeps loopback traffic local), no redirects.
+
+    ``tls=False`` skips loading the CA certificates (40-55 ms per process here): only for a
+    client that will never request an ``https://`` URL, such as a chain of local servers.
+    """
     return httpx.AsyncClient(
+        verify=tls,
         http1=True,
         http2=False,
         trust_env=False,

@@ -24,9 +24,20 @@ KEY = "sk-bench-not-a-real-key"
 def external_sim(kind: str, *flags: str) -> Iterator[str]:
     """Run a simulator in a subprocess; yield its base URL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "failover_cli.sim", "--kind", kind, "--quiet",
-         "--api-key", KEY, *flags],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "failover_cli.sim",
+            "--kind",
+            kind,
+            "--quiet",
+            "--api-key",
+            KEY,
+            *flags,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -70,41 +81,79 @@ def bytecode_env(base: Mapping[str, str] | None = None, **extra: str) -> dict[st
 
 @dataclass(frozen=True)
 class ChildRun:
-    """One finished child process: wall seconds, peak RSS (KiB), exit status and output."""
+    """One finished child process: wall seconds, exit status, output, and (when asked for)
+    its peak RSS in KiB."""
 
     wall: float
-    maxrss_kib: int
     returncode: int
     stdout: str
     stderr: str
+    maxrss_kib: int | None = None
+
+
+# Forks the command from a small process and reports the command's ru_maxrss on the fd given.
+_RSS_LAUNCHER = """\
+import os, sys
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+os.write(int(sys.argv[1]), str(usage.ru_maxrss).encode())
+sys.exit(os.waitstatus_to_exitcode(status) & 0xFF)
+"""
 
 
 def run_child(
-    argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    measure_rss: bool = False,
 ) -> ChildRun:
     """Run ``argv`` to completion with stdin from /dev/null and stdout piped (not a terminal).
 
-    The wall time spans spawn to exit; the peak RSS is the child's own, from wait4(2) (not
-    the maximum over every child, as RUSAGE_CHILDREN would be).
+    The wall time spans spawn to exit. With ``measure_rss`` the command is forked from a small
+    launcher (``python -S``, about 8 MiB) that reports the command's own ru_maxrss: Linux
+    charges a process the peak RSS of the memory it was forked (or vforked) with, so a
+    command spawned straight from a large benchmark process would report at least that
+    process's peak. The launcher adds its start to the wall time.
     """
+    read_fd = write_fd = -1
+    if measure_rss:
+        read_fd, write_fd = os.pipe()
+        argv = [sys.executable, "-S", "-c", _RSS_LAUNCHER, str(write_fd), *argv]
     with tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, env=env, cwd=cwd
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env=env,
+            cwd=cwd,
+            pass_fds=(write_fd,) if measure_rss else (),
         )
+        if measure_rss:
+            os.close(write_fd)
         assert proc.stdout is not None
         out = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc.wait()
         wall = time.perf_counter() - start
         proc.stdout.close()
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        maxrss = None
+        if measure_rss:
+            with os.fdopen(read_fd, "rb") as report:
+                maxrss = int(report.read() or 0) or None  # KiB on Linux
         err.seek(0)
         return ChildRun(
             wall=wall,
-            maxrss_kib=usage.ru_maxrss,  # kilobytes on Linux
             returncode=proc.returncode,
             stdout=out.decode("utf-8", "replace"),
             stderr=err.read().decode("utf-8", "replace"),
+            maxrss_kib=maxrss,
         )
 
 
@@ -133,5 +182,7 @@ def _fmt(value: object) -> str:
 
 
 def machine() -> str:
-    return (f"{time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores, "
-            f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
+    return (
+        f"{time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )

@@ -40,24 +40,33 @@ ENV = {"BENCH_KEY": KEY}
 
 
 def link(name: str, url: str, kind: str = "openai") -> ProviderConfig:
-    return ProviderConfig(name=name, kind=kind, model="gpt-4o-mini", base_url=url,
-                          api_key_env="BENCH_KEY", timeout=10)
+    return ProviderConfig(
+        name=name, kind=kind, model="gpt-4o-mini", base_url=url, api_key_env="BENCH_KEY", timeout=10
+    )
 
 
-def router_for(*links: ProviderConfig, retry: RetryPolicy | None = None,
-               client: httpx.AsyncClient | None = None, **kw: Any) -> FailoverRouter:
+def router_for(
+    *links: ProviderConfig,
+    retry: RetryPolicy | None = None,
+    client: httpx.AsyncClient | None = None,
+    **kw: Any,
+) -> FailoverRouter:
     config = Config(providers=links, retry=retry or RetryPolicy())
     return FailoverRouter(config, env=ENV, client=client, **kw)
 
 
 def raw_request(url: str) -> tuple[str, dict[str, Any], dict[str, str]]:
-    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": PROMPT}],
-            "max_tokens": 64}
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": 64,
+    }
     return f"{url}/v1/chat/completions", body, {"authorization": f"Bearer {KEY}"}
 
 
-async def raw_once(client: httpx.AsyncClient, url: str, body: dict[str, Any],
-                   headers: dict[str, str]) -> str:
+async def raw_once(
+    client: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str]
+) -> str:
     response = await client.post(url, json=body, headers=headers)
     response.raise_for_status()
     return response.json()["choices"][0]["message"]["content"]
@@ -114,16 +123,28 @@ async def overhead(url: str, n: int, runs: int) -> list[str]:
     await client.aclose()
     added = [(b - a) * 1e6 for a, b in zip(seq_raw, seq_routed, strict=True)]
     ratio = [b / a for a, b in zip(conc_raw, conc_routed, strict=True)]
-    return [table(
-        f"1. Routing overhead: {n} requests per run, median of {runs} runs",
-        ["measure", "raw httpx", "FailoverRouter.route", "difference", "target"],
-        [
-            ["sequential, µs per request", median(seq_raw) * 1e6, median(seq_routed) * 1e6,
-             f"+{median(added):.0f} µs", "≤ +100 µs"],
-            ["concurrency 50, requests/s", median(conc_raw), median(conc_routed),
-             f"{median(ratio):.2f}x", "≥ 0.90x"],
-        ],
-    )]
+    return [
+        table(
+            f"1. Routing overhead: {n} requests per run, median of {runs} runs",
+            ["measure", "raw httpx", "FailoverRouter.route", "difference", "target"],
+            [
+                [
+                    "sequential, µs per request",
+                    median(seq_raw) * 1e6,
+                    median(seq_routed) * 1e6,
+                    f"+{median(added):.0f} µs",
+                    "≤ +100 µs",
+                ],
+                [
+                    "concurrency 50, requests/s",
+                    median(conc_raw),
+                    median(conc_routed),
+                    f"{median(ratio):.2f}x",
+                    "≥ 0.90x",
+                ],
+            ],
+        )
+    ]
 
 
 async def failover_cost(secondary: str, failing: str, trials: int) -> list[str]:
@@ -132,8 +153,9 @@ async def failover_cost(secondary: str, failing: str, trials: int) -> list[str]:
     direct = router_for(link("secondary", secondary), client=client)
     for _ in range(100):
         await direct.route(PROMPT, max_tokens=64)
-    base = [await timed_seq(1, lambda: direct.route(PROMPT, max_tokens=64))
-            for _ in range(trials * 5)]
+    base = [
+        await timed_seq(1, lambda: direct.route(PROMPT, max_tokens=64)) for _ in range(trials * 5)
+    ]
     base_ms = median(base) * 1000
     rows = []
     dead = refused_url()
@@ -144,11 +166,19 @@ async def failover_cost(secondary: str, failing: str, trials: int) -> list[str]:
     ]:
         first, tripping, later = [], [], []
         for _ in range(trials):
-            r = router_for(link("primary", primary), link("secondary", secondary),
-                           retry=retry, client=client)
+            r = router_for(
+                link("primary", primary), link("secondary", secondary), retry=retry, client=client
+            )
             opened: list[int] = []
-            r.add_listener(lambda e, o=opened: o.append(1) if isinstance(e, BreakerTransition)
-                           and e.provider == "primary" and e.new == "open" else None)
+            r.add_listener(
+                lambda e, o=opened: (
+                    o.append(1)
+                    if isinstance(e, BreakerTransition)
+                    and e.provider == "primary"
+                    and e.new == "open"
+                    else None
+                )
+            )
             times, trip = [], None
             for i in range(8):
                 times.append(await timed_seq(1, lambda r=r: r.route(PROMPT, max_tokens=64)))
@@ -157,27 +187,45 @@ async def failover_cost(secondary: str, failing: str, trials: int) -> list[str]:
             first.append(times[0])
             if trip is not None:
                 tripping.append(times[trip])
-                later.extend(times[trip + 1:])
-        rows.append([label, (median(first) * 1000 - base_ms), (median(tripping) * 1000 - base_ms),
-                     (median(later) * 1000 - base_ms)])
+                later.extend(times[trip + 1 :])
+        rows.append(
+            [
+                label,
+                (median(first) * 1000 - base_ms),
+                (median(tripping) * 1000 - base_ms),
+                (median(later) * 1000 - base_ms),
+            ]
+        )
     # An open breaker: forced open, zero connections may reach the primary.
     with external_sim("openai") as primary_url:
         r = router_for(link("primary", primary_url), link("secondary", secondary), client=client)
         r.tracker.force("primary", "open")
         started: list[str] = []
-        r.add_listener(lambda e: started.append(e.provider) if isinstance(e, AttemptStarted)
-                       else None)
-        times = [await timed_seq(1, lambda: r.route(PROMPT, max_tokens=64))
-                 for _ in range(trials * 5)]
+        r.add_listener(
+            lambda e: started.append(e.provider) if isinstance(e, AttemptStarted) else None
+        )
+        times = [
+            await timed_seq(1, lambda: r.route(PROMPT, max_tokens=64)) for _ in range(trials * 5)
+        ]
         reached = started.count("primary")
-    rows.append([f"primary's breaker open (attempts sent to it: {reached})", "", "",
-                 median(times) * 1000 - base_ms])
+    rows.append(
+        [
+            f"primary's breaker open (attempts sent to it: {reached})",
+            "",
+            "",
+            median(times) * 1000 - base_ms,
+        ]
+    )
     await client.aclose()
-    return [table(
-        f"2. Failover cost: ms added over calling the secondary directly "
-        f"({base_ms:.2f} ms), median of {trials} fresh routers",
-        ["primary", "first request", "tripping request", "later requests"], rows,
-    ) + "\nTargets: refused primary ≤ 3 ms; open breaker ≤ 0.2 ms with zero attempts to it."]
+    return [
+        table(
+            f"2. Failover cost: ms added over calling the secondary directly "
+            f"({base_ms:.2f} ms), median of {trials} fresh routers",
+            ["primary", "first request", "tripping request", "later requests"],
+            rows,
+        )
+        + "\nTargets: refused primary ≤ 3 ms; open breaker ≤ 0.2 ms with zero attempts to it."
+    ]
 
 
 async def stampede(secondary: str, failing: str, trials: int) -> list[str]:
@@ -199,18 +247,33 @@ async def stampede(secondary: str, failing: str, trials: int) -> list[str]:
         for _ in range(trials):
             r = router_for(link("primary", primary), link("secondary", secondary), client=client)
             hits: list[int] = []
-            r.add_listener(lambda e, h=hits: h.append(1)
-                           if isinstance(e, AttemptStarted) and e.provider == "primary" else None)
+            r.add_listener(
+                lambda e, h=hits: (
+                    h.append(1)
+                    if isinstance(e, AttemptStarted) and e.provider == "primary"
+                    else None
+                )
+            )
             walls.append(await burst(r))
             reached.append(len(hits))
-        rows.append([f"primary {label}", median(walls) * 1000, median(direct) * 1000,
-                     f"{median(walls) / median(direct):.2f}x", f"{median(reached):.0f} / 50"])
+        rows.append(
+            [
+                f"primary {label}",
+                median(walls) * 1000,
+                median(direct) * 1000,
+                f"{median(walls) / median(direct):.2f}x",
+                f"{median(reached):.0f} / 50",
+            ]
+        )
     await client.aclose()
-    return [table(
-        f"3. Stampede: 50 concurrent first requests on a fresh router, median of {trials}",
-        ["primary", "wall ms", "straight to secondary ms", "ratio", "attempts on primary"],
-        rows,
-    ) + "\nTarget: ≤ 1.5x the direct wall time."]
+    return [
+        table(
+            f"3. Stampede: 50 concurrent first requests on a fresh router, median of {trials}",
+            ["primary", "wall ms", "straight to secondary ms", "ratio", "attempts on primary"],
+            rows,
+        )
+        + "\nTarget: ≤ 1.5x the direct wall time."
+    ]
 
 
 async def streaming(url: str, n: int, runs: int) -> list[str]:
@@ -250,11 +313,13 @@ async def streaming(url: str, n: int, runs: int) -> list[str]:
     await router.aclose()
     await client.aclose()
     added = [(b - a) * 1e6 for a, b in zip(raw_runs, routed_runs, strict=True)]
-    return [table(
-        f"7. Streaming: time to first token, {n} streams per run, median of {runs} runs",
-        ["raw httpx µs", "router.stream µs", "added"],
-        [[median(raw_runs) * 1e6, median(routed_runs) * 1e6, f"+{median(added):.0f} µs"]],
-    )]
+    return [
+        table(
+            f"7. Streaming: time to first token, {n} streams per run, median of {runs} runs",
+            ["raw httpx µs", "router.stream µs", "added"],
+            [[median(raw_runs) * 1e6, median(routed_runs) * 1e6, f"+{median(added):.0f} µs"]],
+        )
+    ]
 
 
 async def main() -> None:
@@ -264,9 +329,10 @@ async def main() -> None:
     args = parser.parse_args()
     n, runs, trials = (200, 3, 5) if args.quick else (2000, 5, 15)
     print(f"bench_routing on {machine()}")
-    with external_sim("openai") as ok_url, external_sim(
-        "openai", "--failure-rate", "1", "--failure-status", "500"
-    ) as failing_url:
+    with (
+        external_sim("openai") as ok_url,
+        external_sim("openai", "--failure-rate", "1", "--failure-status", "500") as failing_url,
+    ):
         sections = {
             "overhead": lambda: overhead(ok_url, n, runs),
             "failover": lambda: failover_cost(ok_url, failing_url, trials),

@@ -230,7 +230,6 @@ async def failover_cost(secondary: str, failing: str, trials: int) -> list[str]:
 
 async def stampede(secondary: str, failing: str, trials: int) -> list[str]:
     client = make_client()
-    rows = []
 
     async def burst(r: FailoverRouter) -> float:
         start = time.perf_counter()
@@ -238,14 +237,15 @@ async def stampede(secondary: str, failing: str, trials: int) -> list[str]:
         assert all(res.provider == "secondary" for res in results)
         return time.perf_counter() - start
 
-    direct = []
-    for _ in range(trials):
-        r = router_for(link("secondary", secondary), client=client)
-        direct.append(await burst(r))
-    for label, primary in [("refused", refused_url()), ("500", failing)]:
-        walls, reached = [], []
-        for _ in range(trials):
-            r = router_for(link("primary", primary), link("secondary", secondary), client=client)
+    cases = {"direct": None, "refused": refused_url(), "500": failing}
+    walls: dict[str, list[float]] = {k: [] for k in cases}
+    reached: dict[str, list[int]] = {k: [] for k in cases}
+    for _ in range(trials):  # interleaved, so every case meets the simulators equally warm
+        for label, primary in cases.items():
+            links = [link("secondary", secondary)]
+            if primary is not None:
+                links.insert(0, link("primary", primary))
+            r = router_for(*links, client=client)
             hits: list[int] = []
             r.add_listener(
                 lambda e, h=hits: (
@@ -254,18 +254,20 @@ async def stampede(secondary: str, failing: str, trials: int) -> list[str]:
                     else None
                 )
             )
-            walls.append(await burst(r))
-            reached.append(len(hits))
-        rows.append(
-            [
-                f"primary {label}",
-                median(walls) * 1000,
-                median(direct) * 1000,
-                f"{median(walls) / median(direct):.2f}x",
-                f"{median(reached):.0f} / 50",
-            ]
-        )
+            walls[label].append(await burst(r))
+            reached[label].append(len(hits))
     await client.aclose()
+    direct = median(walls["direct"])
+    rows = [
+        [
+            f"primary {label}",
+            median(walls[label]) * 1000,
+            direct * 1000,
+            f"{median(walls[label]) / direct:.2f}x",
+            f"{median(reached[label]):.0f} / 50",
+        ]
+        for label in ("refused", "500")
+    ]
     return [
         table(
             f"3. Stampede: 50 concurrent first requests on a fresh router, median of {trials}",
@@ -273,6 +275,82 @@ async def stampede(secondary: str, failing: str, trials: int) -> list[str]:
             rows,
         )
         + "\nTarget: ≤ 1.5x the direct wall time."
+    ]
+
+
+async def cpu_cost(n: int, runs: int) -> list[str]:
+    """The router's own CPU per request, without sockets: raw httpx and FailoverRouter on one
+    httpx.MockTransport serving a fixed OpenAI answer; and skipping an open breaker."""
+    body = json.dumps(
+        {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "gpt-4o-mini",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "Hello there"},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+        }
+    ).encode()
+    transport = httpx.MockTransport(
+        lambda request: httpx.Response(
+            200, content=body, headers={"content-type": "application/json"}
+        )
+    )
+    client = httpx.AsyncClient(transport=transport)
+    url = "http://sim.test"
+    direct = router_for(link("secondary", url), client=client)
+    skipping = router_for(link("primary", url), link("secondary", url), client=client)
+    skipping.tracker.force("primary", "open")
+    rurl, rbody, headers = raw_request(url)
+
+    async def raw() -> str:
+        return await raw_once(client, rurl, rbody, headers)
+
+    paths = {
+        "raw httpx": raw,
+        "FailoverRouter.route": lambda: direct.route(PROMPT, max_tokens=64),
+        "route, primary's breaker open": lambda: skipping.route(PROMPT, max_tokens=64),
+    }
+    for fn in paths.values():
+        for _ in range(300):
+            await fn()
+    results: dict[str, list[float]] = {k: [] for k in paths}
+    for run in range(runs):
+        items = list(paths.items())
+        for name, fn in items if run % 2 == 0 else reversed(items):
+            results[name].append(await timed_seq(n, fn) * 1e6)
+    await client.aclose()
+    raw_us = median(results["raw httpx"])
+    route_us = median(results["FailoverRouter.route"])
+    skip_us = median(results["route, primary's breaker open"])
+    return [
+        table(
+            f"1b. CPU per request in one process, no sockets (httpx.MockTransport): "
+            f"{n} requests per run, median of {runs} runs",
+            ["path", "µs per request", "added", "target"],
+            [
+                ["raw httpx", raw_us, "", ""],
+                [
+                    "FailoverRouter.route",
+                    route_us,
+                    f"+{route_us - raw_us:.0f} µs vs raw",
+                    "≤ +100 µs",
+                ],
+                [
+                    "route, primary's breaker open",
+                    skip_us,
+                    f"+{skip_us - route_us:.0f} µs vs route",
+                    "≤ +200 µs",
+                ],
+            ],
+        )
     ]
 
 
@@ -325,7 +403,7 @@ async def streaming(url: str, n: int, runs: int) -> list[str]:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
-    parser.add_argument("--only", choices=["overhead", "failover", "stampede", "streaming"])
+    parser.add_argument("--only", choices=["overhead", "cpu", "failover", "stampede", "streaming"])
     args = parser.parse_args()
     n, runs, trials = (200, 3, 5) if args.quick else (2000, 5, 15)
     print(f"bench_routing on {machine()}")
@@ -335,6 +413,7 @@ async def main() -> None:
     ):
         sections = {
             "overhead": lambda: overhead(ok_url, n, runs),
+            "cpu": lambda: cpu_cost(n, runs + 2),
             "failover": lambda: failover_cost(ok_url, failing_url, trials),
             "stampede": lambda: stampede(ok_url, failing_url, trials),
             "streaming": lambda: streaming(ok_url, n // 4, runs),

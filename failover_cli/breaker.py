@@ -16,7 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-MAX_OUTCOMES = 1000  # recent outcomes kept for the failure-rate window and consecutive count
+# Recent outcomes kept per provider for the failure-rate window and the consecutive count:
+# twice resilience4j's default count-based window (100). More only costs state-file parsing.
+MAX_OUTCOMES = 200
 
 
 class BreakerState(StrEnum):

@@ -15,7 +15,7 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from .breaker import BreakerPolicy
+from .breaker import MAX_OUTCOMES, BreakerPolicy
 from .errors import ConfigError
 from .retry import RetryPolicy
 from .scoring import Weights
@@ -113,7 +113,7 @@ _BOUNDS: dict[str, tuple[float, bool, float | None]] = {
     "failure_threshold": (1, False, None),
     "window": (0, True, None),
     "failure_rate": (0, True, 1),
-    "min_requests": (1, False, None),
+    "min_requests": (1, False, MAX_OUTCOMES),  # never reachable beyond the kept outcomes
     "cooldown": (0, False, None),
     "max_cooldown": (0, False, None),
     "half_open_probes": (1, False, None),

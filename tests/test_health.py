@@ -12,6 +12,7 @@ from failover_cli.breaker import BreakerPolicy, BreakerState, Transition
 from failover_cli.clock import VirtualClock
 from failover_cli.errors import InvalidRequest, ProviderUnavailable, TransientError
 from failover_cli.health import HealthStatus, check_all, check_one, overall
+from failover_cli.store import MemoryStore
 from failover_cli.tracker import Tracker
 from failover_cli.types import ErrorClass, HealthResult, ProviderConfig
 
@@ -104,7 +105,11 @@ async def test_timeout_becomes_a_transient_failure(clock):
 def make_tracker(clock, *names: str):
     seen: list[tuple[str, Transition]] = []
     tracker = Tracker(
-        names or ("a",), BreakerPolicy(), clock, on_transition=lambda n, t: seen.append((n, t))
+        names or ("a",),
+        BreakerPolicy(),
+        clock,
+        store=MemoryStore(),  # with a store, health results are batched for it (pending)
+        on_transition=lambda n, t: seen.append((n, t)),
     )
     return tracker, seen
 

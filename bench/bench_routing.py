@@ -229,8 +229,6 @@ async def failover_cost(secondary: str, failing: str, trials: int) -> list[str]:
 
 
 async def stampede(secondary: str, failing: str, trials: int) -> list[str]:
-    client = make_client()
-
     async def burst(r: FailoverRouter) -> float:
         start = time.perf_counter()
         results = await asyncio.gather(*(r.route(PROMPT, max_tokens=64) for _ in range(50)))
@@ -245,6 +243,10 @@ async def stampede(secondary: str, failing: str, trials: int) -> list[str]:
             links = [link("secondary", secondary)]
             if primary is not None:
                 links.insert(0, link("primary", primary))
+            # A fresh client per burst: a warm pool of 50 idle connections makes httpcore
+            # hand each freed connection to every queued request (encode/httpcore#1035), which
+            # would slow whichever case meets the warm pool, not measure routing.
+            client = make_client()
             r = router_for(*links, client=client)
             hits: list[int] = []
             r.add_listener(
@@ -256,7 +258,7 @@ async def stampede(secondary: str, failing: str, trials: int) -> list[str]:
             )
             walls[label].append(await burst(r))
             reached[label].append(len(hits))
-    await client.aclose()
+            await client.aclose()
     direct = median(walls["direct"])
     rows = [
         [

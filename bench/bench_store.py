@@ -145,7 +145,7 @@ def main() -> None:
 
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
-    print("\nOne invocation: median milliseconds, wall (CPU); 3 providers, 1,000 outcomes each")
+    print("\nOne invocation: median milliseconds, wall (CPU); 3 providers, full outcome windows")
     print(f"{'store':<6} {'samples':>7}  {'load':>16}  {'save (update)':>16}  {'load + save':>16}")
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:

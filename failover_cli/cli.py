@@ -357,7 +357,14 @@ def ask(
     no_stream: Annotated[
         bool, typer.Option("--no-stream", help="Wait for the whole answer, then print it.")
     ] = False,
-    json_out: JsonOption = False,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print one JSON object: text, provider, model, usage, cost_usd, latency_ms, "
+            "ttft_ms, attempts (also on failure: error and attempts).",
+        ),
+    ] = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Print the route trace on stderr.")
     ] = False,

@@ -89,10 +89,16 @@ class ProviderState:
 
 
 def _record(value: Any) -> dict[str, Any] | None:
-    """A stored ``last_error``/``last_health``: an object or nothing."""
-    if value is None or isinstance(value, dict):
-        return value
-    raise ValueError(f"expected an object, got {type(value).__name__}")
+    """A stored ``last_error``/``last_health``: an object (whose ``at`` is a number) or
+    nothing; anything else would break the next merge, which compares ``at``."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"expected an object, got {type(value).__name__}")
+    at = value.get("at")
+    if at is not None and (isinstance(at, bool) or not isinstance(at, int | float)):
+        raise ValueError("'at' is not a number")
+    return value
 
 
 @dataclass(slots=True)
@@ -255,13 +261,24 @@ class FutureSchema(ValueError):
 MIGRATIONS: dict[int, Any] = {}
 
 
-def migrate(doc: Any) -> dict[str, Any]:
-    """Validate the envelope and bring a document up to :data:`SCHEMA_VERSION`."""
+# What decoding a malformed stored value can raise (OverflowError: JSON 1e400 given to int()).
+DECODE_ERRORS = (TypeError, ValueError, KeyError, AttributeError, OverflowError)
+
+
+def schema_of(doc: Any) -> int:
+    """The schema version of a stored document (or Redis value): ForeignDocument if it has
+    none, FutureSchema if a newer failover wrote it, whatever its shape."""
     version = doc.get("schema") if isinstance(doc, dict) else None
     if not isinstance(version, int) or isinstance(version, bool):
         raise ForeignDocument("not a failover state document")
-    if version > SCHEMA_VERSION:  # whatever its shape: a newer failover's file is left alone
+    if version > SCHEMA_VERSION:
         raise FutureSchema(f"state schema {version} is newer than this failover ({SCHEMA_VERSION})")
+    return version
+
+
+def migrate(doc: Any) -> dict[str, Any]:
+    """Validate the envelope and bring a document up to :data:`SCHEMA_VERSION`."""
+    version = schema_of(doc)
     if not isinstance(doc.get("chains"), dict):
         raise ForeignDocument("not a failover state document")
     while version < SCHEMA_VERSION:
@@ -278,7 +295,7 @@ def load_document(doc: Any) -> dict[str, ChainState]:
     doc = migrate(doc)
     try:
         return {str(name): ChainState.from_dict(c) for name, c in doc["chains"].items()}
-    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
+    except DECODE_ERRORS as exc:
         raise ForeignDocument(f"malformed state document: {exc}") from None
 
 

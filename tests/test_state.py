@@ -432,6 +432,15 @@ def test_non_object_last_error_or_health_is_foreign(key: str, value: Any) -> Non
         load_document(doc)
 
 
+@pytest.mark.parametrize("key", ["last_error", "last_health"])
+@pytest.mark.parametrize("at", ["yesterday", True, [1]])
+def test_a_last_error_or_health_whose_time_is_not_a_number_is_foreign(key: str, at: Any) -> None:
+    # merging compares "at": a non-number would crash the next update instead of loading
+    doc = {"schema": 1, "chains": {"c": {"providers": {"p": {key: {"at": at}}}}}}
+    with pytest.raises(ForeignDocument):
+        load_document(doc)
+
+
 def test_boolean_schema_is_foreign() -> None:
     with pytest.raises(ForeignDocument):
         load_document({"schema": True, "chains": {}})

@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..state import (
+    DECODE_ERRORS,
     SCHEMA_VERSION,
     ChainState,
     ForeignDocument,
     migrate,
 )
-from ._checks import DECODE_ERRORS, check_envelope, check_provider
 from ._encode import ENCODE, encode_provider
 
 _HEAD = b'{"schema":%d,"chains":{' % SCHEMA_VERSION
@@ -62,8 +62,6 @@ class Document:
                 return ChainState()
             try:
                 state = ChainState.from_dict({"providers": providers})
-                for provider in state.providers.values():
-                    check_provider(provider)
             except DECODE_ERRORS as exc:
                 raise ForeignDocument(f"malformed state document: {exc}") from None
             self.decoded[name] = state
@@ -115,7 +113,6 @@ def parse(data: bytes) -> Document:
         raise ForeignDocument("not valid JSON (nested too deeply)") from None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         raise ForeignDocument(f"not valid JSON ({_one_line(exc)})") from None
-    check_envelope(doc)
     doc = migrate(doc)
     raw: dict[str, dict[str, Any]] = {}
     for name, chain in doc["chains"].items():

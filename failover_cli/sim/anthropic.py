@@ -21,8 +21,6 @@ Wire format, as documented by Anthropic:
 from __future__ import annotations
 
 from .wire import (
-    COMPLETION,
-    HEALTH,
     JSON_TYPE,
     End,
     Exchange,
@@ -33,6 +31,7 @@ from .wire import (
     Template,
     cut_json,
     dumps,
+    models_api_route,
     new_id,
     quote,
     sse,
@@ -62,13 +61,7 @@ class AnthropicDialect:
     json_type = JSON_TYPE
 
     def route(self, request: RecordedRequest) -> Route | None:
-        if request.method == "POST" and request.path == "/v1/messages":
-            return COMPLETION
-        if request.method == "GET" and request.path == "/v1/models":
-            return HEALTH
-        if request.method == "GET" and request.path.startswith("/v1/models/"):
-            return Route(completion=False, model=request.path.removeprefix("/v1/models/"))
-        return None
+        return models_api_route(request, "/v1/messages")
 
     def unknown_route(self, request: RecordedRequest) -> Reply:
         return _error(404, "not_found_error", "Not Found")

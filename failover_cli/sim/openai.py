@@ -20,8 +20,6 @@ Unlike the real API, the 401 message never echoes any part of the key it was giv
 from __future__ import annotations
 
 from .wire import (
-    COMPLETION,
-    HEALTH,
     JSON_TYPE,
     End,
     Exchange,
@@ -32,6 +30,7 @@ from .wire import (
     Template,
     cut_json,
     dumps,
+    models_api_route,
     new_id,
     quote,
     sse,
@@ -71,13 +70,7 @@ class OpenAIDialect:
     json_type = JSON_TYPE
 
     def route(self, request: RecordedRequest) -> Route | None:
-        if request.method == "POST" and request.path == "/v1/chat/completions":
-            return COMPLETION
-        if request.method == "GET" and request.path == "/v1/models":
-            return HEALTH
-        if request.method == "GET" and request.path.startswith("/v1/models/"):
-            return Route(completion=False, model=request.path.removeprefix("/v1/models/"))
-        return None
+        return models_api_route(request, "/v1/chat/completions")
 
     def unknown_route(self, request: RecordedRequest) -> Reply:
         message = f"Invalid URL ({request.method} {request.path})"

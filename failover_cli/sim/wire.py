@@ -37,6 +37,17 @@ COMPLETION = Route(completion=True)
 HEALTH = Route(completion=False)
 
 
+def models_api_route(request: RecordedRequest, completion_path: str) -> Route | None:
+    """Routing of the APIs that list models under /v1/models (Anthropic, OpenAI)."""
+    if request.method == "POST" and request.path == completion_path:
+        return COMPLETION
+    if request.method == "GET" and request.path == "/v1/models":
+        return HEALTH
+    if request.method == "GET" and request.path.startswith("/v1/models/"):
+        return Route(completion=False, model=request.path.removeprefix("/v1/models/"))
+    return None
+
+
 @dataclass(slots=True)
 class Reply:
     """A whole response, rendered by a dialect."""

@@ -318,11 +318,11 @@ class _Run:
         r = self.r
         hedge_ms = r.config.routing.hedge_after_ms
         ticket: int | None = None
-        if not r.order(self.only):
-            raise AllProvidersFailed(f"no provider named {', '.join(self.only or [])}")
+        if self.only is not None and not any(n in r.providers for n in self.only):
+            raise AllProvidersFailed(f"no provider named {', '.join(self.only)}")
         while True:
             self.passed.clear()
-            candidates = iter([n for n in r.order(self.only) if n not in self.excluded])
+            candidates = (n for n in r.order(self.only) if n not in self.excluded)
             if hedge_ms is None:
                 for name in candidates:
                     permit = self._admit(name)

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from failover_cli import state as state_module
@@ -478,6 +478,12 @@ def test_older_schema_is_migrated_forward(monkeypatch: pytest.MonkeyPatch) -> No
                         "samples",
                         "requests",
                         "failures",
+                        "last_error",
+                        "last_health",
+                        "at",
+                        "state",
+                        "open_until",
+                        "updated_at",
                         "a",
                         "x",
                     ]
@@ -489,12 +495,24 @@ def test_older_schema_is_migrated_forward(monkeypatch: pytest.MonkeyPatch) -> No
         max_leaves=20,
     )
 )
+@example(garbage={"providers": {"a": {"last_error": {"at": "soon"}}}})  # loads, then crashed merge
 def test_garbage_chains_load_or_raise_foreign(garbage: Any) -> None:
     doc = {"schema": SCHEMA_VERSION, "chains": {"c": garbage}}
     try:
-        load_document(doc)
+        chain = load_document(doc)["c"]
     except ForeignDocument:
-        pass
+        return
+    # What loads must survive the next update and be written back: a value accepted here
+    # and crashing a later merge is the failure this test hunts for.
+    delta = StateDelta()
+    for name in chain.providers:
+        d = delta.provider(name)
+        d.requests = 1
+        d.last_error = {"at": T0, "class": "transient", "status": 503, "message": "x"}
+        d.breaker = BreakerSnapshot(state="open", open_until=T0 + 30, updated_at=T0)
+    merged = merge(chain, delta)
+    json.dumps(merged.to_dict())
+    assert set(merged.providers) == set(chain.providers)
 
 
 # --- properties: merging is exact whatever the order and grouping --------------------------------

@@ -21,8 +21,10 @@ KEY = "sk-bench-not-a-real-key"
 
 
 @contextlib.contextmanager
-def external_sim(kind: str, *flags: str) -> Iterator[str]:
-    """Run a simulator in a subprocess; yield its base URL."""
+def running_sim(kind: str, *flags: str, log: bool = False) -> Iterator[subprocess.Popen[str]]:
+    """Run a simulator in a subprocess; yield the process once it has printed its URL (the
+    first line of its stdout, kept in ``proc.url``). ``log``: keep its per-request log on
+    stderr (a pipe) instead of ``--quiet``."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -30,13 +32,13 @@ def external_sim(kind: str, *flags: str) -> Iterator[str]:
             "failover_cli.sim",
             "--kind",
             kind,
-            "--quiet",
             "--api-key",
             KEY,
+            *([] if log else ["--quiet"]),
             *flags,
         ],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE if log else subprocess.DEVNULL,
         text=True,
     )
     try:
@@ -44,13 +46,21 @@ def external_sim(kind: str, *flags: str) -> Iterator[str]:
         url = proc.stdout.readline().strip()
         if not url.startswith("http://127.0.0.1:"):
             raise RuntimeError(f"simulator did not start: {url!r}")
-        yield url
+        proc.url = url  # type: ignore[attr-defined]
+        yield proc
     finally:
         proc.terminate()
         try:
             proc.wait(5)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextlib.contextmanager
+def external_sim(kind: str, *flags: str) -> Iterator[str]:
+    """Run a quiet simulator in a subprocess; yield its base URL."""
+    with running_sim(kind, *flags) as proc:
+        yield proc.url  # type: ignore[attr-defined]
 
 
 def median(values: Sequence[float]) -> float:

@@ -116,7 +116,7 @@ from importlib import metadata
 from typing import Any, Protocol
 
 import httpx
-from _util import KEY, external_sim, machine, median, table
+from _util import KEY, external_sim, machine, median, running_sim, table
 from bench_routing import PROMPT, link, raw_once, raw_request, router_for, timed_conc, timed_seq
 
 from failover_cli.providers import make_client
@@ -212,24 +212,8 @@ class RequestLog:
 @contextlib.contextmanager
 def logged_sim(kind: str, *flags: str) -> Iterator[RequestLog]:
     """Like ``external_sim`` but logging each request on stderr, which ``RequestLog`` reads."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "failover_cli.sim", "--kind", kind, "--api-key", KEY, *flags],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        if not url.startswith("http://127.0.0.1:"):
-            raise RuntimeError(f"simulator did not start: {url!r}")
-        yield RequestLog(proc, url)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with running_sim(kind, *flags, log=True) as proc:
+        yield RequestLog(proc, proc.url)  # type: ignore[attr-defined]
 
 
 # --- the three paths ------------------------------------------------------------------------

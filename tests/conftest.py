@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from failover_cli.clock import VirtualClock
 from failover_cli.sim import Behavior, Simulator
 
 _EXE = shutil.which("failover", path=os.path.dirname(sys.executable))
@@ -132,3 +133,9 @@ def sandbox(tmp_path: Path, bytecode_cache: Path) -> Sandbox:
         }
     )
     return Sandbox(tmp_path, env)
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    """A virtual clock at 1_800_000_000.0, the T0 of the router, health and queue tests."""
+    return VirtualClock(1_800_000_000.0)

@@ -19,11 +19,6 @@ from failover_cli.types import ErrorClass, HealthResult, ProviderConfig
 T0 = 1_800_000_000.0
 
 
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock(T0)
-
-
 @dataclass
 class Checked:
     """A provider whose health check takes ``delay`` virtual seconds, then returns ``result``

@@ -53,11 +53,6 @@ from failover_cli.types import (
 T0 = 1_800_000_000.0
 
 
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock(T0)
-
-
 def fake(clock: VirtualClock, name: str, *steps: Step, default: Step | None = None, **kw):
     return ScriptedProvider(name, clock, list(steps), default or Step(text=f"{name} says hi"), **kw)
 

@@ -16,18 +16,12 @@ from fakes import (
 )
 
 from failover_cli.breaker import BreakerState
-from failover_cli.clock import VirtualClock
 from failover_cli.config import QueueConfig, RoutingConfig
 from failover_cli.errors import AllProvidersFailed, RequestRejected
 from failover_cli.router import RouteStream
 from failover_cli.types import Attempt, Cost, ErrorClass, ProviderConfig, Segment, Usage
 
 T0 = 1_800_000_000.0
-
-
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock(T0)
 
 
 def fake(clock, name, *steps: Step, default: Step | None = None, **kw) -> ScriptedProvider:

@@ -10,7 +10,6 @@ import pytest
 from fakes import Recorder, ScriptedProvider, Step, build_router, transient
 
 from failover_cli.breaker import BreakerPolicy
-from failover_cli.clock import VirtualClock
 from failover_cli.config import QueueConfig
 from failover_cli.errors import AllProvidersFailed, QueueFull
 from failover_cli.types import (
@@ -26,11 +25,6 @@ from failover_cli.types import (
 from failover_cli.waitqueue import WaitQueue
 
 T0 = 1_800_000_000.0
-
-
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock(T0)
 
 
 # --- WaitQueue ---------------------------------------------------------------------------------

@@ -55,6 +55,10 @@ class Config:
     chain: str = "default"
     source: str | None = None  # the file it came from; None for built-in defaults
 
+    def prices(self) -> dict[str, float | None]:
+        """Each provider's price per million tokens (input + output); None if unknown."""
+        return {p.name: p.cost.per_mtok if p.cost else None for p in self.providers}
+
     def priorities(self) -> list[int]:
         """Each provider's priority; unset means its 1-based position in the list."""
         return [

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .breaker import BreakerState, CircuitBreaker
+from .breaker import BreakerState
+from .clock import VirtualClock
 from .config import Config
-from .scoring import ProviderStats, percentile, score_all
+from .scoring import percentile
 from .state import ChainState
-from .tracker import LATENCY_WINDOW
+from .tracker import Tracker
 
 SPARKLINE_POINTS = 24  # most recent successful latencies shown in the sparkline
 
@@ -33,21 +34,14 @@ def _ms(value: float | None) -> float | None:
 
 def status_report(config: Config, state: ChainState, now: float) -> dict[str, Any]:
     """Every provider of ``config``'s chain, as ``failover status --json`` documents it."""
-    breakers: dict[str, CircuitBreaker] = {}
-    stats: list[ProviderStats] = []
-    for p in config.providers:
-        ps = state.provider(p.name)
-        breakers[p.name] = CircuitBreaker(config.breaker, ps.breaker, ps.outcomes)
-        calls, failures = breakers[p.name].window_counts(now)
-        ok_latencies = [s.latency_ms for s in ps.samples if s.ok][-LATENCY_WINDOW:]
-        price = None if p.cost is None else p.cost.input_per_mtok + p.cost.output_per_mtok
-        stats.append(ProviderStats(p.name, tuple(ok_latencies), calls, calls - failures, price))
-    scores = score_all(stats, config.routing.weights)
+    tracker = Tracker([p.name for p in config.providers], config.breaker, VirtualClock(now))
+    tracker.seed(state, config.breaker)
+    scores = tracker.scores(config.prices(), config.routing.weights)
 
     rows = []
     for p in config.providers:
         ps = state.provider(p.name)
-        b = breakers[p.name]
+        b = tracker.breakers[p.name]
         current = b.state(now)
         ok_samples = [s for s in ps.samples if s.ok]
         latencies = [s.latency_ms for s in ok_samples]

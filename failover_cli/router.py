@@ -35,7 +35,7 @@ from .errors import (
 )
 from .protocols import Provider, StateStore
 from .retry import decide
-from .scoring import ScoreBreakdown, order, score_all
+from .scoring import ScoreBreakdown, order
 from .tracker import Tracker
 from .types import (
     Attempt,
@@ -114,6 +114,7 @@ class FailoverRouter:
             c.name: by_name[c.name] for c in self.config.providers
         }
         self._configs = {c.name: c for c in self.config.providers}
+        self._prices = self.config.prices()
         self._priorities = dict(zip(self._configs, self.config.priorities(), strict=True))
         self._needs_scores = self.config.routing.strategy == "score" or len(
             set(self._priorities.values())
@@ -200,8 +201,7 @@ class FailoverRouter:
         return names
 
     def scores(self) -> dict[str, ScoreBreakdown]:
-        stats = [self.tracker.stats(n, self._price(n)) for n in self._configs]
-        return score_all(stats, self.config.routing.weights)
+        return self.tracker.scores(self._prices, self.config.routing.weights)
 
     def add_listener(self, listener: Listener) -> None:
         self.listeners.append(listener)
@@ -232,10 +232,6 @@ class FailoverRouter:
 
     def scrub(self, text: str) -> str:
         return redact(text, self._secrets)
-
-    def _price(self, name: str) -> float | None:
-        cost = self._configs[name].cost
-        return None if cost is None else cost.input_per_mtok + cost.output_per_mtok
 
     def _cost(self, name: str, usage: Usage) -> float | None:
         cost = self._configs[name].cost

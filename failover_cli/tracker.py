@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 
 from .breaker import BreakerPolicy, CircuitBreaker, Permit, Transition
 from .clock import Clock
 from .errors import ProviderError, StateError
 from .protocols import StateStore
-from .scoring import ProviderStats
-from .state import DEFAULT_HISTORY, ProviderDelta, Sample, StateDelta
+from .scoring import ProviderStats, ScoreBreakdown, Weights, score_all
+from .state import DEFAULT_HISTORY, ChainState, ProviderDelta, Sample, StateDelta
 from .types import ErrorClass, HealthResult
 
 LATENCY_WINDOW = 100  # recent successful latencies kept in memory for scoring
@@ -70,6 +70,10 @@ class Tracker:
         except StateError as exc:
             self._warn_once(f"state not loaded, starting fresh: {exc}")
             return
+        self.seed(state, policy)
+
+    def seed(self, state: ChainState, policy: BreakerPolicy) -> None:
+        """Take breakers and recent latencies from stored ``state``."""
         for name in self.names:
             ps = state.providers.get(name)
             if ps is None:
@@ -207,3 +211,9 @@ class Tracker:
     def stats(self, name: str, price: float | None) -> ProviderStats:
         calls, failures = self.breakers[name].window_counts(self.clock.time())
         return ProviderStats(name, tuple(self.latencies[name]), calls, calls - failures, price)
+
+    def scores(
+        self, prices: Mapping[str, float | None], weights: Weights
+    ) -> dict[str, ScoreBreakdown]:
+        """Every provider's score now, from its recent latencies and window outcomes."""
+        return score_all([self.stats(n, prices.get(n)) for n in self.names], weights)

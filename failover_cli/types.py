@@ -29,6 +29,11 @@ class Cost:
     input_per_mtok: float = 0.0
     output_per_mtok: float = 0.0
 
+    @property
+    def per_mtok(self) -> float:
+        """Input plus output price: what scoring compares."""
+        return self.input_per_mtok + self.output_per_mtok
+
     def usd(self, usage: Usage) -> float:
         return (
             usage.input_tokens * self.input_per_mtok + usage.output_tokens * self.output_per_mtok

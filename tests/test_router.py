@@ -1063,3 +1063,21 @@ async def test_without_a_store_nothing_accumulates_for_a_flush_that_never_comes(
         await clock.run(router.route("q"))
     assert router.tracker.pending.is_empty()
     assert router.tracker.pending.providers == {}
+
+
+async def test_status_scores_what_the_router_scores(clock):
+    """`failover status` rebuilds the scores from stored state: they must be the router's."""
+    from failover_cli.report import status_report
+    from failover_cli.store import MemoryStore
+
+    store = MemoryStore()
+    a = fake(clock, "a", Step(error=transient()), default=Step(text="a", delay=0.2))
+    b = fake(clock, "b", default=Step(text="b", delay=0.05))
+    router = build_router(clock, [a, b], store=store)
+    for _ in range(6):
+        await clock.run(router.route("q"))
+    expected = {n: s.to_dict() for n, s in router.scores().items()}
+    await router.aclose()
+    report = status_report(router.config, store.load(router.config.chain), clock.time())
+    assert {p["name"]: p["score_breakdown"] for p in report["providers"]} == expected
+    assert expected["a"] != expected["b"]  # the history made a difference

@@ -7,6 +7,13 @@ half_open --(probe succeeds)--> closed;  --(probe fails)--> open, cooldown doubl
 Deadlines are wall-clock epoch seconds; a later deadline always wins, so a short Retry-After
 never shortens a longer cooldown. Half-open admits at most ``half_open_probes`` probes at once
 (in this process); the rest skip the provider.
+
+A breaker with no evidence yet (a fresh process, no stored history) is *cold*: it admits
+``failure_threshold`` scouts at once, enough to trip it if the provider is down, and
+:meth:`CircuitBreaker.must_wait` tells the caller to hold further requests (for at most
+``cold_start_wait`` seconds) until a scout succeeds, a stream opens or the breaker trips. A
+burst of first requests then learns from the first failures instead of each paying for a dead
+provider.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ class BreakerPolicy:
     max_cooldown: float = 600.0
     half_open_probes: int = 1
     slow_call_ms: float | None = None
+    cold_start_wait: float = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +93,12 @@ def _opt_float(v: object) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class Permit:
-    """Admission to call a provider once. A probe permit holds a half-open slot."""
+    """Admission to call a provider once. A probe permit holds a half-open slot; a scout
+    permit holds one of a cold breaker's first slots."""
 
     probe: bool = False
     spell: float | None = None  # opened_at of the open spell a probe tests
+    scout: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +121,8 @@ class CircuitBreaker:
         self.snap = snapshot or BreakerSnapshot()
         self.outcomes: deque[tuple[float, bool]] = deque(outcomes, maxlen=MAX_OUTCOMES)
         self.probes_in_flight = 0
+        self.shown_working = False  # set by warm(): not an outcome, and not persisted
+        self.scouts_in_flight = 0
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -157,12 +169,44 @@ class CircuitBreaker:
             return self.snap.open_until
         return now if self.probes_in_flight < self.policy.half_open_probes else None
 
+    @property
+    def cold(self) -> bool:
+        """No evidence either way yet: closed, not forced, fewer outcomes than it takes to
+        trip and none of them a success, and no stream has opened."""
+        return (
+            len(self.outcomes) < self.policy.failure_threshold
+            and not self.shown_working
+            and self.snap.state == "closed"
+            and self.snap.forced is None
+            and not any(ok for _, ok in self.outcomes)
+        )
+
+    def must_wait(self) -> bool:
+        """Whether a new request should wait before calling: the breaker is cold, and its
+        scouts in flight with the failures already reported could still trip it."""
+        return (
+            self.scouts_in_flight + len(self.outcomes) >= self.policy.failure_threshold
+            and self.policy.cold_start_wait > 0
+            and self.cold
+        )
+
+    def warm(self) -> None:
+        """The provider has shown it works (a first token, say): stop holding requests."""
+        self.shown_working = True
+
     # --- admission ---------------------------------------------------------------------------
 
     def acquire(self, now: float) -> Permit | None:
-        """Ask to call the provider; ``None`` means skip it."""
+        """Ask to call the provider; ``None`` means skip it. Never waits: callers that honour
+        :meth:`must_wait` do so before asking."""
         state = self.state(now)
         if state is BreakerState.CLOSED:
+            if (
+                self.scouts_in_flight + len(self.outcomes) < self.policy.failure_threshold
+                and self.cold
+            ):
+                self.scouts_in_flight += 1
+                return Permit(scout=True)
             return Permit()
         if state is BreakerState.HALF_OPEN and self.probes_in_flight < self.policy.half_open_probes:
             self.probes_in_flight += 1
@@ -173,6 +217,8 @@ class CircuitBreaker:
         """Give a permit back without an outcome (request-class error, cancellation)."""
         if permit.probe and self.probes_in_flight > 0:
             self.probes_in_flight -= 1
+        elif permit.scout and self.scouts_in_flight > 0:
+            self.scouts_in_flight -= 1
 
     # --- outcomes ----------------------------------------------------------------------------
 

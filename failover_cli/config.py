@@ -122,6 +122,7 @@ _BOUNDS: dict[str, tuple[float, bool, float | None]] = {
     "max_cooldown": (0, False, None),
     "half_open_probes": (1, False, None),
     "slow_call_ms": (0, True, None),
+    "cold_start_wait": (0, False, None),
     "latency": (0, False, None),
     "reliability": (0, False, None),
     "cost": (0, False, None),

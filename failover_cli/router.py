@@ -321,6 +321,8 @@ class _Run:
             candidates = (n for n in r.order(self.only) if n not in self.excluded)
             if hedge_ms is None:
                 for name in candidates:
+                    if r.tracker.must_wait(name):
+                        await self._hold_while_scouting(name)
                     permit = self._admit(name)
                     if permit is not None:
                         result = await attempt(name, permit)
@@ -354,6 +356,9 @@ class _Run:
 
         def start_next() -> bool:
             for name in it:
+                if self.r.tracker.must_wait(name):
+                    running.add(asyncio.ensure_future(self._held_attempt(name, attempt)))
+                    return True
                 permit = self._admit(name)
                 if permit is not None:
                     running.add(asyncio.ensure_future(attempt(name, permit)))
@@ -393,6 +398,23 @@ class _Run:
                 if isinstance(leftover, _Opened):
                     await _close_quietly(leftover.events)
                     self.r.tracker.release(leftover.name, leftover.permit)
+
+    async def _hold_while_scouting(self, name: str) -> None:
+        """Wait, up to the policy's ``cold_start_wait`` and the request's deadline, while
+        ``name`` is cold and its scouts are still finding out whether it works."""
+        r = self.r
+        clock = r.clock
+        until = min(clock.monotonic() + r.config.breaker.cold_start_wait, self.deadline)
+        while r.tracker.must_wait(name):
+            left = until - clock.monotonic()
+            if left <= 0:
+                return
+            await _sleep_unless(clock, left, r.tracker.changed(name))
+
+    async def _held_attempt(self, name: str, attempt: Callable[..., Awaitable[Any]]) -> Any:
+        await self._hold_while_scouting(name)
+        permit = self._admit(name)
+        return None if permit is None else await attempt(name, permit)
 
     def _admit(self, name: str) -> Permit | None:
         permit = self.r.tracker.acquire(name)
@@ -493,6 +515,8 @@ class _Run:
                     return None
                 if delay > 0:
                     await _sleep_unless(clock, delay, r.tripped(name))
+                if r.tracker.must_wait(name):  # a retry is held like any other request
+                    await self._hold_while_scouting(name)
                 permit = self._admit(name)
                 if permit is None:
                     return None
@@ -586,6 +610,7 @@ class _Run:
         if out is None:
             return None
         (events, first), t0, permit = out
+        self.r.tracker.warm(name)
         return _Opened(name, permit, events, first, t0, (clock.monotonic() - t0) * 1000)
 
 

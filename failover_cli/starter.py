@@ -51,6 +51,7 @@ breaker:
   max_cooldown: 600           # cooldown doubles after each failed probe, up to this; auth/quota errors use it at once
   half_open_probes: 1         # probes admitted at once while half-open; other requests skip the provider
   slow_call_ms: null          # optional: a success slower than this counts as a failure
+  cold_start_wait: 0.25       # with no history yet, failure_threshold requests try a provider first; others wait up to this for their verdict (0: off)
 
 routing:
   strategy: priority          # priority: tiers by priority, ties by score | score: by score alone

@@ -52,6 +52,7 @@ class Tracker:
             n: deque(maxlen=LATENCY_WINDOW) for n in self.names
         }
         self.pending = StateDelta(history=history)
+        self._changed: dict[str, asyncio.Event] = {}
         self._warned = False
         if store is not None:
             self._load(policy)
@@ -116,6 +117,30 @@ class Tracker:
 
     def release(self, name: str, permit: Permit) -> None:
         self.breakers[name].release(permit)
+        self._kick(name)
+
+    def must_wait(self, name: str) -> bool:
+        """Whether requests should hold off ``name`` while its cold-start scouts are out."""
+        return self.breakers[name].must_wait()
+
+    def warm(self, name: str) -> None:
+        """``name`` has shown it works before any outcome is recorded (a stream opened)."""
+        b = self.breakers[name]
+        if b.cold:
+            b.warm()
+            self._kick(name)
+
+    def changed(self, name: str) -> asyncio.Event:
+        """An event set the next time ``name`` records an outcome or gets a permit back."""
+        ev = self._changed.get(name)
+        if ev is None:
+            ev = self._changed[name] = asyncio.Event()
+        return ev
+
+    def _kick(self, name: str) -> None:
+        ev = self._changed.pop(name, None)
+        if ev is not None:
+            ev.set()
 
     # --- outcomes ----------------------------------------------------------------------------
 
@@ -147,6 +172,7 @@ class Tracker:
         d.outcomes.append(self.breakers[name].outcomes[-1])
         d.samples.append(Sample(now, latency_ms, ttft_ms, tokens, True))
         self._transitioned(name, t)
+        self._kick(name)
 
     def on_failure(
         self, name: str, permit: Permit | None, error: ProviderError, duration_ms: float
@@ -171,6 +197,7 @@ class Tracker:
             self._transitioned(name, t)
         elif permit is not None:
             b.release(permit)
+        self._kick(name)
 
     def hold_until(self, name: str, until: float) -> None:
         self._transitioned(name, self.breakers[name].hold_until(self.clock.time(), until))

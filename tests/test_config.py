@@ -43,7 +43,8 @@ providers:                  # tried in this order; the first is the primary
     model: llama3.2
 retry:   {attempts: 4, base_delay: 0.25, max_delay: 4, max_retry_after: 20}
 breaker: {failure_threshold: 5, window: 120, failure_rate: 0.25, min_requests: 8,
-          cooldown: 10, max_cooldown: 300, half_open_probes: 2, slow_call_ms: 9000}
+          cooldown: 10, max_cooldown: 300, half_open_probes: 2, slow_call_ms: 9000,
+          cold_start_wait: 0.5}
 routing: {strategy: score, weights: {latency: 1, reliability: 2, cost: 0}, hedge_after_ms: 750}
 queue:   {max_wait: 15, max_size: 7}
 state:   {path: /tmp/failover-state.json}
@@ -87,6 +88,7 @@ def test_full_file_decodes_every_section():
         max_cooldown=300,
         half_open_probes=2,
         slow_call_ms=9000,
+        cold_start_wait=0.5,
     )
     assert c.routing.strategy == "score"
     assert c.routing.weights == Weights(1, 2, 0)
@@ -202,7 +204,7 @@ def test_bounds():
 providers:
   - {name: a, kind: openai, model: m, timeout: 0, cost: {input_per_mtok: -1}}
 retry: {attempts: 0}
-breaker: {failure_rate: 1.5, half_open_probes: 0}
+breaker: {failure_rate: 1.5, half_open_probes: 0, cold_start_wait: -0.1}
 queue: {max_wait: -1}
 """
     assert problems(text) == [
@@ -211,6 +213,7 @@ queue: {max_wait: -1}
         "providers.yaml:3: retry.attempts: must be >= 1, got 0",
         "providers.yaml:4: breaker.failure_rate: must be > 0 and <= 1, got 1.5",
         "providers.yaml:4: breaker.half_open_probes: must be >= 1, got 0",
+        "providers.yaml:4: breaker.cold_start_wait: must be >= 0, got -0.1",
         "providers.yaml:5: queue.max_wait: must be >= 0, got -1",
     ]
 

@@ -36,6 +36,7 @@ from failover_cli.state import (
 )
 from failover_cli.store import JsonFileStore, open_store
 from failover_cli.store._encode import ENCODE, _encode_reusing, encode_provider
+from failover_cli.store._lockfile import file_lock
 
 T0 = 1_800_000_000.0
 HISTORY = 200  # samples kept in the crash trials' files
@@ -415,6 +416,33 @@ def test_lock_held_by_another_process_times_out_quickly(tmp_path: Path) -> None:
         holder.stdin.close()
         holder.wait(timeout=10)
     assert JsonFileStore(path).update("c", one_provider(requests=1)).providers["p"].requests == 2
+
+
+def test_the_lock_excludes_other_holders_and_frees_on_release(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.json.lock")
+    first, second = file_lock(path), file_lock(path)
+    assert first.try_acquire()
+    assert not second.try_acquire()  # another open file: excluded even in the same process
+    first.release()
+    assert second.try_acquire()
+    with pytest.raises(RuntimeError, match="already held"):
+        second.try_acquire()
+    second.release()
+    second.release()  # releasing an unheld lock is harmless
+
+
+def test_a_lock_holder_that_dies_frees_the_lock(tmp_path: Path) -> None:
+    path = tmp_path / "state.json.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
+    lock = file_lock(str(path))
+    assert not lock.try_acquire()
+    holder.kill()
+    holder.wait(timeout=10)
+    assert lock.try_acquire()
+    lock.release()
 
 
 # --- files, modes, layout --------------------------------------------------------------------

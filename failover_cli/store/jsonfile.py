@@ -1,6 +1,6 @@
 """State in one JSON file, shared safely by every failover process on the machine.
 
-Writers take an exclusive cross-process lock (``filelock``, on ``<path>.lock``), re-read the
+Writers take an exclusive cross-process lock (``flock`` on ``<path>.lock``), re-read the
 file, merge their delta into what is on disk and atomically replace the file (temporary file,
 fsync, ``os.replace``), so concurrent processes lose nothing and a
 crash leaves either the old or the new file. Readers take no lock. A corrupt or foreign file
@@ -19,15 +19,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import StateError
 from ..state import ChainState, ForeignDocument, FutureSchema, StateDelta, merge
 from ._copy import detach
 from ._document import Document, parse
-
-if TYPE_CHECKING:
-    from filelock import BaseFileLock
+from ._lockfile import FileLock, file_lock
 
 DEFAULT_LOCK_TIMEOUT = 2.0
 _FIRST_POLL = 0.001  # seconds before the first retry of a held lock
@@ -49,7 +47,7 @@ class JsonFileStore:
         self.lock_timeout = lock_timeout
         self.on_warning = on_warning
         self._tmp_path = self.path.with_name(self.path.name + ".tmp")
-        self._file_lock: BaseFileLock | None = None
+        self._file_lock: FileLock | None = None
         self._mutex = threading.RLock()  # one writer per process at a time; guards the cache
         self._cached = Document()  # the file as last read or written by this store
         self._warned_future = False
@@ -152,8 +150,6 @@ class JsonFileStore:
     @contextmanager
     def _exclusive(self, consequence: str) -> Iterator[None]:
         """Hold this process's mutex and the cross-process file lock."""
-        from filelock import Timeout
-
         with self._mutex:
             lock = self._lock()
             try:
@@ -163,7 +159,7 @@ class JsonFileStore:
                     f"cannot create state directory {self.path.parent}: {_reason(exc)}"
                 ) from None
             try:
-                acquired = self._acquire(lock, Timeout)
+                acquired = self._acquire(lock)
             except (OSError, RuntimeError) as exc:
                 raise StateError(
                     f"cannot lock state file {self.lock_path}: {_reason(exc)}"
@@ -178,28 +174,23 @@ class JsonFileStore:
             finally:
                 lock.release()
 
-    def _acquire(self, lock: BaseFileLock, timeout_error: type[Exception]) -> bool:
+    def _acquire(self, lock: FileLock) -> bool:
         """Try the lock until ``lock_timeout`` passes, backing off from 1 ms to 50 ms with
         jitter: waiters wake soon after a release yet many of them cost little CPU."""
         deadline = time.monotonic() + self.lock_timeout
         delay = _FIRST_POLL
         while True:
-            try:
-                lock.acquire(blocking=False)
+            if lock.try_acquire():
                 return True
-            except timeout_error:
-                pass
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
             time.sleep(min(remaining, delay * (0.5 + random.random())))
             delay = min(delay * 2, _MAX_POLL)
 
-    def _lock(self) -> BaseFileLock:
+    def _lock(self) -> FileLock:
         if self._file_lock is None:
-            from filelock import FileLock
-
-            self._file_lock = FileLock(self.lock_path, mode=0o600, thread_local=False)
+            self._file_lock = file_lock(str(self.lock_path))
         return self._file_lock
 
     def _write(self, doc: Document) -> None:

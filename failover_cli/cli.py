@@ -218,8 +218,9 @@ def _run_async(coro: Any) -> Any:
 
 def _load_config(path: str | None) -> Config:
     from .config import load_config
+    from .paths import cache_dir
 
-    return load_config(path)
+    return load_config(path, cache_dir=cache_dir())
 
 
 def _check_names(config: Config, names: Sequence[str] | None, option: str) -> list[str] | None:
@@ -992,6 +993,7 @@ def config_path(config: ConfigOption = None, state: StateOption = None) -> None:
     """Print where the configuration and the state live."""
     with _handled():
         from .config import config_dir, find_config
+        from .paths import cache_dir
         from .store import default_state_path
 
         found = find_config(config)
@@ -1001,6 +1003,7 @@ def config_path(config: ConfigOption = None, state: StateOption = None) -> None:
         if found is not None and not location:
             location = _state_location(None, _load_config(str(found)))
         print(f"state:       {_redact_url(location) if location else default_state_path()}")
+        print(f"cache:       {cache_dir()} (parsed configurations; safe to delete)")
 
 
 @config_app.command(

@@ -341,9 +341,9 @@ def _with_source(config: Config, file: str) -> Config:
 
 
 def config_dir() -> Path:
-    from platformdirs import user_config_path
+    from .paths import config_dir as user_config_dir
 
-    return user_config_path("failover")
+    return user_config_dir()
 
 
 def find_config(
@@ -363,21 +363,47 @@ def find_config(
 
 
 def load_config(
-    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    cache_dir: Path | None = None,
 ) -> Config:
-    """Load the configuration from ``path`` or by discovery; raise ConfigError on problems."""
+    """Load the configuration from ``path`` or by discovery; raise ConfigError on problems.
+    With ``cache_dir``, an unchanged file is read from a cache of validated configurations
+    there (see :mod:`failover_cli.config_cache`) instead of being parsed again."""
     found = find_config(path, env)
     if found is None:
         return Config(providers=DEFAULT_PROVIDERS)
     try:
-        text = found.read_text(encoding="utf-8")
+        data = found.read_bytes()
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError("no such file", file=str(found)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(
             f"cannot read: {getattr(exc, 'strerror', None) or exc}", file=str(found)
         ) from None
-    return parse_config(text, str(found))
+    if cache_dir is None:
+        return parse_config(text, str(found))
+    from . import config_cache
+
+    k = config_cache.key(data, _fingerprint())
+    cached = config_cache.read(cache_dir, found, k, Config)
+    if cached is not None:
+        return _with_source(cached, str(found))
+    config = parse_config(text, str(found))
+    config_cache.write(cache_dir, found, k, config)
+    return config
+
+
+def _fingerprint() -> str:
+    """Everything besides the file that shapes a parsed configuration: failover's version,
+    the defaults and the validation bounds. A cached entry made under others never matches."""
+    from . import __version__
+
+    blank = ProviderConfig(name="", kind="openai", model="")
+    bounds = sorted(_BOUNDS.items())
+    return f"{__version__}|{Config(providers=())!r}|{blank!r}|{bounds!r}|{sorted(KINDS)!r}"
 
 
 def as_config(value: Config | Sequence[ProviderConfig]) -> Config:

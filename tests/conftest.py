@@ -129,6 +129,7 @@ def sandbox(tmp_path: Path, bytecode_cache: Path) -> Sandbox:
             "FAILOVER_STATE": str(tmp_path / "state" / "state.json"),
             "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
             "XDG_STATE_HOME": str(tmp_path / "xdg-state"),
+            "XDG_CACHE_HOME": str(tmp_path / "xdg-cache"),
             "COLUMNS": "200",
         }
     )

@@ -578,6 +578,9 @@ def test_config_init_writes_the_starter_and_never_overwrites(sandbox: Sandbox) -
     assert target.read_text() == STARTER_YAML
     paths = sandbox.run("config", "path").stdout
     assert f"config:      {target}" in paths and "state.json" in paths
+    assert f"cache:       {sandbox.root / 'xdg-cache' / 'failover'}" in paths
+    assert sandbox.run("config", "show").returncode == 0  # loads it: the CLI caches it
+    assert len(list((sandbox.root / "xdg-cache" / "failover" / "config").iterdir())) == 1
 
 
 def test_starter_matches_the_example_file_and_is_valid() -> None:

@@ -27,9 +27,9 @@ _LAZY = {"JsonFileStore": "jsonfile", "MemoryStore": "memory", "RedisStore": "re
 
 def default_state_path() -> Path:
     """``state.json`` in the user's state directory (``~/.local/state/failover`` on Linux)."""
-    import platformdirs
+    from ..paths import state_dir
 
-    return platformdirs.user_state_path("failover") / "state.json"
+    return state_dir() / "state.json"
 
 
 def open_store(

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 
 def main() -> None:
+    import sys
+
+    if sys.argv[1:2] == ["ask"]:
+        from .fast_ask import main as fast_ask
+
+        if fast_ask(sys.argv[2:]):
+            return
     from .cli import run
 
     run()

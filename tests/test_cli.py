@@ -657,4 +657,13 @@ def test_a_piped_ask_imports_neither_rich_nor_pydantic(sandbox: Sandbox, sim) ->
     assert (proc.returncode, proc.stdout) == (0, ANSWER + "\n")
     imported = {ln.split("|")[-1].strip() for ln in proc.stderr.splitlines() if "|" in ln}
     assert "httpx" in imported  # the measurement works
-    assert not {m for m in imported if m.split(".")[0] in ("rich", "pydantic")}
+    assert not {m for m in imported if m.split(".")[0] in ("rich", "pydantic", "typer")}
+
+
+def test_ask_answers_alike_with_and_without_typer(sandbox: Sandbox, sim) -> None:
+    sandbox.config(provider("gpt", sim("openai", Behavior(text=ANSWER))))
+    fast = sandbox.run("ask", "-v", "-p", "gpt", "hi")  # read without Typer
+    typer = sandbox.run("ask", "-vpgpt", "hi")  # combined short options: Typer reads them
+    assert fast.returncode == typer.returncode == 0
+    assert fast.stdout == typer.stdout == ANSWER + "\n"
+    assert "gpt" in fast.stderr and "gpt" in typer.stderr  # the -v trace, both ways

@@ -1,0 +1,134 @@
+"""The Typer-free reading of ``failover ask``'s arguments: its table matches the Typer command,
+whatever it accepts it reads exactly as Typer does, and whatever it is unsure of goes to Typer."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+from typer.main import get_command
+from typer.testing import CliRunner
+
+import failover_cli.cli as cli
+from failover_cli import fast_ask
+from failover_cli.cli_base import UnknownProvider, guarded, run_ask
+
+ASK = get_command(cli.app).commands["ask"]  # type: ignore[attr-defined]
+
+
+def test_the_table_lists_exactly_the_typer_commands_options():
+    typer_options = {
+        opt: p.name
+        for p in ASK.params
+        if p.param_type_name == "option"
+        for opt in p.opts
+        if opt not in ("-h", "--help")
+    }
+    assert {k: v[0] for k, v in fast_ask.OPTIONS.items()} == typer_options
+    for p in ASK.params:
+        if p.param_type_name != "option" or p.name is None:
+            continue
+        kinds = {v[1] for v in fast_ask.OPTIONS.values() if v[0] == p.name}
+        assert ("flag" in kinds) == p.is_flag, p.name
+        assert ("list" in kinds) == p.multiple, p.name
+        assert fast_ask.ENVVARS.get(p.name) == p.envvar, p.name
+
+
+def typer_reading(monkeypatch, args: list[str], env: dict[str, str]) -> dict | None:
+    """The keyword arguments Typer's ``ask`` passes to run_ask, or None if Typer rejects."""
+    seen: list[dict] = []
+
+    def capture(prompt, **kwargs):
+        seen.append({"prompt": prompt, **kwargs})
+
+    monkeypatch.setattr(cli, "run_ask", capture)
+    result = CliRunner().invoke(cli.app, ["ask", *args], env=env, prog_name="failover")
+    if result.exit_code != 0:
+        return None
+    (kwargs,) = seen
+    if kwargs["provider"] is not None:
+        kwargs["provider"] = list(kwargs["provider"])
+    return kwargs
+
+
+def with_defaults(parsed: dict) -> dict:
+    """What run_ask receives from the fast path: its defaults, then what was parsed."""
+    params = inspect.signature(run_ask).parameters.values()
+    return {**{p.name: p.default for p in params}, **parsed}
+
+
+HANDLED = [
+    ["hello"],
+    [],
+    ["-"],
+    ["hi", "--max-tokens", "64", "-c", "p.yaml", "--state", "s.json", "--no-stream"],
+    ["--json", "-v", "--system", "be brief", "q"],
+    ["-s", "", "--temperature", "0", "q", "--wait", "0"],
+    ["--temperature=2", "--timeout=0.5", "--max-tokens=1", "q"],
+    ["-p", "gpt", "--provider", "claude", "-p", "gpt", "q"],
+    ["--max-tokens", "5", "--max-tokens", "6", "q"],
+    [
+        "--",
+        "--json",
+    ],
+    ["q", "--verbose", "--verbose"],
+    ["--config", "-", "q"],
+    ["--system", "-v", "q"],  # an option's value may look like an option
+]
+UNSURE = [
+    ["-h"],
+    ["q", "--help"],
+    ["--max-tok", "5", "q"],
+    ["--max-tokens", "0", "q"],
+    ["--max-tokens", "1.5", "q"],
+    ["--temperature", "2.5", "q"],
+    ["--temperature", "nan", "q"],
+    ["--timeout", "0", "q"],
+    ["--wait", "-1", "q"],
+    ["--no-stream=yes", "q"],
+    ["-vp", "gpt", "q"],
+    ["-sbrief", "q"],
+    ["one", "two"],
+    ["q", "--system"],
+    ["--bogus", "q"],
+]
+
+
+@pytest.mark.parametrize("args", HANDLED, ids=" ".join)
+def test_what_it_reads_it_reads_as_typer_does(monkeypatch, args):
+    env = {"FAILOVER_STATE": ""}
+    ours = fast_ask.parse(args, env)
+    assert ours is not None
+    assert with_defaults(ours) == typer_reading(monkeypatch, args, env)
+
+
+@pytest.mark.parametrize("args", UNSURE, ids=" ".join)
+def test_anything_unusual_goes_to_typer(args):
+    assert fast_ask.parse(args, {}) is None
+
+
+def test_the_state_option_falls_back_to_its_environment_variable(monkeypatch):
+    env = {"FAILOVER_STATE": "/tmp/elsewhere.json"}
+    assert fast_ask.parse(["q"], env)["state"] == "/tmp/elsewhere.json"
+    assert fast_ask.parse(["q", "--state", "x"], env)["state"] == "x"
+    assert typer_reading(monkeypatch, ["q"], env)["state"] == "/tmp/elsewhere.json"
+
+
+def test_an_unknown_provider_is_left_to_typer_to_report():
+    def raises():
+        raise UnknownProvider("no provider named 'x'", "--provider")
+
+    with pytest.raises(UnknownProvider):
+        guarded(raises)  # not swallowed as an internal error
+
+
+def test_a_bug_still_becomes_one_line_and_exit_1(capsys, monkeypatch):
+    monkeypatch.delenv("FAILOVER_DEBUG", raising=False)
+
+    def boom():
+        raise RuntimeError("oops")
+
+    with pytest.raises(SystemExit) as info:
+        guarded(boom)
+    assert info.value.code == 1
+    assert "internal error: RuntimeError: oops" in capsys.readouterr().err

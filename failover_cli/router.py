@@ -24,7 +24,7 @@ from typing import Any
 
 from .breaker import BreakerState, Permit, Transition
 from .clock import SYSTEM_CLOCK, Clock
-from .config import Config, as_config, base_url, key_env
+from .config import Config, as_config, key_env
 from .errors import (
     AllProvidersFailed,
     ProviderError,
@@ -101,10 +101,7 @@ class FailoverRouter:
             from .providers import create_provider, make_client
 
             if client is None:
-                # URLs come only from base_url (no redirects): without an https one, the CA
-                # certificates would be loaded for nothing.
-                tls = any(base_url(c).startswith("https://") for c in self.config.providers)
-                client = self._owned_client = make_client(tls=tls)
+                client = self._owned_client = make_client()
             providers = [create_provider(c, client, env) for c in self.config.providers]
         by_name = {p.name: p for p in providers}
         missing = [c.name for c in self.config.providers if c.name not in by_name]

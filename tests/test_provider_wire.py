@@ -439,9 +439,8 @@ async def test_a_finished_stream_hands_its_connection_back_to_the_pool(kind: str
                     if isinstance(event, StreamEnd):
                         break
                 await events.aclose()
-            # httpx keeps its pool private; this is the only view of connection reuse.
-            connections = client._transport._pool.connections  # type: ignore[attr-defined]
-            assert len(connections) == 1
-            assert connections[0].is_idle()
+            transport = client._transport  # type: ignore[attr-defined]
+            assert transport.open_connections == 1
+            assert transport.idle_connections == 1
         finally:
             await client.aclose()

@@ -503,7 +503,8 @@ class _Run:
                 self.attempts.append(Attempt(name, "skipped", message="request deadline exceeded"))
                 r.emit(ProviderSkipped(name, "request deadline exceeded"))
                 return None
-            r.emit(AttemptStarted(name, tries))
+            if r.listeners:
+                r.emit(AttemptStarted(name, tries))
             try:
                 result = await call(min(cfg.timeout, remaining))
             except ProviderError as exc:
@@ -572,7 +573,8 @@ class _Run:
         r.tracker.on_success(name, permit, duration_ms, ttft_ms, usage.output_tokens)
         r.recorded()
         self.attempts.append(Attempt(name, "ok", None, None, "", duration_ms, ttft_ms))
-        r.emit(AttemptSucceeded(name, duration_ms, ttft_ms, usage))
+        if r.listeners:
+            r.emit(AttemptSucceeded(name, duration_ms, ttft_ms, usage))
 
     async def try_complete(self, name: str, permit: Permit) -> Any:
         provider = self.r.providers[name]

@@ -164,15 +164,19 @@ class Tracker:
         tokens: int = 0,
     ) -> None:
         now = self.clock.time()
-        t = self.breakers[name].on_success(now, permit, latency_ms)
+        b = self.breakers[name]
+        t = b.on_success(now, permit, latency_ms)
         self.latencies[name].append(latency_ms)
-        d = self._delta(name)
-        d.requests += 1
-        d.successes += 1
-        d.outcomes.append(self.breakers[name].outcomes[-1])
-        d.samples.append(Sample(now, latency_ms, ttft_ms, tokens, True))
-        self._transitioned(name, t)
-        self._kick(name)
+        if self.store is not None:  # else nobody would read the batch
+            d = self.pending.provider(name)
+            d.requests += 1
+            d.successes += 1
+            d.outcomes.append(b.outcomes[-1])
+            d.samples.append(Sample(now, latency_ms, ttft_ms, tokens, True))
+        if t is not None:
+            self._transitioned(name, t)
+        if self._changed:
+            self._kick(name)
 
     def on_failure(
         self, name: str, permit: Permit | None, error: ProviderError, duration_ms: float

@@ -343,6 +343,8 @@ async def _write(
 ) -> bool:
     """Send ``data``; False if the connection failed (reset, closed)."""
     conn.writer.write(data)
+    if not conn.writer.transport.get_write_buffer_size():
+        return  # all handed to the kernel: nothing to wait for, no timer to arm
     try:
         async with asyncio.timeout(timeout):
             await conn.writer.drain()

@@ -73,7 +73,7 @@ class AnthropicProvider(BaseProvider):
     defaults = KindDefaults.of("anthropic")
 
     def headers(self, key: str | None) -> dict[str, str]:
-        headers = {"anthropic-version": API_VERSION, "content-type": "application/json"}
+        headers = {"anthropic-version": API_VERSION}
         if key:
             headers["x-api-key"] = key
         return headers

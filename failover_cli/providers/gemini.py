@@ -96,7 +96,7 @@ class GeminiProvider(BaseProvider):
     defaults = KindDefaults.of("gemini")
 
     def headers(self, key: str | None) -> dict[str, str]:
-        headers = {"content-type": "application/json"}
+        headers: dict[str, str] = {}  # httpx sets content-type for a json= body
         if key:
             headers["x-goog-api-key"] = key
         return headers

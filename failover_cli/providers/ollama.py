@@ -38,7 +38,7 @@ class OllamaProvider(BaseProvider):
     defaults = KindDefaults.of("ollama")
 
     def headers(self, key: str | None) -> dict[str, str]:
-        headers = {"content-type": "application/json"}
+        headers: dict[str, str] = {}  # httpx sets content-type for a json= body
         if key:
             headers["authorization"] = f"Bearer {key}"
         return headers

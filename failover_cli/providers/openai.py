@@ -63,7 +63,7 @@ class OpenAIProvider(BaseProvider):
         return httpx.URL(self.base_url).host == OFFICIAL_HOST
 
     def headers(self, key: str | None) -> dict[str, str]:
-        headers = {"content-type": "application/json"}
+        headers: dict[str, str] = {}  # httpx sets content-type for a json= body
         if key:
             headers["authorization"] = f"Bearer {key}"
         return headers

@@ -9,7 +9,7 @@
     RSS and the Python heap measured by tracemalloc after 1k, 2k, 5k and 10k requests, with
     the state delta flushed to a MemoryStore, to a JSON file store in a temporary directory
     (both with autoflush), and with no store (the library default). The histories are bounded
-    (100 latencies per provider in the tracker, 1,000 breaker outcomes, ``state.history``
+    (100 latencies per provider in the tracker, 200 breaker outcomes, ``state.history``
     samples in the store), so once they are full at 1k requests the heap must stay flat. Each
     store runs in a fresh process; the state is flushed before each reading so that readings
     do not depend on where the background flush happens to be.
@@ -35,16 +35,17 @@ from typing import Any
 from _util import KEY, bytecode_env, external_sim, machine, median, run_child, table
 from bench_cli import BYTECODE_NOTE, Command, cli_setup, warm_up
 
-# What `failover ask` imports, at module level or on the way (bench_cli lists it in detail).
+from failover_cli.breaker import MAX_OUTCOMES
+
+# What a plain `failover ask` imports (see failover_cli/fast_ask.py; bench_cli lists it).
 ASK_IMPORTS = (
-    "failover_cli.cli",
+    "failover_cli.cli_base",
+    "failover_cli.fast_ask",
     "failover_cli.config",
     "failover_cli.router",
     "failover_cli.store.jsonfile",
     "failover_cli.providers",
-    "filelock",
-    "yaml",
-    "anyio._backends._asyncio",
+    "asyncio",
 )
 CHECKPOINTS = (1_000, 2_000, 5_000, 10_000)
 QUICK_CHECKPOINTS = (1_000, 1_500, 2_000)  # the histories are full from 1k on
@@ -78,7 +79,7 @@ def peak_rss(runs: int) -> str:
         for r in range(runs):  # interleaved, as in bench_cli
             for i in range(len(commands)):
                 cmd = commands[(r + i) % len(commands)]
-                child = run_child(cmd.argv, env=setup.env, measure_rss=True)
+                child = run_child(cmd.argv, env={**setup.env, **(cmd.env or {})}, measure_rss=True)
                 if (
                     child.maxrss_kib is None
                     or child.returncode != 0
@@ -311,8 +312,8 @@ def router_memory(checkpoints: tuple[int, ...]) -> list[str]:
         )
         + f"\nGROWS: more than {FLAT_BYTES_PER_REQUEST:g} bytes per request and "
         f"{GROWTH_MIN // 1024} KiB in all, from the second reading to the last. Bounded: tracker "
-        "latencies 100 per provider, breaker outcomes 1,000, stored samples state.history (500)"
-        ", stored outcomes 1,000.",
+        f"latencies 100 per provider, breaker outcomes {MAX_OUTCOMES}, stored samples "
+        f"state.history (500), stored outcomes {MAX_OUTCOMES}.",
     ]
 
 

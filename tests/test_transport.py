@@ -139,6 +139,29 @@ async def test_sequential_requests_share_one_connection_and_go_out_as_prepared()
     assert server.accepts == 1
 
 
+async def test_a_large_body_is_sent_whole():
+    """Bodies beyond one write (a long `git diff` as the prompt) go out in full."""
+    import hashlib
+
+    async def digest(server, reader, writer, index):
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)[1])
+            body = await reader.readexactly(length)
+            writer.write(ok(hashlib.sha256(body).hexdigest().encode()))
+            await writer.drain()
+
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    async with Server(digest) as server, client() as c:
+        for _ in range(2):  # and the connection stays usable after it
+            r = await c.post(server.url("/upload"), content=payload)
+            assert r.content == hashlib.sha256(payload).hexdigest().encode()
+    assert server.accepts == 1
+
+
 async def test_the_most_recently_used_idle_connection_is_reused_first():
     async with Server(serving(lambda index, head: b"%d" % index)) as server, client() as c:
         first = await c.send(c.build_request("GET", server.url()), stream=True)

@@ -344,7 +344,7 @@ async def _write(
     """Send ``data``; False if the connection failed (reset, closed)."""
     conn.writer.write(data)
     if not conn.writer.transport.get_write_buffer_size():
-        return  # all handed to the kernel: nothing to wait for, no timer to arm
+        return True  # all handed to the kernel: nothing to wait for, no timer to arm
     try:
         async with asyncio.timeout(timeout):
             await conn.writer.drain()

@@ -173,6 +173,15 @@ def test_ask_appends_piped_stdin_to_the_argument(sandbox: Sandbox, sim) -> None:
     assert last_prompt(gpt) == "review this\n\n" + diff.decode()
 
 
+def test_ask_sends_a_large_piped_diff_whole(sandbox: Sandbox, sim) -> None:
+    gpt = sim("openai", Behavior(text=ANSWER))
+    sandbox.config(provider("gpt", gpt))
+    diff = b"".join(b"+line %d of a long diff\n" % i for i in range(20_000))  # ~500 KB
+    proc = sandbox.run("ask", "review this", input=diff)
+    assert (proc.returncode, proc.stdout) == (0, ANSWER + "\n"), proc.stderr
+    assert last_prompt(gpt) == "review this\n\n" + diff.decode()
+
+
 def test_ask_dash_and_no_argument_read_stdin_alone(sandbox: Sandbox, sim) -> None:
     gpt = sim("openai", Behavior(text=ANSWER))
     sandbox.config(provider("gpt", gpt))

@@ -202,6 +202,29 @@ VALIDATORS = {
 }
 
 
+# --- the whole-request deadline ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stock", [False, True], ids=["failover-transport", "stock-httpx"])
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "stream"])
+async def test_a_slow_drip_is_cut_at_the_attempt_deadline(sims, stock, streamed):
+    """Every read arrives well within the read timeout, yet the attempt must end at its
+    deadline: on failover's transport (which enforces it per wait) and on a stock client (the
+    adapter's own timer)."""
+    sim = sims["openai"]
+    sim.behavior = Behavior(text=TEXT * 20, fault="drip", drip_bytes=4, drip_interval=0.01)
+    client = httpx.AsyncClient(trust_env=False) if stock else make_client()
+    try:
+        provider = adapter("openai", sim.base_url, client)
+        assert provider._transport_deadlines is not stock
+        async with asyncio.timeout(5):  # a guard: the deadline below must fire long before
+            with pytest.raises(ProviderError) as info:
+                await run(provider, streamed, CompletionRequest("hi"), timeout=0.2)
+    finally:
+        await client.aclose()
+    assert (info.value.error_class, info.value.reason) == (ErrorClass.TRANSIENT, "timeout")
+
+
 # --- the fault matrix ---------------------------------------------------------------------------
 
 

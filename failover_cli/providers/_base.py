@@ -27,7 +27,7 @@ from ..types import (
     StreamEvent,
 )
 from ._http import Call, decode_json, error_text, translate_errors, try_json
-from ._transport import AsyncioTransport
+from ._transport import DEADLINE, AsyncioTransport, enforces_deadlines
 
 USER_AGENT = "failover/0.1"
 
@@ -85,6 +85,7 @@ class BaseProvider:
         self.config = config
         self._owns_client = client is None
         self._client = client if client is not None else make_client()
+        self._transport_deadlines = enforces_deadlines(self._client)
         self._env: Mapping[str, str] = os.environ if env is None else env
         self.base_url = (config.base_url or self.defaults.base_url).rstrip("/")
         self.api_key_env = config.api_key_env or self.defaults.api_key_env
@@ -172,14 +173,31 @@ class BaseProvider:
     async def complete(self, request: CompletionRequest, *, timeout: float) -> Completion:
         key = self.api_key()
         with translate_errors(self.name, [key]) as call:
-            async with asyncio.timeout(timeout):
-                url, body = self.completion_url(stream=False), self.body(request, stream=False)
-                response = await self._open(call, "POST", url, key, timeout, json=body)
-                try:
-                    raw = await response.aread()
-                finally:
-                    await response.aclose()
+            url, body = self.completion_url(stream=False), self.body(request, stream=False)
+            if self._transport_deadlines:  # the transport bounds every wait by the deadline
+                deadline = asyncio.get_running_loop().time() + timeout
+                raw = await self._fetch(call, url, key, timeout, body, {DEADLINE: deadline})
+            else:
+                async with asyncio.timeout(timeout):
+                    raw = await self._fetch(call, url, key, timeout, body, None)
             return self.parse_completion(call, decode_json(call, raw))
+
+    async def _fetch(
+        self,
+        call: Call,
+        url: str,
+        key: str | None,
+        timeout: float,
+        body: Any,
+        extensions: dict[str, Any] | None,
+    ) -> bytes:
+        response = await self._open(
+            call, "POST", url, key, timeout, json=body, extensions=extensions
+        )
+        try:
+            return await response.aread()
+        finally:
+            await response.aclose()
 
     async def stream(
         self, request: CompletionRequest, *, timeout: float

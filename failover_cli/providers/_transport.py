@@ -37,6 +37,12 @@ _PORTS = {"http": 80, "https": 443}
 
 Origin = tuple[str, str, int]
 
+# A request extension: the loop-time instant by which the whole exchange (connect, send, the
+# response and all of its body) must be done; each wait is cut to what is left of it, and
+# running out raises the httpx timeout of the phase it happens in. One timer per wait that
+# is armed anyway, instead of a second one around the whole request.
+DEADLINE = "failover.deadline"
+
 
 class _Connection:
     """One TCP (or TLS) connection and the h11 state machine of its current exchange."""
@@ -146,7 +152,7 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
         conn = self._reserve(origin, fresh)
         if conn is None:
             try:
-                async with asyncio.timeout(timeouts.get("pool")):
+                async with asyncio.timeout(_bound(timeouts.get("pool"), request)):
                     while conn is None:
                         await self._wait_for_slot()
                         conn = self._reserve(origin, fresh)
@@ -158,7 +164,8 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
             conn.reused, conn.received = True, 0
             return conn
         try:
-            reader, writer = await self._connect(origin, request, timeouts.get("connect"))
+            connect_timeout = _bound(timeouts.get("connect"), request)
+            reader, writer = await self._connect(origin, request, connect_timeout)
         except BaseException:
             self._opening -= 1
             self._wake()
@@ -346,7 +353,7 @@ async def _write(
     if not conn.writer.transport.get_write_buffer_size():
         return True  # all handed to the kernel: nothing to wait for, no timer to arm
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(_bound(timeout, request)):
             await conn.writer.drain()
     except TimeoutError:
         raise httpx.WriteTimeout("Timed out while sending the request.", request=request) from None
@@ -368,7 +375,7 @@ async def _next_event(
         if event is not h11.NEED_DATA:
             return event
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(_bound(timeout, request)):
                 data = await conn.reader.read(_READ_SIZE)
         except TimeoutError:
             raise httpx.ReadTimeout("Timed out while reading.", request=request) from None
@@ -380,6 +387,24 @@ async def _next_event(
             )
         conn.received += len(data)
         state.receive_data(data)
+
+
+def _bound(timeout: float | None, request: httpx.Request) -> float | None:
+    """``timeout``, shortened to what is left of the request's ``deadline`` extension (a
+    loop-time instant bounding the whole exchange, body included: see :data:`DEADLINE`)."""
+    deadline = request.extensions.get(DEADLINE)
+    if deadline is None:
+        return timeout
+    left = deadline - asyncio.get_running_loop().time()
+    return left if timeout is None or left < timeout else timeout
+
+
+def enforces_deadlines(client: httpx.AsyncClient) -> bool:
+    """Whether every request ``client`` sends goes through an :class:`AsyncioTransport`,
+    which honours the :data:`DEADLINE` extension."""
+    return isinstance(getattr(client, "_transport", None), AsyncioTransport) and not getattr(
+        client, "_mounts", None
+    )
 
 
 def _build_ssl_context(verify: bool | ssl.SSLContext) -> ssl.SSLContext:

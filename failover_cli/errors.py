@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from .types import ErrorClass
 
 if TYPE_CHECKING:
-    from .types import Attempt
+    from .types import Attempt, RateLimit
 
 
 class FailoverError(Exception):
@@ -78,6 +78,7 @@ class ProviderError(FailoverError):
         retry_after: float | None = None,
         reason: str | None = None,
         partial_text: str = "",
+        ratelimit: RateLimit | None = None,
     ) -> None:
         self.message = message
         self.provider = provider
@@ -85,6 +86,7 @@ class ProviderError(FailoverError):
         self.retry_after = retry_after  # seconds the server asked us to wait, if it did
         self.reason = reason  # short machine word: "timeout", "connect", "truncated", ...
         self.partial_text = partial_text  # text streamed before the failure
+        self.ratelimit = ratelimit  # what the response's rate-limit headers said, if any
         super().__init__(message)
 
     def __str__(self) -> str:

@@ -51,6 +51,9 @@ class ProviderState:
     failures: dict[str, int] = field(default_factory=dict)  # by error class
     last_error: dict[str, Any] | None = None  # {"at", "class", "status", "message"} (scrubbed)
     last_health: dict[str, Any] | None = None  # {"at", "ok", "latency_ms", "error"}
+    # What the provider last reported in its rate-limit headers (see failover_cli.ratelimit):
+    # {"at", "remaining_requests", "remaining_tokens", "reset_at"}.
+    last_ratelimit: dict[str, Any] | None = None
 
     @property
     def consecutive_failures(self) -> int:
@@ -72,6 +75,7 @@ class ProviderState:
             "failures": dict(self.failures),
             "last_error": self.last_error,
             "last_health": self.last_health,
+            "last_ratelimit": self.last_ratelimit,
         }
 
     @classmethod
@@ -85,6 +89,7 @@ class ProviderState:
             failures={str(k): int(v) for k, v in (d.get("failures") or {}).items()},
             last_error=_record(d.get("last_error")),
             last_health=_record(d.get("last_health")),
+            last_ratelimit=_record(d.get("last_ratelimit")),
         )
 
 
@@ -132,6 +137,7 @@ class ProviderDelta:
     breaker: BreakerSnapshot | None = None  # set when this process changed the breaker
     last_error: dict[str, Any] | None = None
     last_health: dict[str, Any] | None = None
+    last_ratelimit: dict[str, Any] | None = None
 
     def is_empty(self) -> bool:
         return not (
@@ -143,6 +149,7 @@ class ProviderDelta:
             or self.breaker
             or self.last_error
             or self.last_health
+            or self.last_ratelimit
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -155,6 +162,7 @@ class ProviderDelta:
             "breaker": self.breaker.to_dict() if self.breaker else None,
             "last_error": self.last_error,
             "last_health": self.last_health,
+            "last_ratelimit": self.last_ratelimit,
         }
 
     @classmethod
@@ -169,6 +177,7 @@ class ProviderDelta:
             breaker=BreakerSnapshot.from_dict(b) if b else None,
             last_error=d.get("last_error"),
             last_health=d.get("last_health"),
+            last_ratelimit=d.get("last_ratelimit"),
         )
 
 
@@ -235,6 +244,7 @@ def merge_provider(
         failures=failures,
         last_error=_newer(state.last_error, delta.last_error),
         last_health=_newer(state.last_health, delta.last_health),
+        last_ratelimit=_newer(state.last_ratelimit, delta.last_ratelimit),
     )
 
 

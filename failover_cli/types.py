@@ -40,19 +40,41 @@ class Cost:
         ) / 1_000_000
 
 
+Continuation = Literal["auto", "prefill", "instruct", "restart"]
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderConfig:
-    """One link of the chain, as written in ``providers.yaml``."""
+    """One link of the chain, as written in ``providers.yaml``.
+
+    Four clocks bound an attempt: ``connect_timeout`` (TCP and TLS), ``first_token_timeout``
+    (to the first token of a stream, or to the response head of a non-streamed call),
+    ``idle_timeout`` (the longest gap between two stream events) and ``timeout`` (the whole
+    attempt, long enough for a long answer).
+    """
 
     name: str
     kind: Kind
     model: str
     base_url: str | None = None
     api_key_env: str | None = None
-    timeout: float = 30.0
+    timeout: float = 300.0
     connect_timeout: float = 5.0
+    first_token_timeout: float = 10.0
+    idle_timeout: float = 15.0
     priority: int | None = None
     cost: Cost | None = None
+    # How a stream broken mid-answer is continued here (see failover_cli.capabilities).
+    continuation: Continuation = "auto"
+    # Request parameters never sent to this provider (LiteLLM calls this drop_params).
+    drop_params: tuple[str, ...] = ()
+    # Network: an explicit proxy URL (else the *_PROXY environment variables), a CA bundle
+    # file added to the system trust store, ``verify: false`` (never for a cloud API), and
+    # extra headers sent with every request (OpenRouter's HTTP-Referer, Azure's api-key).
+    proxy: str | None = None
+    ca_bundle: str | None = None
+    verify: bool = True
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +90,41 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class CompletionRequest:
-    """What the caller asks for. ``assistant_prefix`` carries a partial answer to continue."""
+    """What the caller asks for. ``assistant_prefix`` carries a partial answer to continue;
+    ``continuation`` says how the adapter sends it: ``prefill`` as a last assistant turn the
+    model extends, ``instruct`` as an assistant turn followed by a user turn asking the model
+    to continue exactly where it stops."""
 
     prompt: str
     max_tokens: int = 1024
     system: str | None = None
     temperature: float | None = None
     assistant_prefix: str | None = None
+    continuation: Literal["prefill", "instruct"] = "prefill"
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """What a provider's rate-limit headers said on one response (None: not reported).
+    Resets are wall-clock epoch seconds."""
+
+    remaining_requests: int | None = None
+    remaining_tokens: int | None = None
+    requests_reset_at: float | None = None
+    tokens_reset_at: float | None = None
+
+    @property
+    def exhausted_until(self) -> float | None:
+        """When an exhausted budget refills; None when nothing reported is exhausted."""
+        resets = [
+            reset
+            for remaining, reset in (
+                (self.remaining_requests, self.requests_reset_at),
+                (self.remaining_tokens, self.tokens_reset_at),
+            )
+            if remaining == 0 and reset is not None
+        ]
+        return max(resets) if resets else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +135,7 @@ class Completion:
     model: str
     usage: Usage = Usage()
     stop_reason: str | None = None
+    ratelimit: RateLimit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +152,7 @@ class StreamEnd:
     model: str
     usage: Usage = Usage()
     stop_reason: str | None = None
+    ratelimit: RateLimit | None = None
 
 
 StreamEvent = TextDelta | StreamEnd
@@ -233,6 +285,28 @@ class BreakerTransition:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamSwitched:
+    """A stream broke mid-answer and ``new`` takes over. ``strategy`` is how: ``prefill`` or
+    ``instruct`` continue after the ``kept`` characters already delivered; ``restart`` means
+    the answer starts again from nothing, and what was delivered should be discarded."""
+
+    old: str
+    new: str
+    strategy: Literal["prefill", "instruct", "restart"]
+    kept: int
+
+
+@dataclass(frozen=True, slots=True)
+class ParameterAdjusted:
+    """The router changed a request parameter for one provider: dropped or clamped it."""
+
+    provider: str
+    parameter: str
+    action: Literal["dropped", "clamped"]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Queued:
     """Every usable provider is down: the request waits until ``until`` (epoch seconds)."""
 
@@ -241,5 +315,12 @@ class Queued:
 
 
 Event = (
-    AttemptStarted | AttemptFailed | AttemptSucceeded | ProviderSkipped | BreakerTransition | Queued
+    AttemptStarted
+    | AttemptFailed
+    | AttemptSucceeded
+    | ProviderSkipped
+    | BreakerTransition
+    | Queued
+    | StreamSwitched
+    | ParameterAdjusted
 )

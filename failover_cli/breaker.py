@@ -2,7 +2,11 @@
 
 closed --(N consecutive failures, or failure rate >= R over the window with >= M calls)--> open
 open --(cooldown elapsed)--> half_open   (derived from the wall clock, so it survives restarts)
-half_open --(probe succeeds)--> closed;  --(probe fails)--> open, cooldown doubled up to the max
+half_open --(probe succeeds)--> closed;  --(probe fails)--> open again, for a cooldown that
+    grows with the outage: ``cooldown_ratio`` of the time it has been down, at least
+    ``cooldown`` and at most ``max_cooldown``. A provider that recovers is then back within
+    one base cooldown of a young outage (or that share of a long one), while one that stays
+    down is probed ever more rarely.
 
 Deadlines are wall-clock epoch seconds; a later deadline always wins, so a short Retry-After
 never shortens a longer cooldown. Half-open admits at most ``half_open_probes`` probes at once
@@ -26,6 +30,7 @@ from enum import StrEnum
 # Recent outcomes kept per provider for the failure-rate window and the consecutive count:
 # twice resilience4j's default count-based window (100). More only costs state-file parsing.
 MAX_OUTCOMES = 200
+_LONGEST_HOLD = 86_400.0  # no server's word holds a breaker open for longer than a day
 
 
 class BreakerState(StrEnum):
@@ -45,6 +50,7 @@ class BreakerPolicy:
     half_open_probes: int = 1
     slow_call_ms: float | None = None
     cold_start_wait: float = 0.25
+    cooldown_ratio: float = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +66,13 @@ class BreakerSnapshot:
     forced: str | None = None  # "open" | "closed" | None: a manual override
     since: float = 0.0
     updated_at: float = 0.0
+    # Set when a provider-class failure (auth, quota, unknown model) opened the breaker: the
+    # fingerprint of the endpoint, model and key it failed with. Another fingerprint (a fixed
+    # key, a new URL) is another provider as far as that verdict goes.
+    fingerprint: str | None = None
+    # When the current outage began (the close -> open transition); kept across re-opens so a
+    # failed probe can size the next cooldown by how long the provider has been down.
+    down_since: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -70,12 +83,15 @@ class BreakerSnapshot:
             "forced": self.forced,
             "since": self.since,
             "updated_at": self.updated_at,
+            "fingerprint": self.fingerprint,
+            "down_since": self.down_since,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> BreakerSnapshot:
         state = str(d.get("state", "closed"))
         forced = d.get("forced")
+        fingerprint = d.get("fingerprint")
         return cls(
             state=state if state in ("closed", "open") else "closed",
             opened_at=_opt_float(d.get("opened_at")),
@@ -84,6 +100,8 @@ class BreakerSnapshot:
             forced=forced if forced in ("open", "closed") else None,  # type: ignore[arg-type]
             since=float(d.get("since") or 0.0),  # type: ignore[arg-type]
             updated_at=float(d.get("updated_at") or 0.0),  # type: ignore[arg-type]
+            fingerprint=fingerprint if isinstance(fingerprint, str) else None,
+            down_since=_opt_float(d.get("down_since")),
         )
 
 
@@ -253,15 +271,31 @@ class CircuitBreaker:
                     cooldown=0.0,
                     since=now,
                     updated_at=now,
+                    fingerprint=None,
+                    down_since=None,
                 )
                 return Transition(old, BreakerState.CLOSED, None)
         return None
 
+    def next_cooldown(self, now: float) -> float:
+        """The cooldown after a failed probe: ``cooldown_ratio`` of the outage so far,
+        within [cooldown, max_cooldown]."""
+        p = self.policy
+        since = self.snap.down_since if self.snap.down_since is not None else self.snap.opened_at
+        down_for = now - since if since is not None else 0.0
+        return min(p.max_cooldown, max(p.cooldown, down_for * p.cooldown_ratio))
+
     def on_failure(
-        self, now: float, permit: Permit | None = None, *, severe: bool = False
+        self,
+        now: float,
+        permit: Permit | None = None,
+        *,
+        severe: bool = False,
+        fingerprint: str | None = None,
     ) -> Transition | None:
         """Record a failure that counts against this provider. ``severe`` (auth, quota,
-        unknown model) opens at once with the longest cooldown."""
+        unknown model) opens at once with the longest cooldown, remembering the
+        ``fingerprint`` (endpoint, model, key) it was found with."""
         if permit is not None:
             self.release(permit)
         self.outcomes.append((now, False))
@@ -270,10 +304,9 @@ class CircuitBreaker:
         old = self.state(now)
         p = self.policy
         if severe:
-            return self._open(now, old, p.max_cooldown)
+            return self._open(now, old, p.max_cooldown, fingerprint=fingerprint)
         if old is BreakerState.HALF_OPEN or self._probes_this_spell(permit):
-            doubled = max(self.snap.cooldown, p.cooldown) * 2
-            return self._open(now, old, min(p.max_cooldown, doubled))
+            return self._open(now, old, self.next_cooldown(now))
         if old is BreakerState.CLOSED:
             calls, failures = self.window_counts(now)
             if self.consecutive_failures() >= p.failure_threshold or (
@@ -285,22 +318,29 @@ class CircuitBreaker:
     def hold_until(self, now: float, until: float) -> Transition | None:
         """Keep the provider open until at least ``until`` (a server's Retry-After). The hold
         lasts as long as asked, never shortening a later deadline already in force."""
-        if self.snap.forced is not None or until <= now:
+        if self.snap.forced is not None or not until > now:  # NaN compares false
             return None
+        until = min(until, now + _LONGEST_HOLD)
         old = self.state(now)
         cooldown = self.snap.cooldown or self.policy.cooldown
         return self._open(now, old, cooldown, deadline=until)
 
     def _open(
-        self, now: float, old: BreakerState, cooldown: float, deadline: float | None = None
+        self,
+        now: float,
+        old: BreakerState,
+        cooldown: float,
+        deadline: float | None = None,
+        fingerprint: str | None = None,
     ) -> Transition | None:
         """Open until ``deadline`` (default: ``now + cooldown``); ``cooldown`` is remembered
-        as the base a failed probe doubles."""
+        for holds and health checks that extend the spell."""
         if deadline is None:
             deadline = now + cooldown
         if self.snap.state == "open" and self.snap.open_until and old is BreakerState.OPEN:
             deadline = max(deadline, self.snap.open_until)  # a later deadline always wins
         opened_at = self.snap.opened_at if old is BreakerState.OPEN else now
+        down_since = self.snap.down_since if self.snap.state == "open" else None
         self.snap = replace(
             self.snap,
             state="open",
@@ -308,11 +348,34 @@ class CircuitBreaker:
             open_until=deadline,
             cooldown=cooldown,
             updated_at=now,
+            fingerprint=fingerprint
+            or (self.snap.fingerprint if old is BreakerState.OPEN else None),
+            down_since=down_since if down_since is not None else now,
         )
         new = self.state(now)
         if old is new and old is BreakerState.OPEN:
             return None
         return Transition(old, new, deadline)
+
+    def reset_for(self, now: float, fingerprint: str) -> Transition | None:
+        """Close a breaker opened by a provider-class verdict on another fingerprint: the key
+        or endpoint it condemned is no longer the one in use."""
+        snap = self.snap
+        if snap.forced is not None or snap.fingerprint in (None, fingerprint):
+            return None
+        if snap.state != "open":
+            return None
+        old = self.state(now)
+        self.snap = BreakerSnapshot(since=now, updated_at=now)
+        return Transition(old, BreakerState.CLOSED, None)
+
+    def close(self, now: float) -> Transition | None:
+        """Close an open breaker at once (a health check proved the verdict wrong)."""
+        if self.snap.forced is not None or self.snap.state != "open":
+            return None
+        old = self.state(now)
+        self.snap = BreakerSnapshot(since=now, updated_at=now)
+        return Transition(old, BreakerState.CLOSED, None)
 
     # --- manual overrides --------------------------------------------------------------------
 

@@ -8,7 +8,9 @@ The YAML node tree is walked directly because no decoding library reports source
 from __future__ import annotations
 
 import difflib
+import math
 import os
+import re
 import types as _pytypes
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
@@ -79,20 +81,23 @@ DEFAULT_KEY_ENV = {
     "gemini": "GEMINI_API_KEY",
 }
 
+# Current models as the official SDKs list them (anthropic 2.16, openai 3.57);
+# claude-sonnet-4-5 reached end of life on 2026-11-30. Prices are the list prices per million
+# tokens when chosen: set `cost:` in providers.yaml for what you pay.
 DEFAULT_PROVIDERS: tuple[ProviderConfig, ...] = (
     ProviderConfig(
         name="claude",
         kind="anthropic",
-        model="claude-sonnet-4-5",
+        model="claude-sonnet-5-5",
         api_key_env="ANTHROPIC_API_KEY",
         cost=Cost(input_per_mtok=3.0, output_per_mtok=15.0),
     ),
     ProviderConfig(
         name="gpt",
         kind="openai",
-        model="gpt-4o-mini",
+        model="gpt-5.4-mini",
         api_key_env="OPENAI_API_KEY",
-        cost=Cost(input_per_mtok=0.15, output_per_mtok=0.6),
+        cost=Cost(input_per_mtok=0.25, output_per_mtok=2.0),
     ),
     ProviderConfig(
         name="llama",
@@ -107,6 +112,10 @@ DEFAULT_PROVIDERS: tuple[ProviderConfig, ...] = (
 _BOUNDS: dict[str, tuple[float, bool, float | None]] = {
     "timeout": (0, True, None),
     "connect_timeout": (0, True, None),
+    "first_token_timeout": (0, True, None),
+    "idle_timeout": (0, True, None),
+    "failover_retry_after": (0, False, None),
+    "cooldown_ratio": (0, False, 10),
     "priority": (0, False, None),
     "input_per_mtok": (0, False, None),
     "output_per_mtok": (0, False, None),
@@ -133,6 +142,14 @@ _BOUNDS: dict[str, tuple[float, bool, float | None]] = {
 }
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a providers.yaml is a few KB; anything near this is not one
+
+# What an environment variable name looks like; anything else in `api_key_env` is most likely a
+# key pasted there by mistake, and is never echoed.
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_URL_KEYS = {"base_url": ("http", "https"), "proxy": ("http", "https")}
+
+
 def _yaml():
     import yaml  # deferred: ~20 ms, only needed when a file is read
 
@@ -156,7 +173,13 @@ class _Decoder:
         return {"mapping": "a mapping", "sequence": "a list"}.get(node.id, node.id)
 
     def scalar(self, node: Any) -> Any:
-        return _yaml().SafeLoader(stream="").construct_object(node, deep=True)
+        """The Python value of a scalar node; an unknown or unsafe tag yields ``_MISSING``
+        (and a problem), never an exception."""
+        yaml = _yaml()
+        try:
+            return yaml.SafeLoader(stream="").construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError):
+            return _MISSING
 
     def value(self, node: Any, tp: Any, path: str) -> Any:
         origin = get_origin(tp)
@@ -178,6 +201,8 @@ class _Decoder:
                 )
                 return _MISSING
             return v
+        if tp == tuple[tuple[str, str], ...]:
+            return self.pairs(node, path)
         if origin is tuple:
             if node.id != "sequence":
                 self.fail(node, path, f"expected a list, got {self.describe(node)}")
@@ -196,6 +221,12 @@ class _Decoder:
             )
             return _MISSING
         v = self.scalar(node)
+        if v is _MISSING:
+            self.fail(node, path, f"cannot read a value tagged {node.tag}")
+            return _MISSING
+        if isinstance(v, float) and not math.isfinite(v):
+            self.fail(node, path, f"expected a finite number, got {node.value}")
+            return _MISSING
         if tp is float and isinstance(v, int | float) and not isinstance(v, bool):
             return float(v)
         if tp is int and isinstance(v, int) and not isinstance(v, bool):
@@ -208,6 +239,52 @@ class _Decoder:
             node, path, f"expected {_TYPE_NAMES.get(tp, tp.__name__)}, got {self.describe(node)}"
         )
         return _MISSING
+
+    def pairs(self, node: Any, path: str) -> Any:
+        """A mapping of strings to strings (HTTP headers), as ordered pairs."""
+        if node.id != "mapping":
+            self.fail(node, path, f"expected a mapping, got {self.describe(node)}")
+            return _MISSING
+        out = []
+        for key_node, value_node in node.value:
+            key = self.value(key_node, str, path)
+            value = self.value(value_node, str, f"{path}.{key}")
+            if key is _MISSING or value is _MISSING:
+                continue
+            if not _HEADER_NAME_RE.fullmatch(key):
+                self.fail(key_node, f"{path}.{key}", "not a valid HTTP header name")
+            elif any(c in value for c in "\r\n\0"):
+                self.fail(value_node, f"{path}.{key}", "a header value cannot hold a line break")
+            else:
+                out.append((key, value))
+        return tuple(out)
+
+    def check(self, key: str, node: Any, path: str, v: Any) -> bool:
+        """Per-key rules beyond the type: numeric bounds, URL schemes, variable names."""
+        if key in _BOUNDS and isinstance(v, int | float):
+            lo, exclusive, hi = _BOUNDS[key]
+            if v < lo or (exclusive and v == lo) or (hi is not None and v > hi):
+                rng = f"> {lo:g}" if exclusive else f">= {lo:g}"
+                if hi is not None:
+                    rng += f" and <= {hi:g}"
+                self.fail(node, path, f"must be {rng}, got {v:g}")
+                return False
+        if key in _URL_KEYS and isinstance(v, str):
+            scheme, sep, rest = v.partition("://")
+            if not sep or scheme.lower() not in _URL_KEYS[key] or not rest.strip("/"):
+                schemes = " or ".join(f"{s}://" for s in _URL_KEYS[key])
+                self.fail(node, path, f"expected a URL starting with {schemes}")
+                return False
+        if key == "api_key_env" and isinstance(v, str) and not ENV_NAME_RE.fullmatch(v):
+            # Never echo it: this is usually the key itself, pasted in the wrong place.
+            self.fail(
+                node,
+                path,
+                "expected the NAME of an environment variable holding the key (letters, "
+                "digits, _), not the key itself: keys never live in this file",
+            )
+            return False
+        return True
 
     def record(self, node: Any, cls: Any, path: str) -> Any:
         if node.id != "mapping":
@@ -228,16 +305,8 @@ class _Decoder:
                 self.fail(key_node, sub, "unknown key" + _did_you_mean(key, list(known)))
                 continue
             v = self.value(value_node, hints[key], sub)
-            if v is _MISSING:
+            if v is _MISSING or not self.check(key, value_node, sub, v):
                 continue
-            if key in _BOUNDS and isinstance(v, int | float):
-                lo, exclusive, hi = _BOUNDS[key]
-                if v < lo or (exclusive and v == lo) or (hi is not None and v > hi):
-                    rng = f"> {lo:g}" if exclusive else f">= {lo:g}"
-                    if hi is not None:
-                        rng += f" and <= {hi:g}"
-                    self.fail(value_node, sub, f"must be {rng}, got {v:g}")
-                    continue
             values[key] = v
         missing = [
             f.name
@@ -259,6 +328,7 @@ class _Decoder:
 
 
 _MISSING = object()
+_HEADER_NAME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
 _TYPE_NAMES = {float: "a number", int: "a whole number", str: "a string", bool: "true or false"}
 
 
@@ -310,6 +380,8 @@ def parse_config(text: str, file: str = "<string>") -> Config:
     yaml = _yaml()
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise ConfigError("invalid YAML: nested too deeply", file=file) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -319,7 +391,10 @@ def parse_config(text: str, file: str = "<string>") -> Config:
     if root is None:
         raise ConfigError("the file is empty: it needs a 'providers' list", file=file)
     decoder = _Decoder(file)
-    config = decoder.record(root, Config, "")
+    try:
+        config = decoder.record(root, Config, "")
+    except RecursionError:
+        raise ConfigError("invalid YAML: nested too deeply", file=file) from None
     _check_chain(decoder, root, config)
     if decoder.problems:
         decoder.problems.sort(key=lambda p: p.line or 0)
@@ -375,7 +450,7 @@ def load_config(
     if found is None:
         return Config(providers=DEFAULT_PROVIDERS)
     try:
-        data = found.read_bytes()
+        data = _read_bounded(found)
         text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError("no such file", file=str(found)) from None
@@ -394,6 +469,17 @@ def load_config(
     config = parse_config(text, str(found))
     config_cache.write(cache_dir, found, k, config)
     return config
+
+
+def _read_bounded(path: Path) -> bytes:
+    """The file's bytes, refusing directories and anything larger than a configuration."""
+    with open(path, "rb") as f:  # a FIFO (`--config <(...)`) is fine: it is read, bounded
+        data = f.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"larger than {MAX_CONFIG_BYTES // 1024} KiB: not a configuration", file=str(path)
+        )
+    return data
 
 
 def _fingerprint() -> str:
@@ -428,6 +514,18 @@ def base_url(p: ProviderConfig) -> str:
 
 def key_env(p: ProviderConfig) -> str | None:
     return p.api_key_env or DEFAULT_KEY_ENV.get(p.kind)
+
+
+def fingerprint(p: ProviderConfig, env: Mapping[str, str]) -> str:
+    """A short identity of what a provider-class verdict (bad key, no quota, unknown model)
+    was about: kind, endpoint, model and a digest of the key, never the key itself."""
+    import hashlib
+
+    name = key_env(p)
+    key = (env.get(name) or "").strip() if name else ""
+    key_digest = hashlib.sha256(key.encode("utf-8", "replace")).hexdigest() if key else "-"
+    identity = f"{p.kind}|{base_url(p)}|{p.model}|{key_digest}"
+    return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
 assert set(DEFAULT_BASE_URLS) == set(KINDS)

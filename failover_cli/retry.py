@@ -17,6 +17,14 @@ class RetryPolicy:
     base_delay: float = 0.5
     max_delay: float = 8.0
     max_retry_after: float = 30.0  # a server asking for longer than this is failed over
+    # While another provider can answer, a Retry-After longer than this fails over at once
+    # instead of making the caller wait on this one.
+    failover_retry_after: float = 2.0
+
+
+# The longest wait a server may ask for that is taken literally: one day. Absurd values
+# (``1e12``, ``inf``) are clamped to it, so a breaker is never held open for centuries.
+MAX_SERVER_WAIT = 86_400.0
 
 
 def backoff_delay(retry: int, policy: RetryPolicy, random: Callable[[], float]) -> float:
@@ -30,7 +38,12 @@ def backoff_delay(retry: int, policy: RetryPolicy, random: Callable[[], float]) 
 def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
     """Seconds the server asks us to wait, from ``retry-after-ms`` or ``Retry-After``
     (delta-seconds or an HTTP date, relative to ``now`` in epoch seconds). None if absent
-    or unparseable; never negative."""
+    or unparseable; never negative, never more than :data:`MAX_SERVER_WAIT`."""
+    value = _parse_retry_after(headers, now)
+    return None if value is None else min(value, MAX_SERVER_WAIT)
+
+
+def _parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
     raw_ms = _header(headers, "retry-after-ms")
     if raw_ms:
         try:

@@ -23,8 +23,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .breaker import BreakerState, Permit, Transition
+from .capabilities import Capabilities, Strategy, adapt, capabilities
 from .clock import SYSTEM_CLOCK, Clock
-from .config import Config, as_config, key_env
+from .config import Config, as_config, fingerprint, key_env
 from .errors import (
     AllProvidersFailed,
     ProviderError,
@@ -49,16 +50,26 @@ from .types import (
     ProviderConfig,
     ProviderSkipped,
     Queued,
+    RateLimit,
     RouteResult,
     Segment,
     StreamEnd,
+    StreamSwitched,
     TextDelta,
     Usage,
 )
 from .waitqueue import WaitQueue
 
 Listener = Callable[[Event], None]
-DEFAULT_TIMEOUT = 300.0  # seconds a whole request may take unless told otherwise
+DEFAULT_TIMEOUT = 600.0  # seconds a whole request may take unless told otherwise
+
+# Failures that say nothing will come from this provider soon: with another provider able to
+# answer, fail over at once instead of retrying here (a refused port, a silent server, a
+# stalled stream). Retried here only when nothing else can answer.
+FAIL_FAST_REASONS = frozenset({"connect", "first_token_timeout", "stall", "timeout"})
+# The provider is not configured for this process (no key, or a key that cannot be sent):
+# skipped with the reason, never waited for.
+NOT_CONFIGURED_REASONS = frozenset({"no_key", "bad_key"})
 
 
 class FailoverRouter:
@@ -87,6 +98,7 @@ class FailoverRouter:
         autoflush: bool = True,
         flush_interval: float = 0.25,
         timeout: float = DEFAULT_TIMEOUT,
+        background_probes: bool = True,
     ) -> None:
         import os
 
@@ -117,7 +129,14 @@ class FailoverRouter:
             set(self._priorities.values())
         ) < len(self._priorities)
         self._static_order = [n for n, _ in sorted(self._priorities.items(), key=lambda kv: kv[1])]
+        self._env = env
         self._secrets = [env.get(k) for c in self.config.providers if (k := key_env(c))]
+        self._caps: dict[str, Capabilities] = {
+            c.name: capabilities(c) for c in self.config.providers
+        }
+        self._exhausted: dict[str, float] = {}  # provider -> epoch its reported limits reset
+        self.background_probes = background_probes
+        self._probes: dict[str, asyncio.Task[None]] = {}
         self.autoflush = autoflush and store is not None
         self.flush_interval = flush_interval
         self._flush_task: asyncio.Task[None] | None = None
@@ -132,6 +151,7 @@ class FailoverRouter:
             history=self.config.state.history,
             on_warning=on_warning,
             on_transition=self._on_transition,
+            fingerprints=self.fingerprints(),
         )
 
     # --- public API --------------------------------------------------------------------------
@@ -195,7 +215,32 @@ class FailoverRouter:
             )
         if only is not None:
             names = [n for n in names if n in only]
+        if self._exhausted:
+            now = self.clock.time()
+            for n, until in list(self._exhausted.items()):
+                if until <= now:
+                    del self._exhausted[n]
+            if self._exhausted:  # tried after the others until their limits reset
+                names = sorted(names, key=lambda n: n in self._exhausted)
         return names
+
+    def fingerprints(self) -> dict[str, str]:
+        """Each provider's identity for provider-class verdicts: endpoint, model and key."""
+        return {c.name: fingerprint(c, self._env) for c in self.config.providers}
+
+    def capabilities(self, name: str) -> Capabilities:
+        return self._caps[name]
+
+    def note_ratelimit(self, name: str, ratelimit: RateLimit | None) -> None:
+        """Remember what ``name`` reported about its rate limits."""
+        if ratelimit is None:
+            return
+        self.tracker.on_ratelimit(name, ratelimit)
+        until = ratelimit.exhausted_until
+        if until is not None and until > self.clock.time():
+            self._exhausted[name] = until
+        else:
+            self._exhausted.pop(name, None)
 
     def scores(self) -> dict[str, ScoreBreakdown]:
         return self.tracker.scores(self._prices, self.config.routing.weights)
@@ -210,6 +255,9 @@ class FailoverRouter:
         """Write pending state, stop timers, close connections this router opened."""
         if self._flush_task is not None:
             self._flush_task.cancel()
+        for task in self._probes.values():
+            task.cancel()
+        self._probes.clear()
         self.queue.close()
         await self.tracker.flush()
         if self._owned_client is not None:
@@ -240,9 +288,25 @@ class FailoverRouter:
             ev = self._tripped.pop(name, None)
             if ev is not None:
                 ev.set()
+            if self.background_probes:
+                self._start_probe(name)
         self.queue.kick()  # waiters re-check: a failed probe must not leave them parked
         if self.autoflush:
             self._schedule_flush(0.0)
+
+    def _start_probe(self, name: str) -> None:
+        task = self._probes.get(name)
+        if task is not None and not task.done():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        from .prober import probe_while_open
+
+        self._probes[name] = loop.create_task(
+            probe_while_open(self.providers[name], self.tracker, self.clock)
+        )
 
     def tripped(self, name: str) -> asyncio.Event:
         """An event set the next time ``name``'s breaker opens (wakes backoff sleepers)."""
@@ -278,6 +342,7 @@ class _Opened:
     first: TextDelta | StreamEnd
     started: float
     ttft_ms: float
+    strategy: Strategy | None = None  # how it continues a broken answer, if it does
 
 
 class _Run:
@@ -302,6 +367,32 @@ class _Run:
         self.attempts: list[Attempt] = []
         self.excluded: set[str] = set()  # cannot serve this request at all (no key, too long)
         self.passed: set[str] = set()  # admitted or skipped during the current pass
+        # Providers nothing listens for are waited for only when the caller asked to wait.
+        self.wait_for_unreachable = max_wait is not None
+        self.partial = ""  # answer text delivered before a stream broke: to be continued
+        self.broken: Attempt | None = None  # the failure that broke it
+        self.strategy_at: dict[str, int] = {}  # per provider: index of its next strategy
+        self._noted: set[str] = set()  # providers whose parameter changes were reported
+
+    def request_for(self, name: str) -> CompletionRequest:
+        """The request as ``name`` can take it, continuing the partial answer if any."""
+        r = self.r
+        req, notes = adapt(self.req, r._configs[name], r._caps[name])
+        if notes and name not in self._noted:
+            self._noted.add(name)
+            for note in notes:
+                r.emit(note)
+        if self.partial:
+            strategy = self.strategy(name)
+            if strategy == "restart":
+                req = replace(req, assistant_prefix=None)
+            else:
+                req = replace(req, assistant_prefix=self.partial, continuation=strategy)
+        return req
+
+    def strategy(self, name: str) -> Strategy:
+        order = self.r._caps[name].continuation
+        return order[min(self.strategy_at.get(name, 0), len(order) - 1)]
 
     # --- the pass loop -----------------------------------------------------------------------
 
@@ -434,10 +525,13 @@ class _Run:
         """The earliest time a provider not excluded from this request may admit again."""
         now = self.r.clock.time()
         times = []
+        tracker = self.r.tracker
         for n in self.r.order(self.only):
-            b = self.r.tracker.breakers[n]
+            b = tracker.breakers[n]
             state = b.state(now)
             if n in self.excluded or state is BreakerState.CLOSED:
+                continue
+            if not self.wait_for_unreachable and tracker.unreachable(n):
                 continue
             t = b.next_admission(now)
             if t is None and state is BreakerState.HALF_OPEN:
@@ -473,8 +567,19 @@ class _Run:
             f"{' (' + a.message + ')' if a.message else ''}"
             for n, a in last.items()
         )
+        not_configured = [
+            a for a in self.attempts if a.outcome == "skipped" and a.error_class is not None
+        ]
         if self._expired():
             head = "request deadline exceeded"
+        elif self.broken is not None:
+            b = self.broken
+            head = (
+                f"the answer from {b.provider} broke ({b.error_class}: {b.message}) "
+                "and no provider could continue it"
+            )
+        elif not tried and not_configured and len(not_configured) == len(last):
+            head = "no provider is configured"
         elif waited:
             head = "every provider is still down after waiting"
         elif not tried:
@@ -534,7 +639,7 @@ class _Run:
             exc.message = msg
             exc.args = (msg,)
         cls = exc.error_class
-        if exc.reason == "no_key":
+        if exc.reason in NOT_CONFIGURED_REASONS:
             r.tracker.release(name, permit)
             self.excluded.add(name)
             self.attempts.append(Attempt(name, "skipped", cls, None, msg, duration_ms))
@@ -542,11 +647,19 @@ class _Run:
             return None
         r.tracker.on_failure(name, permit, exc, duration_ms)
         r.recorded()
+        r.note_ratelimit(name, exc.ratelimit)
+        if cls is ErrorClass.REQUEST and self.partial:
+            return self._continuation_rejected(name, exc, msg, duration_ms)
         delay: float | None = None
         if cls is ErrorClass.TRANSIENT:
             now = r.clock.time()
+            long_wait = (
+                exc.retry_after is not None
+                and exc.retry_after > r.config.retry.failover_retry_after
+            )
+            fail_fast = exc.reason in FAIL_FAST_REASONS or long_wait
             if r.tracker.breakers[name].state(now) is BreakerState.CLOSED and not (
-                exc.reason == "connect" and self._has_alternative(name)
+                fail_fast and self._has_alternative(name)
             ):
                 d = decide(
                     tries_done=tries,
@@ -566,12 +679,40 @@ class _Run:
             raise RequestRejected(exc, self.attempts)
         return delay
 
+    def _continuation_rejected(
+        self, name: str, exc: ProviderError, msg: str, duration_ms: float
+    ) -> float | None:
+        """A provider refused the request that continues a broken answer (say, prefill on a
+        model without it): the router's choice failed, not the caller's request. Try this
+        provider's next strategy at once, or move on."""
+        r = self.r
+        strategy = self.strategy(name)
+        self.strategy_at[name] = self.strategy_at.get(name, 0) + 1
+        more = self.strategy_at[name] < len(r._caps[name].continuation)
+        text = f"continuing by {strategy} was refused: {msg}"
+        self.attempts.append(
+            Attempt(name, "failed", exc.error_class, exc.status, text, duration_ms)
+        )
+        r.emit(AttemptFailed(name, exc.error_class, exc.status, text, duration_ms, more, 0.0))
+        if not more:
+            self.excluded.add(name)
+            return None
+        return 0.0
+
     def _succeeded(
-        self, name: str, permit: Permit, duration_ms: float, ttft_ms: float | None, usage: Usage
+        self,
+        name: str,
+        permit: Permit,
+        duration_ms: float,
+        ttft_ms: float | None,
+        usage: Usage,
+        ratelimit: RateLimit | None = None,
     ) -> None:
         r = self.r
         r.tracker.on_success(name, permit, duration_ms, ttft_ms, usage.output_tokens)
         r.recorded()
+        if ratelimit is not None:
+            r.note_ratelimit(name, ratelimit)
         self.attempts.append(Attempt(name, "ok", None, None, "", duration_ms, ttft_ms))
         if r.listeners:
             r.emit(AttemptSucceeded(name, duration_ms, ttft_ms, usage))
@@ -579,13 +720,13 @@ class _Run:
     async def try_complete(self, name: str, permit: Permit) -> Any:
         provider = self.r.providers[name]
         out = await self._with_retries(
-            name, permit, lambda timeout: provider.complete(self.req, timeout=timeout)
+            name, permit, lambda timeout: provider.complete(self.request_for(name), timeout=timeout)
         )
         if out is None:
             return None
         comp, t0, permit = out
         duration = (self.r.clock.monotonic() - t0) * 1000
-        self._succeeded(name, permit, duration, None, comp.usage)
+        self._succeeded(name, permit, duration, None, comp.usage, comp.ratelimit)
         return name, comp, None
 
     async def try_stream(self, name: str, permit: Permit) -> _Opened | None:
@@ -593,7 +734,7 @@ class _Run:
         clock = self.r.clock
 
         async def open_stream(timeout: float) -> tuple[AsyncIterator[Any], Any]:
-            events = provider.stream(self.req, timeout=timeout).__aiter__()
+            events = provider.stream(self.request_for(name), timeout=timeout).__aiter__()
             try:
                 first = await events.__anext__()
             except StopAsyncIteration:
@@ -610,20 +751,24 @@ class _Run:
             return None
         (events, first), t0, permit = out
         self.r.tracker.warm(name)
-        return _Opened(name, permit, events, first, t0, (clock.monotonic() - t0) * 1000)
+        strategy = self.strategy(name) if self.partial else None
+        ttft = (clock.monotonic() - t0) * 1000
+        return _Opened(name, permit, events, first, t0, ttft, strategy)
 
 
 class RouteStream:
     """Async iterator of answer text; after exhaustion ``result`` is the RouteResult.
 
-    A stream that breaks after producing text fails over: the next provider is asked to
-    continue the partial answer, and ``result.segments`` records who wrote what.
+    A stream that breaks after producing text fails over: the next provider continues the
+    partial answer in the way it accepts (see :mod:`failover_cli.capabilities`), or restarts
+    it; ``result.segments`` records who wrote what. :meth:`events` yields typed events
+    instead, including the :class:`StreamSwitched` that says a restart began.
     """
 
     def __init__(self, run: _Run) -> None:
         self._run = run
         self._sink = _Sink()
-        self._iter: AsyncGenerator[str, None] | None = None
+        self._iter: AsyncGenerator[Any, None] | None = None
 
     @property
     def result(self) -> RouteResult | None:
@@ -633,7 +778,13 @@ class RouteStream:
         if self._iter is None:
             # The generator must not reference this object: breaking out of `async for`
             # then frees it at once, closing the provider stream and its probe permit.
-            self._iter = _generate(self._run, self._sink)
+            self._iter = _generate(self._run, self._sink, typed=False)
+        return self._iter
+
+    def events(self) -> AsyncIterator[TextDelta | StreamSwitched]:
+        """Iterate typed events: text deltas, and a StreamSwitched at each provider seam."""
+        if self._iter is None:
+            self._iter = _generate(self._run, self._sink, typed=True)
         return self._iter
 
     async def aclose(self) -> None:
@@ -654,7 +805,7 @@ class _Sink:
     result: RouteResult | None = None
 
 
-async def _generate(run: _Run, sink: _Sink) -> AsyncGenerator[str, None]:
+async def _generate(run: _Run, sink: _Sink, typed: bool) -> AsyncGenerator[Any, None]:
     r = run.r
     clock = r.clock
     segments: list[Segment] = []
@@ -665,6 +816,14 @@ async def _generate(run: _Run, sink: _Sink) -> AsyncGenerator[str, None]:
         opened: _Opened = await run.drive(run.try_stream)
         if first_ttft is None:
             first_ttft = (opened.started - run.started) * 1000 + opened.ttft_ms
+        if run.broken is not None and opened.strategy is not None:
+            if opened.strategy == "restart":
+                segments.clear()
+                written = ""
+            switch = StreamSwitched(run.broken.provider, opened.name, opened.strategy, len(written))
+            r.emit(switch)
+            if typed:
+                yield switch
         seg_text = ""
         end: StreamEnd | None = None
         try:
@@ -673,7 +832,7 @@ async def _generate(run: _Run, sink: _Sink) -> AsyncGenerator[str, None]:
                 if isinstance(ev, TextDelta):
                     if ev.text:
                         seg_text += ev.text
-                        yield ev.text
+                        yield ev if typed else ev.text
                 else:
                     end = ev
                     break
@@ -694,7 +853,9 @@ async def _generate(run: _Run, sink: _Sink) -> AsyncGenerator[str, None]:
             if seg_text:
                 segments.append(Segment(opened.name, r._configs[opened.name].model, seg_text))
                 written += seg_text
-                run.req = replace(run.req, assistant_prefix=written)
+            if written:
+                run.partial = written
+                run.broken = run.attempts[-1]
             continue
         except BaseException:
             r.tracker.release(opened.name, opened.permit)
@@ -703,7 +864,9 @@ async def _generate(run: _Run, sink: _Sink) -> AsyncGenerator[str, None]:
         await _close_quietly(opened.events)  # free the connection now, not at garbage collection
         duration = (clock.monotonic() - opened.started) * 1000
         usage = usage + end.usage
-        run._succeeded(opened.name, opened.permit, duration, opened.ttft_ms, end.usage)
+        run._succeeded(
+            opened.name, opened.permit, duration, opened.ttft_ms, end.usage, end.ratelimit
+        )
         segments.append(Segment(opened.name, end.model, seg_text))
         written += seg_text
         sink.result = RouteResult(

@@ -19,7 +19,7 @@ from .errors import ProviderError, StateError
 from .protocols import StateStore
 from .scoring import ProviderStats, ScoreBreakdown, Weights, score_all
 from .state import DEFAULT_HISTORY, ChainState, ProviderDelta, Sample, StateDelta
-from .types import ErrorClass, HealthResult
+from .types import ErrorClass, HealthResult, RateLimit
 
 LATENCY_WINDOW = 100  # recent successful latencies kept in memory for scoring
 
@@ -40,6 +40,7 @@ class Tracker:
         history: int = DEFAULT_HISTORY,
         on_warning: Callable[[str], None] | None = None,
         on_transition: TransitionListener | None = None,
+        fingerprints: Mapping[str, str] | None = None,
     ) -> None:
         self.clock = clock
         self.store = store
@@ -54,6 +55,8 @@ class Tracker:
         self.pending = StateDelta(history=history)
         self._changed: dict[str, asyncio.Event] = {}
         self._warned = False
+        self.fingerprints = dict(fingerprints or {})
+        self.last_reason: dict[str, str | None] = {}  # reason of each provider's last failure
         if store is not None:
             self._load(policy)
 
@@ -79,8 +82,14 @@ class Tracker:
             ps = state.providers.get(name)
             if ps is None:
                 continue
-            self.breakers[name] = CircuitBreaker(policy, ps.breaker, ps.outcomes)
+            self.breakers[name] = b = CircuitBreaker(policy, ps.breaker, ps.outcomes)
             self.latencies[name].extend(s.latency_ms for s in ps.samples if s.ok)
+            reason = (ps.last_error or {}).get("reason")
+            self.last_reason[name] = reason if isinstance(reason, str) else None
+            current = self.fingerprints.get(name)
+            if current is not None:
+                # A verdict about another key or endpoint does not bench this one.
+                self._transitioned(name, b.reset_for(self.clock.time(), current))
 
     def flush_now(self) -> bool:
         """Write pending outcomes to the store (blocking). False if they could not be."""
@@ -167,6 +176,7 @@ class Tracker:
         b = self.breakers[name]
         t = b.on_success(now, permit, latency_ms)
         self.latencies[name].append(latency_ms)
+        self.last_reason[name] = None
         if self.store is not None:  # else nobody would read the batch
             d = self.pending.provider(name)
             d.requests += 1
@@ -192,16 +202,37 @@ class Tracker:
             "at": now,
             "class": cls.value,
             "status": error.status,
+            "reason": error.reason,
             "message": error.message[:300],
         }
+        self.last_reason[name] = error.reason
         if cls in (ErrorClass.TRANSIENT, ErrorClass.PROVIDER):
-            t = b.on_failure(now, permit, severe=cls is ErrorClass.PROVIDER)
+            severe = cls is ErrorClass.PROVIDER
+            fp = self.fingerprints.get(name) if severe else None
+            t = b.on_failure(now, permit, severe=severe, fingerprint=fp)
             d.outcomes.append(b.outcomes[-1])
             d.samples.append(Sample(now, duration_ms, None, 0, False))
             self._transitioned(name, t)
         elif permit is not None:
             b.release(permit)
         self._kick(name)
+
+    def unreachable(self, name: str) -> bool:
+        """Whether ``name``'s last failure said nothing listens there (a refused or timed-out
+        connection): not worth queueing for unless the caller asked to wait."""
+        return self.last_reason.get(name) == "connect"
+
+    def on_ratelimit(self, name: str, ratelimit: RateLimit) -> None:
+        """Record what ``name`` last reported in its rate-limit headers (shown by status)."""
+        if self.store is None:
+            return
+        self.pending.provider(name).last_ratelimit = {
+            "at": self.clock.time(),
+            "remaining_requests": ratelimit.remaining_requests,
+            "remaining_tokens": ratelimit.remaining_tokens,
+            "requests_reset_at": ratelimit.requests_reset_at,
+            "tokens_reset_at": ratelimit.tokens_reset_at,
+        }
 
     def hold_until(self, name: str, until: float) -> None:
         self._transitioned(name, self.breakers[name].hold_until(self.clock.time(), until))

@@ -198,4 +198,5 @@ def build_router(
         queue=queue or QueueConfig(),
     )
     kwargs.setdefault("random", lambda: 0.5)
+    kwargs.setdefault("background_probes", False)  # tests of them turn them on
     return FailoverRouter(config, providers=providers, clock=clock, **kwargs)  # type: ignore[arg-type]

@@ -184,9 +184,9 @@ def test_half_open_admits_at_most_half_open_probes_at_once(probes: int) -> None:
 def test_a_second_failed_probe_of_the_same_round_does_not_double_again() -> None:
     b = tripped(BreakerPolicy(cooldown=30.0, max_cooldown=600.0, half_open_probes=2))
     first, second = b.acquire(T0 + 30), b.acquire(T0 + 30)
-    assert b.on_failure(T0 + 31, first) == Transition(HALF_OPEN, OPEN, T0 + 91)
+    assert b.on_failure(T0 + 31, first) == Transition(HALF_OPEN, OPEN, T0 + 61)
     assert b.on_failure(T0 + 32, second) is None  # already open: a straggler, like any other
-    assert (b.snap.cooldown, b.snap.open_until) == (60.0, T0 + 91)
+    assert (b.snap.cooldown, b.snap.open_until) == (30.0, T0 + 61)
 
 
 def test_a_probe_failing_after_another_probe_closed_the_breaker_is_an_ordinary_failure() -> None:
@@ -230,15 +230,19 @@ def test_probe_success_closes_and_resets() -> None:
     assert is_plain(b.acquire(now))
 
 
-def test_probe_failure_reopens_with_the_cooldown_doubled_up_to_the_max() -> None:
-    b = tripped(BreakerPolicy(cooldown=30.0, max_cooldown=100.0))
+def test_probe_failure_reopens_for_a_share_of_the_outage_within_the_bounds() -> None:
+    b = tripped(BreakerPolicy(cooldown=30.0, max_cooldown=100.0, cooldown_ratio=0.5))
     now = T0 + 30
-    expected = [60.0, 100.0, 100.0]
+    # down 31 s: the base; down 62 s: 31; down 94 s: 47; then 71, 100 (the cap), 100.
+    expected = [30.0, 31.0, 47.0, 71.0, 100.0, 100.0]
     for cooldown in expected:
         permit = b.acquire(now)
         assert is_probe(permit)
-        assert b.on_failure(now + 1, permit) == Transition(HALF_OPEN, OPEN, now + 1 + cooldown)
-        assert b.snap.cooldown == cooldown
+        assert b.on_failure(now + 1, permit) == Transition(
+            HALF_OPEN, OPEN, pytest.approx(now + 1 + cooldown, abs=0.5)
+        )
+        cooldown = b.snap.cooldown
+        assert b.snap.down_since == T0  # one outage, however many spells
         assert b.probes_in_flight == 0
         assert b.snap.opened_at == now + 1  # a new open spell
         assert b.state(now + 1 + cooldown - 0.001) is OPEN
@@ -247,14 +251,16 @@ def test_probe_failure_reopens_with_the_cooldown_doubled_up_to_the_max() -> None
 
 
 def test_after_a_close_the_next_trip_uses_the_base_cooldown_again() -> None:
-    b = tripped(BreakerPolicy(cooldown=30.0, failure_threshold=1))
-    permit = b.acquire(T0 + 30)
-    b.on_failure(T0 + 30, permit)  # reopened, cooldown 60
+    b = tripped(BreakerPolicy(cooldown=30.0, failure_threshold=1, cooldown_ratio=1.0))
+    permit = b.acquire(T0 + 60)
+    b.on_failure(T0 + 60, permit)  # down 60 s: reopened for 60
     assert b.snap.cooldown == 60.0
-    permit = b.acquire(T0 + 90)
-    b.on_success(T0 + 90, permit)
-    assert b.on_failure(T0 + 91) == Transition(CLOSED, OPEN, T0 + 91 + 30)
+    permit = b.acquire(T0 + 120)
+    b.on_success(T0 + 120, permit)
+    assert b.snap.down_since is None
+    assert b.on_failure(T0 + 121) == Transition(CLOSED, OPEN, T0 + 121 + 30)
     assert b.snap.cooldown == 30.0
+    assert b.snap.down_since == T0 + 121
 
 
 def test_a_straggler_success_while_open_does_not_close() -> None:
@@ -329,7 +335,7 @@ def test_a_short_retry_after_holds_a_closed_breaker_as_long_as_asked() -> None:
     assert b.state(T0 + 5) is HALF_OPEN
     assert b.snap.cooldown == 30.0  # the base a failed probe doubles
     permit = b.acquire(T0 + 5)
-    assert b.on_failure(T0 + 5, permit) == Transition(HALF_OPEN, OPEN, T0 + 65)
+    assert b.on_failure(T0 + 5, permit) == Transition(HALF_OPEN, OPEN, T0 + 35)
 
 
 def test_a_short_retry_after_never_shortens_a_longer_cooldown() -> None:
@@ -422,7 +428,7 @@ def test_a_slow_probe_reopens_and_frees_its_slot() -> None:
     b = tripped(BreakerPolicy(cooldown=30.0, slow_call_ms=100.0))
     permit = b.acquire(T0 + 30)
     assert b.on_success(T0 + 30, permit, latency_ms=101.0) == Transition(
-        HALF_OPEN, OPEN, T0 + 30 + 60
+        HALF_OPEN, OPEN, T0 + 30 + 30
     )
     assert b.probes_in_flight == 0
 
@@ -531,13 +537,14 @@ def test_since_carries_across_a_reload() -> None:
     assert again.on_failure(T0 + 33) is not None
 
 
-def test_reloaded_probe_failure_doubles_the_stored_cooldown() -> None:
-    b = tripped(BreakerPolicy(cooldown=30.0, max_cooldown=1000.0))
-    b.on_failure(T0 + 30, b.acquire(T0 + 30))  # cooldown 60, open until T0 + 90
+def test_reloaded_probe_failure_sizes_the_cooldown_by_the_stored_outage() -> None:
+    b = tripped(BreakerPolicy(cooldown=30.0, max_cooldown=1000.0, cooldown_ratio=0.5))
+    b.on_failure(T0 + 100, b.acquire(T0 + 100))  # down 100 s: cooldown 50, until T0 + 150
     again = rebuild(b)
-    assert again.state(T0 + 89) is OPEN
-    permit = again.acquire(T0 + 90)
-    assert again.on_failure(T0 + 90, permit) == Transition(HALF_OPEN, OPEN, T0 + 90 + 120)
+    assert again.snap.down_since == T0
+    assert again.state(T0 + 149) is OPEN
+    permit = again.acquire(T0 + 150)
+    assert again.on_failure(T0 + 150, permit) == Transition(HALF_OPEN, OPEN, T0 + 150 + 75)
 
 
 Op = tuple[str, int, int]

@@ -423,3 +423,85 @@ async def test_router_builds_real_adapters_from_a_plain_list():
         assert "FAILOVER_TEST_UNSET_KEY" in attempt.message
     finally:
         await router.aclose()
+
+
+# --- hostile values: NaN, tags, nesting, keys in the wrong place --------------------------------
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", ".NaN"])
+def test_non_finite_numbers_are_refused(value: str) -> None:
+    # NaN passes every `<`/`>` bound: `cooldown: .nan` once kept a breaker open forever.
+    found = problems(MINIMAL + f"breaker: {{cooldown: {value}}}\n")
+    assert found == [f"providers.yaml:3: breaker.cooldown: expected a finite number, got {value}"]
+
+
+def test_unusual_yaml_tags_are_a_config_error_not_a_crash() -> None:
+    text = MINIMAL + "retry: {attempts: !!python/object:os.system echo}\nqueue: {max_wait: !x 3}\n"
+    found = problems(text)
+    assert len(found) == 2
+    assert "retry.attempts: cannot read a value tagged" in found[0]
+    assert "queue.max_wait: cannot read a value tagged !x" in found[1]
+
+
+def test_deep_nesting_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        parse_config("providers: " + "[" * 50_000 + "]" * 50_000, "providers.yaml")
+
+
+def test_a_key_pasted_into_api_key_env_is_refused_and_never_echoed() -> None:
+    key = "sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789"
+    found = problems(
+        f"providers:\n  - {{name: c, kind: anthropic, model: m, api_key_env: {key}}}\n"
+    )
+    assert len(found) == 1 and "providers[0].api_key_env" in found[0]
+    assert "not the key itself" in found[0]
+    assert key not in found[0] and "abcdefgh" not in found[0]
+
+
+def test_network_keys_decode_headers_as_pairs() -> None:
+    cfg = parse_config(
+        "providers:\n"
+        "  - name: router\n    kind: openai\n    model: m\n"
+        "    base_url: https://openrouter.example\n"
+        "    proxy: http://127.0.0.1:3128\n    ca_bundle: /etc/ssl/corp.pem\n"
+        "    headers: {HTTP-Referer: https://me.example, api-key: '${AZURE_KEY}'}\n"
+        "    first_token_timeout: 4\n    idle_timeout: 6\n    continuation: instruct\n"
+        "    drop_params: [temperature]\n",
+        "providers.yaml",
+    )
+    p = cfg.providers[0]
+    assert p.headers == (("HTTP-Referer", "https://me.example"), ("api-key", "${AZURE_KEY}"))
+    assert (p.proxy, p.ca_bundle, p.first_token_timeout, p.idle_timeout) == (
+        "http://127.0.0.1:3128",
+        "/etc/ssl/corp.pem",
+        4.0,
+        6.0,
+    )
+    assert (p.continuation, p.drop_params) == ("instruct", ("temperature",))
+
+
+def test_bad_urls_and_headers_are_named() -> None:
+    found = problems(
+        "providers:\n  - name: a\n    kind: openai\n    model: m\n"
+        "    base_url: ftp://x\n    proxy: socks\n"
+        "    headers: {'bad header': v}\n"
+    )
+    assert found == [
+        "providers.yaml:5: providers[0].base_url: expected a URL starting with http:// or https://",
+        "providers.yaml:6: providers[0].proxy: expected a URL starting with http:// or https://",
+        "providers.yaml:7: providers[0].headers.bad header: not a valid HTTP header name",
+    ]
+
+
+def test_a_huge_config_file_is_refused_without_reading_it_all(tmp_path: Path) -> None:
+    big = tmp_path / "providers.yaml"
+    big.write_bytes(MINIMAL.encode() + b"#" * (config_module.MAX_CONFIG_BYTES + 10))
+    with pytest.raises(ConfigError, match="not a configuration"):
+        load_config(big)
+
+
+def test_the_built_in_chain_names_current_models() -> None:
+    # claude-sonnet-4-5 reached end of life on 2026-11-30.
+    models = {p.kind: p.model for p in DEFAULT_PROVIDERS}
+    assert models["anthropic"] != "claude-sonnet-4-5"
+    assert models["openai"] != "gpt-4o-mini"

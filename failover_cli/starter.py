@@ -14,26 +14,32 @@ chain: default                # names the state this chain keeps (breakers, hist
 providers:                    # tried in this order; the first is the primary
   - name: claude              # unique name, used in traces, status and --provider
     kind: anthropic           # anthropic | openai | ollama | gemini (openai = any OpenAI-compatible server)
-    model: claude-sonnet-4-5  # the model this link asks for
+    model: claude-sonnet-5-5  # the model this link asks for
     base_url: https://api.anthropic.com   # optional; each kind has a default
-    api_key_env: ANTHROPIC_API_KEY        # the environment variable holding the key (keys never live here)
-    timeout: 30               # seconds per attempt, whole answer included
-    connect_timeout: 5        # seconds to establish a connection (kept short)
+    api_key_env: ANTHROPIC_API_KEY        # the NAME of the environment variable holding the key (keys never live here)
+    connect_timeout: 5        # seconds to connect (TCP and TLS)
+    first_token_timeout: 10   # seconds to the first token (+1 s per 40,000 prompt characters; a non-streamed call also gets max_tokens/25 s); then fail over
+    idle_timeout: 15          # longest silence between two stream events before the stream counts as stalled
+    timeout: 300              # seconds per attempt, whole answer included (long enough for a long answer)
     priority: 1               # optional; equal priorities form a tier ordered by score
     cost: {input_per_mtok: 3.0, output_per_mtok: 15.0}   # USD per million tokens, optional
+    # continuation: auto      # how a stream broken mid-answer is continued here: auto | prefill | instruct | restart
+    # drop_params: [temperature]   # parameters never sent to this provider
+    # proxy: http://proxy.corp:3128   # else HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY from the environment
+    # ca_bundle: /etc/ssl/certs/corp-ca.pem   # added to the OS trust store (also SSL_CERT_FILE / SSL_CERT_DIR)
+    # headers: {HTTP-Referer: https://example.org}   # extra headers; a value ${VAR} is read from the environment
 
   - name: gpt
     kind: openai              # also OpenRouter, Groq, Together, vLLM, LM Studio, llama.cpp, Ollama's /v1
-    model: gpt-4o-mini
+    model: gpt-5.4-mini
     api_key_env: OPENAI_API_KEY
-    timeout: 30
-    cost: {input_per_mtok: 0.15, output_per_mtok: 0.6}
+    cost: {input_per_mtok: 0.25, output_per_mtok: 2.0}
 
   - name: llama
     kind: ollama              # native Ollama API, no key
     model: llama3.2
     base_url: http://localhost:11434
-    timeout: 120              # local models can be slow to load
+    first_token_timeout: 60   # local models can be slow to load
     cost: {input_per_mtok: 0, output_per_mtok: 0}
 
 retry:
@@ -41,6 +47,7 @@ retry:
   base_delay: 0.5             # seconds; backoff doubles per retry, with full jitter
   max_delay: 8                # cap on one backoff delay
   max_retry_after: 30         # a server asking to wait longer than this is failed over instead
+  failover_retry_after: 2     # ...and longer than this, when another provider can answer now
 
 breaker:
   failure_threshold: 3        # consecutive failures that open the breaker
@@ -48,7 +55,8 @@ breaker:
   failure_rate: 0.5           # ...opens when this share of calls in the window failed
   min_requests: 10            # ...and at least this many calls were made
   cooldown: 30                # seconds open before a half-open probe
-  max_cooldown: 600           # cooldown doubles after each failed probe, up to this; auth/quota errors use it at once
+  cooldown_ratio: 0.25        # after a failed probe, open again for this share of the outage so far (at least cooldown)
+  max_cooldown: 600           # ...up to this; auth/quota/unknown-model errors use it at once (until the key or URL changes)
   half_open_probes: 1         # probes admitted at once while half-open; other requests skip the provider
   slow_call_ms: null          # optional: a success slower than this counts as a failure
   cold_start_wait: 0.25       # with no history yet, failure_threshold requests try a provider first; others wait up to this for their verdict (0: off)

@@ -351,7 +351,6 @@ WATCHED = (
     "yaml",
     "failover_cli",
     "filelock",
-    "httpx_sse",
     "platformdirs",
     "rich",
 )

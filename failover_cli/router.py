@@ -28,6 +28,7 @@ from .clock import SYSTEM_CLOCK, Clock
 from .config import Config, as_config, fingerprint, key_env
 from .errors import (
     AllProvidersFailed,
+    ConfigError,
     ProviderError,
     QueueFull,
     RequestRejected,
@@ -69,7 +70,7 @@ DEFAULT_TIMEOUT = 600.0  # seconds a whole request may take unless told otherwis
 FAIL_FAST_REASONS = frozenset({"connect", "first_token_timeout", "stall", "timeout"})
 # The provider is not configured for this process (no key, or a key that cannot be sent):
 # skipped with the reason, never waited for.
-NOT_CONFIGURED_REASONS = frozenset({"no_key", "bad_key"})
+NOT_CONFIGURED_REASONS = frozenset({"no_key", "bad_key", "bad_header"})
 
 
 class FailoverRouter:
@@ -108,13 +109,9 @@ class FailoverRouter:
         self.listeners: list[Listener] = list(listeners)
         self.timeout = timeout
         env = os.environ if env is None else env
-        self._owned_client = None
+        self._owned_clients: Any = None
         if providers is None:
-            from .providers import create_provider, make_client
-
-            if client is None:
-                client = self._owned_client = make_client()
-            providers = [create_provider(c, client, env) for c in self.config.providers]
+            providers = self._build_providers(client, env)
         by_name = {p.name: p for p in providers}
         missing = [c.name for c in self.config.providers if c.name not in by_name]
         if missing:
@@ -260,8 +257,8 @@ class FailoverRouter:
         self._probes.clear()
         self.queue.close()
         await self.tracker.flush()
-        if self._owned_client is not None:
-            await self._owned_client.aclose()
+        if self._owned_clients is not None:
+            await self._owned_clients.aclose()
 
     async def __aenter__(self) -> FailoverRouter:
         return self
@@ -270,6 +267,20 @@ class FailoverRouter:
         await self.aclose()
 
     # --- internals ---------------------------------------------------------------------------
+
+    def _build_providers(self, client: Any, env: Mapping[str, str]) -> list[Provider]:
+        """Adapters for the configuration: on ``client`` if given, else on one pooled client
+        per distinct network setting (proxy, CA bundle, verification)."""
+        from .providers import ClientSet, create_provider
+
+        configs = self.config.providers
+        if client is not None:
+            return [create_provider(c, client, env) for c in configs]
+        clients = self._owned_clients = ClientSet(env)
+        try:
+            return [create_provider(c, clients.for_config(c), env) for c in configs]
+        except ValueError as exc:  # an unusable proxy URL, in the config or the environment
+            raise ConfigError(str(exc)) from None
 
     def emit(self, event: Event) -> None:
         for listener in self.listeners:
@@ -645,6 +656,8 @@ class _Run:
             self.attempts.append(Attempt(name, "skipped", cls, None, msg, duration_ms))
             r.emit(ProviderSkipped(name, msg))
             return None
+        if exc.reason == "stale_connection":
+            return self._stale(name, permit, exc, msg, duration_ms, tries)
         r.tracker.on_failure(name, permit, exc, duration_ms)
         r.recorded()
         r.note_ratelimit(name, exc.ratelimit)
@@ -678,6 +691,18 @@ class _Run:
         if cls is ErrorClass.REQUEST:
             raise RequestRejected(exc, self.attempts)
         return delay
+
+    def _stale(
+        self, name: str, permit: Permit, exc: ProviderError, msg: str, ms: float, tries: int
+    ) -> float | None:
+        """A pooled connection the server had closed took the request (sent once, never
+        re-sent below): an attempt, retried at once, and no verdict on the provider."""
+        r = self.r
+        r.tracker.release(name, permit)
+        retry = tries < r.config.retry.attempts
+        self.attempts.append(Attempt(name, "failed", exc.error_class, None, msg, ms))
+        r.emit(AttemptFailed(name, exc.error_class, None, msg, ms, retry, 0.0 if retry else None))
+        return 0.0 if retry else None
 
     def _continuation_rejected(
         self, name: str, exc: ProviderError, msg: str, duration_ms: float

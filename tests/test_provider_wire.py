@@ -7,7 +7,10 @@ adapter must raise (class and reason) and the text it must keep; ``None`` means 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ from failover_cli.errors import (
     TransientError,
 )
 from failover_cli.providers import create_provider, make_client
+from failover_cli.providers._http import MAX_TOKENS
 from failover_cli.sim import Behavior, Simulator, refused_url
 from failover_cli.types import CompletionRequest, ErrorClass, ProviderConfig, StreamEnd, TextDelta
 
@@ -127,6 +131,30 @@ FAULT_MATRIX: list[tuple[str, str, bool, type[ProviderError] | None, str | None,
     ("gemini", "empty", WHOLE, None, None, ""),
     ("gemini", "empty", STREAM, None, None, ""),
 ]
+# The faults of issue 11, the same for every dialect: (fault, streamed, class, reason, partial).
+HOSTILE_FAULTS: list[tuple[str, bool, type[ProviderError] | None, str | None, str]] = [
+    ("stall", WHOLE, T, "stall", ""),  # the head, half the body, then silence
+    ("stall", STREAM, T, "stall", FIRST_TWO),
+    ("no_end_marker", WHOLE, None, None, ""),
+    ("no_end_marker", STREAM, None, None, ""),  # finished, then ended without the marker
+    ("deep_json", WHOLE, T, "malformed", ""),
+    ("deep_json", STREAM, T, "malformed", FIRST_TWO),
+    ("huge_number", WHOLE, None, None, ""),  # token counts of 1e400: clamped
+    ("huge_number", STREAM, None, None, ""),
+    ("bad_delta", WHOLE, T, "malformed", ""),
+    ("bad_delta", STREAM, T, "malformed", FIRST_TWO),
+    ("gzip_bomb", WHOLE, T, "oversized", ""),
+    ("gzip_bomb", STREAM, T, "oversized", ""),
+    ("endless", WHOLE, T, "oversized", ""),
+    ("endless", STREAM, T, "oversized", FIRST_TWO),
+    ("reject_prefill", WHOLE, None, None, ""),  # nothing to refuse: the last turn is the user's
+    ("reject_prefill", STREAM, None, None, ""),
+]
+FAULT_MATRIX += [(kind, *case) for kind in KINDS for case in HOSTILE_FAULTS]
+# Short clocks for the matrix; requests ask for few tokens, so a whole answer's head is due
+# after 0.3 s + 8 tokens at 25/s.
+MATRIX_CLOCKS = {"first_token_timeout": 0.3, "idle_timeout": 0.3}
+MATRIX_REQUEST = CompletionRequest("hi", max_tokens=8)
 
 # Scripted statuses: (status, error class, reason), the same for every dialect's error body.
 STATUS_CASES = [
@@ -225,6 +253,98 @@ async def test_a_slow_drip_is_cut_at_the_attempt_deadline(sims, stock, streamed)
     assert (info.value.error_class, info.value.reason) == (ErrorClass.TRANSIENT, "timeout")
 
 
+@pytest.fixture(params=["failover-transport", "stock-httpx"])
+async def any_client(request):
+    """failover's own client (the transport enforces the deadline) and a stock httpx client
+    (the adapter's timers do)."""
+    shared = (
+        make_client()
+        if request.param == "failover-transport"
+        else httpx.AsyncClient(trust_env=False)
+    )
+    yield shared
+    await shared.aclose()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_first_token_limit_on_a_stream(sims, any_client, kind):
+    sims[kind].behavior = Behavior(text=TEXT, ttft=5)  # the head at once, the first token late
+    provider = adapter(kind, sims[kind].base_url, any_client, first_token_timeout=0.2)
+    with pytest.raises(TransientError) as info:
+        await run(provider, STREAM, CompletionRequest("hi"), timeout=5)
+    assert (info.value.reason, info.value.partial_text) == ("first_token_timeout", "")
+    assert info.value.message == "no first token after 0.2s"
+
+
+async def test_a_slow_start_within_the_first_token_limit_is_not_a_stall(sims, any_client):
+    # Before the first token only the first-token clock runs: the idle clock waits for it.
+    sims["anthropic"].behavior = Behavior(text=TEXT, ttft=0.3)
+    provider = adapter(
+        "anthropic", sims["anthropic"].base_url, any_client, first_token_timeout=3, idle_timeout=0.1
+    )
+    text, _ = await run(provider, STREAM, CompletionRequest("hi"), timeout=5)
+    assert text == TEXT
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_head_limit_of_a_whole_answer_counts_the_tokens_asked_for(sims, any_client, kind):
+    sims[kind].behavior = Behavior(text=TEXT, latency=5)
+    provider = adapter(kind, sims[kind].base_url, any_client, first_token_timeout=0.1)
+    with pytest.raises(TransientError) as info:
+        await run(provider, WHOLE, CompletionRequest("hi", max_tokens=5), timeout=5)
+    assert info.value.reason == "first_token_timeout"
+    assert info.value.message == "no first token after 0.3s"  # 0.1 s + 5 tokens at 25/s
+    # The same wait is fine for an answer long enough to need it.
+    sims[kind].behavior = Behavior(text=TEXT, latency=0.3)
+    text, _ = await run(provider, WHOLE, CompletionRequest("hi", max_tokens=25), timeout=5)
+    assert text == TEXT
+
+
+@pytest.mark.parametrize("streamed", [WHOLE, STREAM], ids=["whole", "stream"])
+async def test_stall_after_the_head_on_both_clients(sims, any_client, streamed):
+    sims["openai"].behavior = Behavior(text=TEXT, fault="stall")
+    provider = adapter(
+        "openai", sims["openai"].base_url, any_client, first_token_timeout=0.2, idle_timeout=0.2
+    )
+    with pytest.raises(TransientError) as info:
+        await run(provider, streamed, CompletionRequest("hi", max_tokens=1), timeout=5)
+    assert info.value.reason == "stall"
+    assert info.value.partial_text == (FIRST_TWO if streamed else "")
+
+
+@pytest.fixture
+def unanswered_url():
+    """A loopback port whose accept queue is full: a connect there never completes."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    yield f"http://127.0.0.1:{port}"
+    for sock in (*fillers, listener):
+        sock.close()
+
+
+@pytest.mark.parametrize("streamed", [WHOLE, STREAM], ids=["whole", "stream"])
+async def test_connect_timeout_is_a_connect_failure(any_client, unanswered_url, streamed):
+    provider = adapter("ollama", unanswered_url, any_client, connect_timeout=0.2)
+    with pytest.raises(TransientError) as info:
+        await run(provider, streamed, CompletionRequest("hi"), timeout=5)
+    assert info.value.reason == "connect"
+    assert "timed out after 0.2s" in info.value.message
+    # A budget shorter than the connect timeout is the attempt's own timeout.
+    provider = adapter("ollama", unanswered_url, any_client, connect_timeout=5)
+    with pytest.raises(TransientError) as info:
+        await run(provider, streamed, CompletionRequest("hi"), timeout=0.2)
+    assert info.value.reason == "timeout"
+
+
 # --- the fault matrix ---------------------------------------------------------------------------
 
 
@@ -242,17 +362,19 @@ async def test_fault_matrix(sims, client, kind, fault, streamed, cls, reason, pa
     sim = sims[kind]
     # A fast drip (16-byte slices) so a whole answer arrives in many pieces within the test.
     sim.behavior = Behavior(text=TEXT, fault=fault, drip_bytes=16, drip_interval=0.001)
-    provider = adapter(kind, sim.base_url, client)
+    provider = adapter(kind, sim.base_url, client, **MATRIX_CLOCKS)
     timeout = HANG_TIMEOUT if fault == "hang" else 5.0
     if cls is None:
-        text, events = await run(provider, streamed, CompletionRequest("hi"), timeout)
+        text, events = await run(provider, streamed, MATRIX_REQUEST, timeout)
         assert text == ("" if fault == "empty" else TEXT)
         if streamed:
             assert isinstance(events[-1], StreamEnd)
             assert sum(isinstance(e, StreamEnd) for e in events) == 1
+        if fault == "huge_number":
+            assert events[-1].usage.output_tokens == MAX_TOKENS
         return
     with pytest.raises(ProviderError) as info:
-        await run(provider, streamed, CompletionRequest("hi"), timeout)
+        await run(provider, streamed, MATRIX_REQUEST, timeout)
     exc = info.value
     assert type(exc) is cls, str(exc)
     assert exc.reason == reason, str(exc)
@@ -284,8 +406,8 @@ async def test_answer_and_request_on_the_wire(sims, client, kind, streamed):
         problems = [e.message for e in VALIDATORS[kind].iter_errors(recorded.json)]
         assert not problems, problems
     if kind == "anthropic":
-        assert recorded.headers["x-api-key"] == KEY
-        assert recorded.headers["anthropic-version"] == "2023-06-01"
+        assert recorded.headers["authorization"] == f"Bearer {KEY}"
+        assert recorded.headers["anthropic-version"] == "2026-10-21"
     elif kind == "openai":
         assert recorded.headers["authorization"] == f"Bearer {KEY}"
     elif kind == "gemini":
@@ -341,7 +463,7 @@ async def test_retry_after_http_date(sims, client):
     with pytest.raises(TransientError) as info:
         await adapter("anthropic", sim.base_url, client).complete(CompletionRequest("x"), timeout=5)
     assert info.value.reason == "overloaded"
-    assert info.value.retry_after is not None and info.value.retry_after > 1e9
+    assert info.value.retry_after is not None and info.value.retry_after > 3600
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -467,3 +589,85 @@ async def test_a_finished_stream_hands_its_connection_back_to_the_pool(kind: str
             assert transport.idle_connections == 1
         finally:
             await client.aclose()
+
+
+# --- rate limits, continuation refusals ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "openai"])  # Gemini and Ollama send none
+@pytest.mark.parametrize("streamed", [WHOLE, STREAM], ids=["whole", "stream"])
+async def test_ratelimit_headers_reach_the_answer(sims, client, kind, streamed):
+    sims[kind].behavior = Behavior(
+        text=TEXT, remaining_requests=41, remaining_tokens=9000, requests_reset=2, tokens_reset=90
+    )
+    before = time.time()
+    _, events = await run(
+        adapter(kind, sims[kind].base_url, client), streamed, CompletionRequest("hi")
+    )
+    limit = events[-1].ratelimit
+    assert limit is not None
+    assert (limit.remaining_requests, limit.remaining_tokens) == (41, 9000)
+    assert before + 1 <= (limit.requests_reset_at or 0) <= time.time() + 3
+    assert before + 89 <= (limit.tokens_reset_at or 0) <= time.time() + 91
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "openai"])
+async def test_a_429_without_retry_after_waits_for_the_reported_reset(sims, client, kind):
+    sims[kind].behavior = Behavior(statuses=[429], remaining_requests=0, requests_reset=30)
+    with pytest.raises(TransientError) as info:
+        await run(adapter(kind, sims[kind].base_url, client), STREAM, CompletionRequest("hi"))
+    exc = info.value
+    assert (exc.status, exc.reason) == (429, "rate_limited")
+    assert exc.ratelimit is not None and exc.ratelimit.remaining_requests == 0
+    assert 28 <= (exc.retry_after or 0) <= 31
+
+
+@pytest.mark.parametrize("kind", ["ollama", "gemini"])
+async def test_dialects_without_ratelimit_headers_report_none(sims, client, kind):
+    sims[kind].behavior = Behavior(text=TEXT, remaining_requests=1)
+    text, events = await run(
+        adapter(kind, sims[kind].base_url, client), WHOLE, CompletionRequest("hi")
+    )
+    assert text == TEXT and events[-1].ratelimit is None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("streamed", [WHOLE, STREAM], ids=["whole", "stream"])
+async def test_a_refused_prefill_is_a_request_error_and_instruct_is_taken(
+    sims, client, kind, streamed
+):
+    sim = sims[kind]
+    sim.behavior = Behavior(text=" three four", fault="reject_prefill")
+    provider = adapter(kind, sim.base_url, client)
+    prefill = CompletionRequest("Count", assistant_prefix="One two", continuation="prefill")
+    with pytest.raises(InvalidRequest) as info:
+        await run(provider, streamed, prefill)
+    assert (info.value.status, info.value.reason) == (400, "prefill_unsupported")
+    instruct = CompletionRequest("Count", assistant_prefix="One two", continuation="instruct")
+    text, _ = await run(provider, streamed, instruct)
+    assert text == " three four"
+    turns = sim.requests[-1].json["contents" if kind == "gemini" else "messages"]
+    assert [t["role"] for t in turns[-3:]] == (
+        ["user", "model", "user"] if kind == "gemini" else ["user", "assistant", "user"]
+    )
+    if kind in VALIDATORS:
+        assert not [e.message for e in VALIDATORS[kind].iter_errors(sim.requests[-1].json)]
+
+
+async def test_anthropic_simulator_still_takes_the_1x_headers(sims):
+    """Clients on SDK 1.x send x-api-key and 2023-06-01: the simulator takes both lines."""
+    sim = sims["anthropic"]
+    sim.behavior = Behavior(text=TEXT)
+    body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    async with httpx.AsyncClient() as http:
+        old = await http.post(
+            sim.base_url + "/v1/messages",
+            json=body,
+            headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"},
+        )
+        new = await http.post(
+            sim.base_url + "/v1/messages",
+            json=body,
+            headers={"authorization": f"Bearer {KEY}", "anthropic-version": "2026-10-21"},
+        )
+    assert old.status_code == new.status_code == 200

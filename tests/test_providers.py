@@ -451,8 +451,10 @@ async def test_anthropic_request(stream):
     request = rec.requests[0]
     assert request.method == "POST"
     assert str(request.url) == "https://api.anthropic.com/v1/messages"
-    assert request.headers["x-api-key"] == KEY
-    assert request.headers["anthropic-version"] == "2023-06-01"
+    # What the anthropic 2.16 SDK sends (1.x sent x-api-key and 2023-06-01).
+    assert request.headers["authorization"] == f"Bearer {KEY}"
+    assert "x-api-key" not in request.headers
+    assert request.headers["anthropic-version"] == "2026-10-21"
     assert request.headers["content-type"] == "application/json"
     assert rec.body == {
         "model": "m-1",
@@ -486,7 +488,7 @@ async def test_openai_request(stream):
             {"role": "system", "content": "Be brief."},
             {"role": "user", "content": "Say hi"},
         ],
-        "max_tokens": 50,
+        "max_completion_tokens": 50,  # api.openai.com: o-series models reject max_tokens
         "temperature": 0.2,
         "stream": stream,
     }
@@ -649,7 +651,7 @@ async def test_key_is_read_at_request_time_and_custom_variable_is_used():
         await provider.complete(CompletionRequest("hi"), timeout=5)
     env["MY_KEY"] = "sk-later-1234"
     await provider.complete(CompletionRequest("hi"), timeout=5)
-    assert rec.requests[0].headers["x-api-key"] == "sk-later-1234"
+    assert rec.requests[0].headers["authorization"] == "Bearer sk-later-1234"
 
 
 async def test_env_defaults_to_os_environ(monkeypatch):
@@ -854,11 +856,10 @@ async def test_stream_without_terminal_marker_is_truncated_with_partial_text(kin
     assert got == [TextDelta("Hel"), TextDelta("lo")]
 
 
-async def test_openai_finish_reason_without_done_is_truncated():
+async def test_openai_finish_reason_without_done_is_complete():
     pairs = openai_stream("x")[:-1]  # everything but [DONE]
     provider, _ = make("openai", sse_response(events(*pairs)))
-    exc, _ = await stream_error(provider)
-    assert exc.reason == "truncated"
+    assert await collect(provider) == [TextDelta("x"), StreamEnd("gpt-x", Usage(11, 7), "stop")]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -1231,9 +1232,10 @@ async def test_gemini_retry_delay_detail_is_used_without_a_header():
     ("raised", "cls", "reason"),
     [
         (httpx.ConnectError("[Errno 111] Connection refused"), TransientError, "connect"),
-        (httpx.ConnectTimeout("timed out"), TransientError, "timeout"),
-        (httpx.ReadTimeout("timed out"), TransientError, "timeout"),
+        (httpx.ConnectTimeout("timed out"), TransientError, "connect"),
+        (httpx.ReadTimeout("timed out"), TransientError, "first_token_timeout"),  # no head yet
         (httpx.PoolTimeout("timed out"), TransientError, "timeout"),
+        (httpx.WriteTimeout("timed out"), TransientError, "timeout"),
         (httpx.RemoteProtocolError("Server disconnected"), TransientError, "connect"),
         (httpx.ReadError("reset by peer"), TransientError, "connect"),
         (
@@ -1294,18 +1296,22 @@ async def test_timeout_bounds_the_whole_stream_and_keeps_partial_text(kind):
     assert body.closed
 
 
-async def test_http_timeout_uses_the_connect_timeout_and_the_attempt_timeout():
+async def test_http_timeouts_follow_the_clocks_capped_by_the_attempt():
     seen: list[dict[str, float]] = []
 
     def capture(request: httpx.Request) -> httpx.Response:
         seen.append(request.extensions["timeout"])
         return httpx.Response(200, json=ok_json("openai"))
 
-    provider, _ = make("openai", capture, connect_timeout=2.0)
-    await provider.complete(CompletionRequest("hi"), timeout=9.0)
+    provider, _ = make("openai", capture, connect_timeout=2.0, first_token_timeout=3.0)
+    await provider.complete(CompletionRequest("hi", max_tokens=50), timeout=9.0)
     await provider.complete(CompletionRequest("hi"), timeout=1.0)
-    assert seen[0] == {"connect": 2.0, "read": 9.0, "write": 9.0, "pool": 9.0}
-    assert seen[1]["connect"] == 1.0
+    first = seen[0]
+    assert first["connect"] == 2.0
+    # The head of a whole answer comes once it is written: 3 s + 50 tokens at 25/s (+ "hi").
+    assert first["read"] == pytest.approx(3.0 + 2 / 40_000 + 2.0)
+    assert 8.9 < first["write"] <= 9.0 and 8.9 < first["pool"] <= 9.0
+    assert all(0.9 < seen[1][phase] <= 1.0 for phase in ("connect", "read", "write", "pool"))
 
 
 async def test_cancellation_propagates_untouched_and_closes_the_stream():
@@ -1446,7 +1452,7 @@ async def test_deep_health_sends_a_one_token_completion(kind):
     body = rec.body
     max_tokens = {
         "anthropic": lambda b: b["max_tokens"],
-        "openai": lambda b: b["max_tokens"],
+        "openai": lambda b: b["max_completion_tokens"],
         "ollama": lambda b: b["options"]["num_predict"],
         "gemini": lambda b: b["generationConfig"]["maxOutputTokens"],
     }[kind](body)
@@ -1499,13 +1505,371 @@ async def test_aclose_closes_only_a_client_the_adapter_made():
     await shared.aclose()
 
 
-async def test_make_client_ignores_proxy_environment(monkeypatch):
-    monkeypatch.setenv("HTTP_PROXY", "http://10.0.0.1:3128")
-    monkeypatch.setenv("ALL_PROXY", "http://10.0.0.1:3128")
-    client = make_client()
+async def test_make_client_reads_proxies_from_the_env_it_is_given(monkeypatch):
+    # The process environment is not consulted when an environment is passed in: a router
+    # built with env={} never sends loopback traffic to the user's proxy.
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.9:3128")
+    monkeypatch.setenv("ALL_PROXY", "http://127.0.0.9:3128")
+    client = make_client(env={})
     try:
-        assert client.trust_env is False
-        assert not client._mounts
+        assert client.trust_env is False  # the client reads `env` itself, never os.environ
+        assert client._transport._proxy is None  # type: ignore[attr-defined]
         assert client.follow_redirects is False
     finally:
         await client.aclose()
+
+
+# --- the four clocks (issue 11) -----------------------------------------------------------------
+# MockTransport enforces no httpx timeout: these are the adapter's own clocks, on a stock client.
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_stream_without_a_first_token_fails_at_the_first_token_limit(kind):
+    # The head and (Anthropic) message_start and ping arrive; no token ever does.
+    head = stream_body(kind, end=False)
+    provider, _ = make(
+        kind,
+        stream_response(kind, Chunks(head, then="hang")),
+        first_token_timeout=0.1,
+        idle_timeout=0.05,
+    )
+    exc, got = await stream_error(provider, timeout=5)
+    assert (type(exc), exc.reason, got) == (TransientError, "first_token_timeout", [])
+    assert "no first token after 0.1s" in exc.message
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_stream_silent_after_its_first_tokens_stalls(kind):
+    body = Chunks(stream_body(kind, "Hel", "lo", end=False), then="hang")
+    provider, _ = make(kind, stream_response(kind, body), first_token_timeout=5, idle_timeout=0.1)
+    exc, got = await stream_error(provider, timeout=5)
+    assert (type(exc), exc.reason, exc.partial_text) == (TransientError, "stall", "Hello")
+    assert "stream stalled: no event for 0.1s" in exc.message
+    assert got == [TextDelta("Hel"), TextDelta("lo")]
+    assert body.closed
+
+
+async def test_no_head_is_a_first_token_timeout_and_the_budget_caps_it():
+    provider, _ = make("openai", _never, first_token_timeout=0.05)
+    exc, _ = await stream_error(provider, timeout=5)
+    assert exc.reason == "first_token_timeout"
+    # A whole answer's head waits for the whole answer: 0.05 s + 1 token at 25/s.
+    with pytest.raises(TransientError) as info:
+        await provider.complete(CompletionRequest("hi", max_tokens=1), timeout=5)
+    assert (info.value.reason, info.value.message) == (
+        "first_token_timeout",
+        "no first token after 0.1s",
+    )
+    # The attempt budget, shorter than every other clock, is the one that runs out.
+    slow, _ = make("openai", _never, first_token_timeout=10)
+    with pytest.raises(TransientError) as info:
+        await slow.complete(CompletionRequest("hi"), timeout=0.05)
+    assert info.value.reason == "timeout"
+    exc, _ = await stream_error(slow, timeout=0.05)
+    assert exc.reason == "timeout"
+
+
+def test_first_token_limit_grows_with_the_prompt_and_for_a_whole_answer_the_output():
+    from failover_cli.providers._base import first_token_limit
+
+    config = ProviderConfig("p", "openai", "m", first_token_timeout=10)
+    big = CompletionRequest("x" * 400_000, max_tokens=500, system="y" * 40_000)
+    assert first_token_limit(config, big, stream=True) == pytest.approx(10 + 11)
+    assert first_token_limit(config, big, stream=False) == pytest.approx(10 + 11 + 20)
+    assert first_token_limit(config, CompletionRequest(""), stream=True) == 10
+
+
+# --- a semantic finish without the optional end marker ------------------------------------------
+
+
+def _finished_without_marker(kind: str) -> str:
+    if kind == "anthropic":
+        return events(*anthropic_stream("Hi")[:-1])  # no message_stop
+    if kind == "openai":
+        return events(*openai_stream("Hi")[:-1])  # no [DONE]
+    if kind == "ollama":
+        return ollama_stream("Hi").rstrip("\n")  # the done line without its newline
+    return events(*gemini_stream("Hi")).removesuffix("\n\n") + "\n"  # no blank line
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_finished_stream_ending_without_its_marker_is_complete(kind):
+    provider, _ = make(kind, stream_response(kind, _finished_without_marker(kind)))
+    end = StreamEnd(STREAM_MODELS[kind], Usage(11, 7), STREAM_STOPS[kind])
+    assert await collect(provider) == [TextDelta("Hi"), end]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_finished_stream_cut_at_the_transport_is_still_truncated(kind):
+    cut = httpx.RemoteProtocolError("peer closed connection without sending complete message")
+    body = Chunks(_finished_without_marker(kind), then=cut)
+    provider, _ = make(kind, stream_response(kind, body))
+    exc, _ = await stream_error(provider)
+    assert (exc.reason, exc.partial_text) == ("truncated", "Hi")
+
+
+async def test_anthropic_stream_ending_before_its_message_delta_is_truncated():
+    pairs = anthropic_stream("Hi")[:-2]  # content_block_stop, then nothing
+    provider, _ = make("anthropic", sse_response(events(*pairs)))
+    exc, _ = await stream_error(provider)
+    assert (exc.reason, exc.partial_text) == ("truncated", "Hi")
+
+
+# --- continuation bodies, golden ----------------------------------------------------------------
+
+PARTIAL = "The answer is "
+CONTINUE = (
+    "Your previous answer was cut off. Continue it exactly where it stops, without repeating "
+    "any of it and without any preamble."
+)
+CONTINUATION_GOLDEN: dict[tuple[str, str], dict[str, Any]] = {
+    ("anthropic", "prefill"): {
+        "model": "m-1",
+        "max_tokens": 20,
+        "messages": [
+            {"role": "user", "content": "Q?"},
+            {"role": "assistant", "content": "The answer is"},  # no trailing whitespace
+        ],
+        "stream": False,
+        "system": "S.",
+    },
+    ("anthropic", "instruct"): {
+        "model": "m-1",
+        "max_tokens": 20,
+        "messages": [
+            {"role": "user", "content": "Q?"},
+            {"role": "assistant", "content": PARTIAL},
+            {"role": "user", "content": CONTINUE},
+        ],
+        "stream": False,
+        "system": "S.",
+    },
+    ("openai", "prefill"): {
+        "model": "m-1",
+        "messages": [
+            {"role": "system", "content": "S."},
+            {"role": "user", "content": "Q?"},
+            {"role": "assistant", "content": PARTIAL},
+        ],
+        "max_completion_tokens": 20,
+        "stream": False,
+    },
+    ("openai", "instruct"): {
+        "model": "m-1",
+        "messages": [
+            {"role": "system", "content": "S."},
+            {"role": "user", "content": "Q?"},
+            {"role": "assistant", "content": PARTIAL},
+            {"role": "user", "content": CONTINUE},
+        ],
+        "max_completion_tokens": 20,
+        "stream": False,
+    },
+    ("ollama", "prefill"): {
+        "model": "m-1",
+        "messages": [
+            {"role": "system", "content": "S."},
+            {"role": "user", "content": "Q?"},
+            {"role": "assistant", "content": PARTIAL},
+        ],
+        "stream": False,
+        "options": {"num_predict": 20},
+    },
+    ("ollama", "instruct"): {
+        "model": "m-1",
+        "messages": [
+            {"role": "system", "content": "S."},
+            {"role": "user", "content": "Q?"},
+            {"role": "assistant", "content": PARTIAL},
+            {"role": "user", "content": CONTINUE},
+        ],
+        "stream": False,
+        "options": {"num_predict": 20},
+    },
+    ("gemini", "prefill"): {
+        "contents": [
+            {"role": "user", "parts": [{"text": "Q?"}]},
+            {"role": "model", "parts": [{"text": PARTIAL}]},
+        ],
+        "generationConfig": {"maxOutputTokens": 20},
+        "systemInstruction": {"parts": [{"text": "S."}]},
+    },
+    ("gemini", "instruct"): {
+        "contents": [
+            {"role": "user", "parts": [{"text": "Q?"}]},
+            {"role": "model", "parts": [{"text": PARTIAL}]},
+            {"role": "user", "parts": [{"text": CONTINUE}]},
+        ],
+        "generationConfig": {"maxOutputTokens": 20},
+        "systemInstruction": {"parts": [{"text": "S."}]},
+    },
+}
+
+
+@pytest.mark.parametrize(("kind", "strategy"), sorted(CONTINUATION_GOLDEN))
+async def test_continuation_body_is_golden(kind, strategy):
+    provider, rec = make(kind, httpx.Response(200, json=ok_json(kind)))
+    request = CompletionRequest(
+        "Q?", max_tokens=20, system="S.", assistant_prefix=PARTIAL, continuation=strategy
+    )
+    await provider.complete(request, timeout=5)
+    assert rec.body == CONTINUATION_GOLDEN[kind, strategy]
+    assert_valid(kind, rec.body)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("strategy", ["prefill", "instruct"])
+async def test_a_blank_partial_answer_is_not_sent(kind, strategy):
+    provider, rec = make(kind, httpx.Response(200, json=ok_json(kind)))
+    request = CompletionRequest("Q?", assistant_prefix=" \n", continuation=strategy)
+    await provider.complete(request, timeout=5)
+    turns = rec.body["contents"] if kind == "gemini" else rec.body["messages"]
+    assert len(turns) == 1
+
+
+@pytest.mark.parametrize(
+    ("base_url", "field"),
+    [
+        ("https://api.openai.com", "max_completion_tokens"),
+        ("https://api.openai.com/v1", "max_completion_tokens"),
+        ("http://127.0.0.1:8000", "max_tokens"),
+        ("https://openrouter.ai/api", "max_tokens"),
+        ("https://my.openai.azure.com/openai", "max_tokens"),
+    ],
+)
+async def test_openai_token_limit_field_follows_the_host(base_url, field):
+    provider, rec = make("openai", httpx.Response(200, json=ok_json("openai")), base_url=base_url)
+    await provider.complete(CompletionRequest("hi", max_tokens=33), timeout=5)
+    other = {"max_tokens", "max_completion_tokens"} - {field}
+    assert rec.body[field] == 33 and not other & rec.body.keys()
+
+
+# --- extra headers ------------------------------------------------------------------------------
+
+
+async def test_configured_headers_are_sent_and_env_references_read_at_request_time():
+    env = {"AZURE_OPENAI_API_KEY": " azure-secret-9d8c7b6a\n"}
+    provider, rec = make(
+        "openai",
+        httpx.Response(200, json=ok_json("openai")),
+        sse_response(stream_body("openai", "x")),
+        env=env,
+        base_url="https://my.openai.azure.com/openai",
+        headers=(("api-key", "${AZURE_OPENAI_API_KEY}"), ("HTTP-Referer", "https://x.example")),
+    )
+    await provider.complete(CompletionRequest("hi"), timeout=5)
+    sent = rec.requests[-1].headers
+    assert sent["api-key"] == "azure-secret-9d8c7b6a"
+    assert sent["http-referer"] == "https://x.example"
+    assert "authorization" not in sent  # no OPENAI_API_KEY: none needed off api.openai.com
+    env["AZURE_OPENAI_API_KEY"] = "azure-rotated-1111"
+    async for _ in provider.stream(CompletionRequest("hi"), timeout=5):
+        pass
+    assert rec.requests[-1].headers["api-key"] == "azure-rotated-1111"
+
+
+async def test_configured_header_overrides_the_dialects_own():
+    provider, rec = make(
+        "anthropic",
+        httpx.Response(200, json=ok_json("anthropic")),
+        headers=(("Anthropic-Version", "2023-06-01"), ("anthropic-beta", "x-1")),
+    )
+    await provider.complete(CompletionRequest("hi"), timeout=5)
+    sent = rec.requests[-1].headers
+    assert sent.get_list("anthropic-version") == ["2023-06-01"]
+    assert sent["anthropic-beta"] == "x-1"
+
+
+async def test_a_header_secret_echoed_by_the_server_is_redacted():
+    secret = "azure-secret-9d8c7b6a"
+    body = {"error": {"message": f"key {secret} is not valid here", "code": "401"}}
+    provider, _ = make(
+        "openai",
+        httpx.Response(401, json=body),
+        env={"AZ": secret},
+        base_url="https://my.openai.azure.com/openai",
+        headers=(("api-key", "${AZ}"),),
+    )
+    with pytest.raises(ProviderUnavailable) as info:
+        await provider.complete(CompletionRequest("hi"), timeout=5)
+    assert secret not in str(info.value) and "[REDACTED]" in str(info.value)
+
+
+async def test_a_header_variable_that_is_unset_skips_the_provider_before_any_request():
+    provider, _ = make(
+        "openai",
+        env={},
+        base_url="http://127.0.0.1:9",
+        headers=(("api-key", "${AZURE_OPENAI_API_KEY}"),),
+    )
+    with pytest.raises(ProviderUnavailable) as info:
+        await provider.complete(CompletionRequest("hi"), timeout=5)
+    assert info.value.reason == "no_key"
+    assert "AZURE_OPENAI_API_KEY" in str(info.value)
+    result = await provider.health()
+    assert not result.ok and "AZURE_OPENAI_API_KEY" in (result.error or "")
+
+
+# --- rate limits on the wire's headers ----------------------------------------------------------
+
+OPENAI_LIMITS = {
+    "x-ratelimit-remaining-requests": "0",
+    "x-ratelimit-reset-requests": "6m0s",
+    "x-ratelimit-remaining-tokens": "1200",
+    "x-ratelimit-reset-tokens": "1s",
+}
+
+
+async def test_ratelimit_is_attached_to_a_completion_and_a_stream_end():
+    before = time.time()
+    provider, _ = make("openai", httpx.Response(200, json=ok_json("openai"), headers=OPENAI_LIMITS))
+    result = await provider.complete(CompletionRequest("hi"), timeout=5)
+    limit = result.ratelimit
+    assert limit is not None and (limit.remaining_requests, limit.remaining_tokens) == (0, 1200)
+    assert before + 360 <= (limit.requests_reset_at or 0) <= time.time() + 360
+    response = httpx.Response(
+        200,
+        headers={"content-type": "text/event-stream", **OPENAI_LIMITS},
+        content=stream_body("openai", "x").encode(),
+    )
+    provider, _ = make("openai", response)
+    end = (await collect(provider))[-1]
+    assert isinstance(end, StreamEnd) and end.ratelimit == limit.__class__(
+        0, 1200, end.ratelimit.requests_reset_at, end.ratelimit.tokens_reset_at
+    )
+    plain, _ = make("openai", httpx.Response(200, json=ok_json("openai")))
+    assert (await plain.complete(CompletionRequest("hi"), timeout=5)).ratelimit is None
+
+
+async def test_a_429_without_retry_after_waits_until_the_reported_reset():
+    body = error_body("openai", "Rate limit reached for requests", "rate_limit_exceeded")
+    provider, _ = make("openai", httpx.Response(429, json=body, headers=OPENAI_LIMITS))
+    with pytest.raises(TransientError) as info:
+        await provider.complete(CompletionRequest("hi"), timeout=5)
+    exc = info.value
+    assert exc.reason == "rate_limited"
+    assert exc.ratelimit is not None and exc.ratelimit.remaining_requests == 0
+    assert 359 <= (exc.retry_after or 0) <= 360  # the exhausted budget's reset
+    with_header = {**OPENAI_LIMITS, "retry-after": "2"}
+    provider, _ = make("openai", httpx.Response(429, json=body, headers=with_header))
+    exc, _ = await stream_error(provider)
+    assert exc.retry_after == 2.0 and exc.ratelimit is not None
+
+
+async def test_anthropic_429_waits_until_its_rfc3339_reset():
+    reset = time.time() + 42
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(reset))
+    headers = {
+        "anthropic-ratelimit-requests-remaining": "0",
+        "anthropic-ratelimit-requests-reset": stamp,
+    }
+    body = error_body("anthropic", "Number of requests exceeded", "rate_limit_error")
+    provider, _ = make("anthropic", httpx.Response(429, json=body, headers=headers))
+    with pytest.raises(TransientError) as info:
+        await provider.complete(CompletionRequest("hi"), timeout=5)
+    assert 40 <= (info.value.retry_after or 0) <= 42
+    # Only a 429 borrows the reset: a 503 without Retry-After leaves the wait to the router.
+    provider, _ = make("anthropic", httpx.Response(503, json=body, headers=headers))
+    with pytest.raises(TransientError) as info:
+        await provider.complete(CompletionRequest("hi"), timeout=5)
+    assert info.value.retry_after is None and info.value.ratelimit is not None

@@ -355,3 +355,14 @@ async def test_a_recovered_primary_is_back_within_one_base_cooldown(clock):
             break
         clock.advance(4.0)
     assert back_at is not None and back_at - recovered_at <= 30 + 4
+
+
+async def test_a_stale_pooled_connection_is_an_attempt_retried_at_once_without_a_verdict(clock):
+    stale = TransientError("connection closed: server closed it", reason="stale_connection")
+    a = fake(clock, "a", Step(error=stale), Step(text="second try"))
+    router = build_router(clock, [a, fake(clock, "b")], breaker=BreakerPolicy(failure_threshold=1))
+    result = await clock.run(router.route("x"))
+    assert (result.provider, result.text, a.calls) == ("a", "second try", 2)
+    assert [x.outcome for x in result.attempts] == ["failed", "ok"]  # the router counted it
+    assert clock.sleeps == []
+    assert router.tracker.breakers["a"].state(clock.time()) is BreakerState.CLOSED

@@ -274,7 +274,8 @@ async def test_certificates_are_always_verified_and_loaded_only_when_needed(urls
     ]
     router = FailoverRouter(configs)
     try:
-        transport = router._owned_client._transport  # the client's own transport
+        (client,) = router._owned_clients._clients.values()  # one network setting: one client
+        transport = client._transport
         assert transport._ssl_context is None  # nothing loaded until an https connection
         assert transport.ssl_context.verify_mode == ssl.CERT_REQUIRED
         assert transport.ssl_context.check_hostname

@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -1007,3 +1009,305 @@ def test_every_fault_is_documented_in_the_cli_help(capsys):
         sim_main(["--help"])
     out = capsys.readouterr().out
     assert all(fault in out for fault in FAULTS)
+
+
+# --- faults of issue 11, on the wire -----------------------------------------------------------
+
+
+def _prefilled(kind: str, stream: bool) -> tuple[str, dict[str, Any]]:
+    """A completion request whose last turn is the assistant's (a prefill)."""
+    path, body = completion(kind, stream)
+    if kind == "gemini":
+        body["contents"].append({"role": "model", "parts": [{"text": "Foxes are"}]})
+    else:
+        body["messages"].append({"role": "assistant", "content": "Foxes are"})
+    return path, body
+
+
+def test_anthropic_takes_a_bearer_key_and_any_api_version(sims):
+    sim = sims("anthropic")
+    path, body = completion("anthropic", stream=False)
+    for headers in (
+        {"authorization": f"Bearer {KEY}", "anthropic-version": "2026-10-21"},
+        {"x-api-key": KEY, "anthropic-version": "2023-06-01"},
+    ):
+        assert HTTP.post(sim.base_url + path, json=body, headers=headers).status_code == 200
+    wrong = {"authorization": "Bearer sk-wrong", "anthropic-version": "2026-10-21"}
+    assert HTTP.post(sim.base_url + path, json=body, headers=wrong).status_code == 401
+    basic = {"authorization": f"Basic {KEY}", "anthropic-version": "2026-10-21"}
+    assert HTTP.post(sim.base_url + path, json=body, headers=basic).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "wording"),
+    [
+        ("anthropic", 400, "does not support assistant message prefill"),
+        ("openai", 400, "Expected last role User or Tool"),
+        ("ollama", 400, "must end with a user message"),
+        ("gemini", 400, "ends with a user role or a function response"),
+    ],
+)
+@pytest.mark.parametrize("stream", [False, True])
+def test_reject_prefill_refuses_only_a_final_assistant_turn(sims, kind, status, wording, stream):
+    sim = sims(kind, Behavior(text=TEXT, fault="reject_prefill"))
+    path, body = _prefilled(kind, stream)
+    refused = HTTP.post(sim.base_url + path, json=body, headers=auth(kind))
+    assert refused.status_code == status and wording in refused.text
+    if kind == "anthropic":
+        valid("anthropic-messages", "ErrorResponse", refused.json())
+    if kind == "openai":
+        valid("openai-chat-completions", "ErrorResponse", refused.json())
+    assert post(sim, kind, stream=stream).status_code == 200  # a user turn last: answered
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_end_marker_finishes_then_ends_without_the_marker(sims, kind):
+    sim = sims(kind, Behavior(text=TEXT, fault="no_end_marker"))
+    content = post(sim, kind, stream=True).content
+    if kind == "anthropic":
+        assert b"message_stop" not in content and b'"stop_reason":"end_turn"' in content
+    elif kind == "openai":
+        assert b"[DONE]" not in content and b'"finish_reason":"stop"' in content
+        for event in sse_blocks(content):
+            valid(
+                "openai-chat-completions",
+                "CreateChatCompletionStreamResponse",
+                json.loads(event["data"]),
+            )
+    elif kind == "ollama":
+        assert not content.endswith(b"\n") and json.loads(content.splitlines()[-1])["done"]
+    else:
+        assert content.endswith(b"\r\n") and not content.endswith(b"\r\n\r\n")
+        assert b'"finishReason":"STOP"' in content.rsplit(b"data: ", 1)[1]
+    assert TEXT.split()[-1].encode() in content
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_stall_sends_part_then_keeps_the_connection_open(sims, kind):
+    sim = sims(kind, Behavior(text=TEXT, fault="stall", fault_after_tokens=2))
+    for stream in (False, True):
+        path, body = completion(kind, stream)
+        received = b""
+        with (
+            pytest.raises(httpx.ReadTimeout),
+            HTTP.stream(
+                "POST",
+                sim.base_url + path,
+                json=body,
+                headers=auth(kind),
+                timeout=httpx.Timeout(5, read=0.3),
+            ) as response,
+        ):
+            assert response.status_code == 200
+            for chunk in response.iter_raw():
+                received += chunk
+        assert received  # something came before the silence
+        if stream:
+            assert split_tokens(TEXT)[1].encode() in received
+            assert split_tokens(TEXT)[2].encode() not in received
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("stream", [False, True])
+def test_deep_json_bad_delta_and_huge_number(sims, kind, stream):
+    sim = sims(kind, Behavior(text=TEXT, fault="deep_json"))
+    content = post(sim, kind, stream=stream).content
+    assert b"[" * 100_000 in content
+    sim.behavior = Behavior(text=TEXT, fault="bad_delta")
+    content = post(sim, kind, stream=stream).content
+    assert re.search(rb'"(text|content)": ?42\b', content), content[:300]
+    sim.behavior = Behavior(text=TEXT, fault="huge_number")
+    extra = {"stream_options": {"include_usage": True}} if kind == "openai" and stream else {}
+    content = post(sim, kind, stream=stream, **extra).content
+    assert b"1e400" in content
+    counts = re.findall(
+        rb'"(?:output_tokens|completion_tokens|eval_count|candidatesTokenCount)"'
+        rb": ?(\S+?)[,}]",
+        content,
+    )
+    assert counts and set(counts) == {b"1e400"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_deep_json_breaks_a_parser_and_bad_delta_is_a_number(sims, kind):
+    sim = sims(kind, Behavior(text=TEXT, fault="deep_json"))
+    with pytest.raises(RecursionError):
+        json.loads(post(sim, kind, stream=False).content)
+    sim.behavior = Behavior(text=TEXT, fault="bad_delta")
+    assert answer_text_raw(kind, post(sim, kind, stream=False).json()) == 42
+
+
+def answer_text_raw(kind: str, body: dict[str, Any]) -> Any:
+    if kind == "anthropic":
+        return body["content"][0]["text"]
+    if kind == "openai":
+        return body["choices"][0]["message"]["content"]
+    if kind == "ollama":
+        return body["message"]["content"]
+    return body["candidates"][0]["content"]["parts"][0]["text"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("stream", [False, True])
+def test_gzip_bomb_is_small_on_the_wire_and_huge_inflated(sims, kind, stream):
+    sim = sims(kind, Behavior(fault="gzip_bomb"))
+    path, body = completion(kind, stream)
+    with HTTP.stream("POST", sim.base_url + path, json=body, headers=auth(kind)) as response:
+        assert response.headers["content-encoding"] == "gzip"
+        raw = b"".join(response.iter_raw())
+    assert len(raw) < 1024 * 1024
+    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    inflated = len(inflater.decompress(raw[: 64 * 1024], 64 * 1024 * 1024))
+    assert inflated > 32 * 1024 * 1024  # 64 KiB of it already inflate past any body cap
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("stream", [False, True])
+def test_endless_never_ends(sims, kind, stream):
+    sim = sims(kind, Behavior(text=TEXT, fault="endless"))
+    path, body = completion(kind, stream)
+    received = 0
+    with HTTP.stream("POST", sim.base_url + path, json=body, headers=auth(kind)) as response:
+        for chunk in response.iter_raw():
+            received += len(chunk)
+            if received > 4 * 1024 * 1024:
+                break
+    assert received > 4 * 1024 * 1024
+    sim.update(fault=None)  # the server itself is unharmed
+    assert post(sim, kind, stream=stream).status_code == 200
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+def test_openai_ratelimit_headers(sims, include_usage):
+    behavior = Behavior(
+        text=TEXT,
+        remaining_requests=0,
+        remaining_tokens=1234,
+        requests_reset=0.012,
+        tokens_reset=3723.5,
+    )
+    sim = sims("openai", behavior)
+    for response in (
+        post(sim, "openai", stream=True, stream_options={"include_usage": include_usage}),
+        post(sim, "openai", stream=False),
+    ):
+        headers = response.headers
+        assert headers["x-ratelimit-remaining-requests"] == "0"
+        assert headers["x-ratelimit-remaining-tokens"] == "1234"
+        assert headers["x-ratelimit-reset-requests"] == "12ms"
+        assert headers["x-ratelimit-reset-tokens"] == "1h2m3.5s"
+        assert int(headers["x-ratelimit-limit-requests"]) >= 1
+    sim.behavior = Behavior(statuses=[429], remaining_requests=0, requests_reset=360)
+    limited = post(sim, "openai", stream=False)
+    assert limited.status_code == 429 and limited.headers["x-ratelimit-reset-requests"] == "6m0s"
+
+
+def test_anthropic_ratelimit_headers_are_rfc3339():
+    from datetime import datetime
+
+    with Simulator(
+        "anthropic",
+        Behavior(remaining_requests=3, remaining_tokens=0, requests_reset=5, tokens_reset=60),
+        api_key=KEY,
+    ) as sim:
+        before = time.time()
+        headers = post(sim, "anthropic", stream=False).headers
+    assert headers["anthropic-ratelimit-requests-remaining"] == "3"
+    for kind in ("tokens", "input-tokens", "output-tokens"):
+        assert headers[f"anthropic-ratelimit-{kind}-remaining"] == "0"
+        reset = datetime.fromisoformat(headers[f"anthropic-ratelimit-{kind}-reset"]).timestamp()
+        assert before + 59 <= reset <= time.time() + 62
+    assert headers["anthropic-ratelimit-requests-reset"].endswith("Z")
+
+
+@pytest.mark.parametrize("kind", ["ollama", "gemini"])
+def test_dialects_without_ratelimit_headers_send_none(sims, kind):
+    sim = sims(kind, Behavior(remaining_requests=3, remaining_tokens=4))
+    assert not [h for h in post(sim, kind, stream=False).headers if "ratelimit" in h]
+
+
+@pytest.mark.parametrize(
+    "bad", [{"remaining_requests": -1}, {"remaining_tokens": 1.5}, {"tokens_reset": -2}]
+)
+def test_behavior_rejects_nonsense_rate_limits(bad):
+    with pytest.raises(ValueError, match="invalid Behavior"):
+        Behavior(**bad)
+
+
+def test_cli_serves_new_faults_and_rate_limits():
+    process = _cli(
+        "--kind",
+        "openai",
+        "--api-key",
+        KEY,
+        "--fault",
+        "no_end_marker",
+        "--remaining-requests",
+        "0",
+        "--requests-reset",
+        "5",
+        "--quiet",
+    )
+    try:
+        assert process.stdout is not None
+        base_url = process.stdout.readline().strip()
+        path, body = completion("openai", stream=True)
+        response = HTTP.post(base_url + path, json=body, headers=auth("openai"))
+        assert b"[DONE]" not in response.content and b'"finish_reason":"stop"' in response.content
+        assert response.headers["x-ratelimit-reset-requests"] == "5s"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=10)
+    assert process.returncode == 0
+
+
+# --- continuing a partial answer ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "openai", "ollama", "gemini"])
+@pytest.mark.parametrize("how", ["prefill", "instruct"])
+async def test_a_simulator_continues_a_partial_answer_of_its_own_text(kind, how):
+    from failover_cli.providers import create_provider
+    from failover_cli.types import CompletionRequest, ProviderConfig
+
+    text = "one two three four five"
+    key = None if kind == "ollama" else "sk-sim-key"
+    with Simulator(kind, Behavior(text=text), api_key=key) as sim:
+        cfg = ProviderConfig(name="p", kind=kind, model="m", base_url=sim.base_url)
+        env = {"ANTHROPIC_API_KEY": "sk-sim-key", "OPENAI_API_KEY": "sk-sim-key"}
+        env["GEMINI_API_KEY"] = "sk-sim-key"
+        provider = create_provider(cfg, env=env)
+        try:
+            req = CompletionRequest("say it", assistant_prefix="one two", continuation=how)
+            done = await provider.complete(req, timeout=5)
+            fresh = await provider.complete(CompletionRequest("say it"), timeout=5)
+        finally:
+            await provider.aclose()
+    assert done.text == " three four five"
+    assert fresh.text == text
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [("anthropic", "refusal"), ("openai", "content_filter"), ("gemini", "SAFETY")],
+)
+@pytest.mark.parametrize("stream", [False, True])
+async def test_the_content_filter_fault_ends_with_the_dialects_reason(kind, reason, stream):
+    from failover_cli.providers import create_provider
+    from failover_cli.types import CompletionRequest, ProviderConfig, StreamEnd
+
+    env = {f"{k}_API_KEY": "sk-sim-key" for k in ("ANTHROPIC", "OPENAI", "GEMINI")}
+    with Simulator(kind, Behavior(fault="content_filter"), api_key="sk-sim-key") as sim:
+        cfg = ProviderConfig(name="p", kind=kind, model="m", base_url=sim.base_url)
+        provider = create_provider(cfg, env=env)
+        try:
+            if stream:
+                events = [e async for e in provider.stream(CompletionRequest("x"), timeout=5)]
+                end = events[-1]
+                assert isinstance(end, StreamEnd)
+                stop = end.stop_reason
+            else:
+                stop = (await provider.complete(CompletionRequest("x"), timeout=5)).stop_reason
+        finally:
+            await provider.aclose()
+    assert stop is not None and reason.lower() in stop.lower()

@@ -20,7 +20,12 @@ import pytest
 import trustme
 
 from failover_cli.providers import make_client
-from failover_cli.providers._transport import AsyncioTransport
+from failover_cli.providers._transport import (
+    RESENT,
+    AsyncioTransport,
+    StaleConnection,
+    TLSError,
+)
 
 Handler = Callable[["Server", asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 
@@ -194,19 +199,61 @@ async def test_idle_connection_closed_by_the_server_is_not_used_again():
     assert server.accepts == 2
 
 
-async def test_reused_connection_dropped_before_answering_is_retried_once_on_a_new_one():
+def closes_on_the_second_request() -> Handler:
+    """Connection 0 answers once, then closes when the next request arrives on it (the
+    keep-alive race: the server timed it out just as the client reused it)."""
+
     async def handler(server, reader, writer, index):
         while await server.read_request(reader) is not None:
             if index == 0 and len(server.requests) == 2:
-                return  # the race: closed just as the client reused it
+                return
             writer.write(ok(b"%d" % index))
 
-    async with Server(handler) as server, client() as c:
+    return handler
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "OPTIONS"])
+async def test_idempotent_request_on_a_dead_reused_connection_is_resent_once(method):
+    async with Server(closes_on_the_second_request()) as server, client() as c:
         assert (await c.get(server.url())).content == b"0"
-        r = await c.post(server.url(), json={"x": 1})
-        assert r.content == b"1"
+        r = await c.request(method, server.url(), content=b"{}")
+        assert r.status_code == 200
+        assert r.extensions.get(RESENT) == 1  # told, not hidden
+        assert RESENT not in (await c.request(method, server.url())).extensions
     assert server.accepts == 2
-    assert len(server.requests) == 3  # the retried request arrived twice
+    assert len(server.requests) == 4  # the second: on the dead connection, then once more
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+async def test_non_idempotent_request_on_a_dead_reused_connection_is_not_resent(method):
+    async with Server(closes_on_the_second_request()) as server, client() as c:
+        assert (await c.get(server.url())).content == b"0"
+        with pytest.raises(StaleConnection, match="not re-sent") as info:
+            await c.request(method, server.url(), json={"x": 1})
+        assert isinstance(info.value, httpx.RemoteProtocolError)
+        assert info.value.request.method == method
+        assert len(server.requests) == 2  # it went out once, and only once
+        # The caller's own retry (the router's next attempt) gets a fresh connection.
+        assert (await c.request(method, server.url(), json={"x": 1})).content == b"1"
+    assert server.accepts == 2
+
+
+async def test_a_stale_connection_retires_the_other_idle_ones_to_its_origin():
+    async def handler(server, reader, writer, index):
+        while await server.read_request(reader) is not None:
+            if index < 2 and len(server.requests) > 2:
+                return  # both pooled connections were timed out by the server
+            writer.write(ok(b"%d" % index))
+
+    transport = AsyncioTransport()
+    async with Server(handler) as server, client(transport) as c:
+        await asyncio.gather(c.get(server.url()), c.get(server.url()))
+        assert transport.idle_connections == 2
+        with pytest.raises(StaleConnection):
+            await c.post(server.url(), content=b"x")
+        assert transport.idle_connections == 0
+        assert (await c.post(server.url(), content=b"x")).content == b"2"
+    assert server.accepts == 3
 
 
 async def test_fresh_connection_dropped_before_answering_is_not_retried():
@@ -524,7 +571,7 @@ async def test_https_with_a_context_that_trusts_the_ca(ca, tls_server):
 async def test_https_fails_verification_against_the_default_ca_bundle(tls_server):
     transport = AsyncioTransport()
     async with tls_server as server, client(transport) as c:
-        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        with pytest.raises(TLSError, match="does not trust"):
             await c.get(server.url())
     assert transport.ssl_context.verify_mode == ssl.CERT_REQUIRED
 

@@ -6,8 +6,14 @@
     provider = create_provider(config, client)   # env defaults to os.environ, read per request
     completion = await provider.complete(CompletionRequest("Hi"), timeout=30)
 
-Every failure is raised as a :class:`failover_cli.errors.ProviderError` subclass; no httpx type
-escapes an adapter (see :mod:`._http`).
+Every failure is raised as a :class:`failover_cli.errors.ProviderError` subclass; no httpx type,
+and no other exception, escapes an adapter (see :mod:`._http`). The ``reason`` of a transient
+failure names what happened: ``connect`` (refused, or the connect timeout), ``first_token_timeout``
+(no first token, or no response head of a whole answer, in time), ``stall`` (a stream went
+silent after its first token), ``timeout`` (the attempt's whole budget), ``truncated`` (cut, or
+ended before reporting its finish), ``malformed`` (unreadable), ``oversized`` (past a read
+limit). Before any request: ``no_key`` and ``bad_key`` (a key, or a ``${VAR}`` header, unset or
+unsendable), ``bad_header``. A 400 refusing a final assistant turn is ``prefill_unsupported``.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ import httpx
 
 from ..errors import ConfigError
 from ..types import ProviderConfig
-from ._base import BaseProvider, KindDefaults, make_client
+from ._base import BaseProvider, KindDefaults
+from ._client import ClientSet, make_client
 from .anthropic import AnthropicProvider
 from .gemini import GeminiProvider
 from .ollama import OllamaProvider
@@ -39,6 +46,7 @@ __all__ = [
     "DEFAULTS",
     "AnthropicProvider",
     "BaseProvider",
+    "ClientSet",
     "GeminiProvider",
     "KindDefaults",
     "OllamaProvider",

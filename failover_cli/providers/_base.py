@@ -1,4 +1,5 @@
-"""Behaviour every adapter shares: key lookup, timeouts, the request/stream skeleton, health.
+"""Behaviour every adapter shares: keys and extra headers, the four clocks, bounded reads,
+the request/stream skeleton, health.
 
 A dialect subclass supplies only what differs: URLs, headers, the request body, how to read a
 response, a stream and an error body.
@@ -8,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Literal
 
 import httpx
 
@@ -26,30 +28,37 @@ from ..types import (
     StreamEnd,
     StreamEvent,
 )
-from ._http import Call, decode_json, error_text, translate_errors, try_json
-from ._transport import DEADLINE, AsyncioTransport, enforces_deadlines
+from ._client import make_client
+from ._http import (
+    Call,
+    Clocks,
+    Limits,
+    bounded,
+    decode_json,
+    error_text,
+    lines,
+    ratelimit_of,
+    read_body,
+    sse_events,
+    translate_errors,
+    try_json,
+)
+from ._transport import DEADLINE, enforces_deadlines
 
-USER_AGENT = "failover/0.1"
+# How long reading a prompt and writing an answer may take before the first token (streamed)
+# or the response head (non-streamed) is late: characters of input read, tokens written, per s.
+PROMPT_CHARS_PER_SECOND = 40_000
+TOKENS_PER_SECOND = 25
 
+# The user turn that asks a model to continue a partial answer given as an assistant turn.
+CONTINUE_PROMPT = (
+    "Your previous answer was cut off. Continue it exactly where it stops, without repeating "
+    "any of it and without any preamble."
+)
 
-def make_client() -> httpx.AsyncClient:
-    """One AsyncClient to share between adapters: pooled HTTP/1.1 connections over
-    :class:`AsyncioTransport` (no httpcore or anyio to import: ~35 ms per process), no proxies
-    from the environment (``trust_env=False`` keeps loopback traffic local), no redirects.
-
-    Certificates are always verified; the transport loads the CA certificates (40-55 ms) only
-    when it opens its first ``https://`` connection, so a chain of local servers never does.
-    """
-    return httpx.AsyncClient(
-        # Idle connections kept for reuse: a library router at concurrency 50 should not churn.
-        transport=AsyncioTransport(
-            verify=True, max_connections=100, max_keepalive=50, keepalive_expiry=30
-        ),
-        trust_env=False,
-        follow_redirects=False,
-        timeout=httpx.Timeout(30.0, connect=5.0),
-        headers={"user-agent": USER_AGENT},
-    )
+Role = Literal["user", "assistant"]
+_HEADER_SAFE = re.compile(r"[\x20-\x7e]*")  # what a header value can carry
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +80,34 @@ def api_url(base_url: str, version: str, path: str) -> str:
     return f"{base}/{version}/{path.lstrip('/')}"
 
 
+def turns(request: CompletionRequest, *, strip_prefill: bool = False) -> list[tuple[Role, str]]:
+    """The conversation to send: the prompt, then any partial answer to continue, as a last
+    assistant turn (``prefill``; right-stripped with ``strip_prefill``) or as an assistant
+    turn followed by :data:`CONTINUE_PROMPT` (``instruct``). A blank partial is not sent."""
+    conversation: list[tuple[Role, str]] = [("user", request.prompt)]
+    prefix = request.assistant_prefix
+    if not prefix or not prefix.strip():
+        return conversation
+    if request.continuation == "instruct":
+        conversation += [("assistant", prefix), ("user", CONTINUE_PROMPT)]
+    else:
+        conversation.append(("assistant", prefix.rstrip() if strip_prefill else prefix))
+    return conversation
+
+
+def first_token_limit(config: ProviderConfig, request: CompletionRequest, *, stream: bool) -> float:
+    """Seconds to the first token (to the response head when not streamed, which comes only
+    once the whole answer is written): more for a long prompt, and for a long answer."""
+    chars = len(request.prompt) + len(request.system or "") + len(request.assistant_prefix or "")
+    limit = config.first_token_timeout + chars / PROMPT_CHARS_PER_SECOND
+    return limit if stream else limit + request.max_tokens / TOKENS_PER_SECOND
+
+
 class BaseProvider:
     """The skeleton of one provider adapter (implements ``failover_cli.protocols.Provider``)."""
 
     defaults: ClassVar[KindDefaults]
+    limits: Limits = Limits()  # what one response may hold; an instance may narrow it
 
     def __init__(
         self,
@@ -118,9 +151,10 @@ class BaseProvider:
         raise NotImplementedError
 
     def parse_stream(
-        self, call: Call, response: httpx.Response, deadline: float
-    ) -> AsyncIterator[StreamEvent]:
-        """Yield TextDeltas then one StreamEnd; raise ``truncated`` if the marker never came."""
+        self, call: Call, response: httpx.Response
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Yield TextDeltas then one StreamEnd once the stream reports its finish; end
+        without a StreamEnd if it never did (the base raises ``truncated``)."""
         raise NotImplementedError
 
     def error_verdict(
@@ -129,13 +163,15 @@ class BaseProvider:
         """The provider's message in an error body, and an override of the status's class."""
         return "", None
 
-    # --- shared machinery ---------------------------------------------------------------------
+    # --- keys and headers ---------------------------------------------------------------------
 
     def api_key(self) -> str | None:
-        """The key, read from the environment now. Raises ``no_key`` (no network) when needed."""
-        key = self._env.get(self.api_key_env) if self.api_key_env else None
+        """The key, read from the environment now and stripped of surrounding whitespace.
+        Raises ``no_key`` when a needed key is unset, ``bad_key`` when it cannot be sent."""
+        raw = self._env.get(self.api_key_env) if self.api_key_env else None
+        key = raw.strip() if raw else None
         if key:
-            return key
+            return self._sendable(key, self.api_key_env or "")
         if self.key_required():
             raise ProviderUnavailable(
                 f"no API key: set the environment variable {self.api_key_env}",
@@ -144,23 +180,73 @@ class BaseProvider:
             )
         return None
 
-    def http_timeout(self, timeout: float) -> httpx.Timeout:
-        return httpx.Timeout(timeout, connect=min(self.config.connect_timeout, timeout))
+    def _sendable(self, value: str, variable: str) -> str:
+        if _HEADER_SAFE.fullmatch(value):
+            return value
+        raise ProviderUnavailable(
+            f"the environment variable {variable} holds a character that cannot be sent in an"
+            " HTTP header (non-ASCII or a control character)",
+            provider=self.name,
+            reason="bad_key",
+        )
+
+    def request_headers(self, key: str | None) -> tuple[dict[str, str], list[str | None]]:
+        """The dialect's headers with ``providers[].headers`` merged over them (``${VAR}``
+        read from the environment now), and every secret among them."""
+        headers = self.headers(key)
+        raw = self._env.get(self.api_key_env) if key and self.api_key_env else None
+        secrets: list[str | None] = [key, raw]  # the raw value, whitespace and all, too
+        for name, template in self.config.headers:
+            value = _ENV_REF.sub(lambda m: self._header_secret(m.group(1), secrets), template)
+            if not _HEADER_SAFE.fullmatch(value):
+                raise ProviderUnavailable(
+                    f"header {name} holds a character that cannot be sent in an HTTP header",
+                    provider=self.name,
+                    reason="bad_header",
+                )
+            headers[name.lower()] = value
+        return headers, secrets
+
+    def _header_secret(self, variable: str, secrets: list[str | None]) -> str:
+        value = (self._env.get(variable) or "").strip()
+        if not value:
+            raise ProviderUnavailable(
+                f"no value for a header: set the environment variable {variable}",
+                provider=self.name,
+                reason="no_key",
+            )
+        secrets.append(self._sendable(value, variable))
+        return value
+
+    # --- shared machinery ---------------------------------------------------------------------
+
+    def clocks(self, request: CompletionRequest, timeout: float, *, stream: bool) -> Clocks:
+        """The four clocks of one attempt given ``timeout`` seconds in all."""
+        config = self.config
+        return Clocks.start(
+            timeout,
+            connect=config.connect_timeout,
+            first_token=first_token_limit(config, request, stream=stream),
+            idle=config.idle_timeout,
+            stream=stream,
+        )
 
     async def _open(
-        self, call: Call, method: str, url: str, key: str | None, timeout: float, **kw: Any
+        self, call: Call, method: str, url: str, headers: dict[str, str], **kw: Any
     ) -> httpx.Response:
         """Send a request and return the response with its body unread; a non-2xx response is
-        read, closed and raised as the matching ProviderError."""
+        read (up to ``limits.error_body``), closed and raised as the matching ProviderError."""
+        assert call.clock is not None
         request = self._client.build_request(
-            method, url, headers=self.headers(key), timeout=self.http_timeout(timeout), **kw
+            method, url, headers=headers, timeout=call.clock.http_timeout(), **kw
         )
         response = await self._client.send(request, stream=True)
         call.in_body = True
+        call.ratelimit = ratelimit_of(response)
         if response.is_success:
             return response
         try:
-            raw = await response.aread()
+            raw = await read_body(call, response, self.limits.error_body, cut=True)
         finally:
             await response.aclose()
         raise self._error(call, response, raw)
@@ -170,32 +256,41 @@ class BaseProvider:
         message, verdict = self.error_verdict(response.status_code, body)
         return call.http_error(response, message or error_text(body, raw), verdict)
 
+    def events(self, call: Call, response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
+        """The stream's server-sent events ``(event, data)``, each within the stream clocks."""
+        assert call.clock is not None
+        return bounded(sse_events(call, response, self.limits), call.clock)
+
+    def ndjson(self, call: Call, response: httpx.Response) -> AsyncIterator[str]:
+        """The stream's lines, each within the stream clocks."""
+        assert call.clock is not None
+        return bounded(lines(call, response, self.limits), call.clock)
+
     async def complete(self, request: CompletionRequest, *, timeout: float) -> Completion:
         key = self.api_key()
-        with translate_errors(self.name, [key]) as call:
+        headers, secrets = self.request_headers(key)
+        with translate_errors(self.name, secrets) as call:
+            clock = call.clock = self.clocks(request, timeout, stream=False)
             url, body = self.completion_url(stream=False), self.body(request, stream=False)
             if self._transport_deadlines:  # the transport bounds every wait by the deadline
-                deadline = asyncio.get_running_loop().time() + timeout
-                raw = await self._fetch(call, url, key, timeout, body, {DEADLINE: deadline})
-            else:
-                async with asyncio.timeout(timeout):
-                    raw = await self._fetch(call, url, key, timeout, body, None)
-            return self.parse_completion(call, decode_json(call, raw))
+                extensions = {DEADLINE: clock.deadline}
+                response = await self._open(
+                    call, "POST", url, headers, json=body, extensions=extensions
+                )
+                raw = await self._read(call, response)
+            else:  # one timer: to the head's limit, then moved to the attempt's deadline
+                async with asyncio.timeout_at(clock.first_token_at) as timer:
+                    response = await self._open(call, "POST", url, headers, json=body)
+                    timer.reschedule(clock.deadline)
+                    raw = await self._read(call, response)
+            completion = self.parse_completion(call, decode_json(call, raw))
+            if call.ratelimit is not None:
+                completion = replace(completion, ratelimit=call.ratelimit)
+            return completion
 
-    async def _fetch(
-        self,
-        call: Call,
-        url: str,
-        key: str | None,
-        timeout: float,
-        body: Any,
-        extensions: dict[str, Any] | None,
-    ) -> bytes:
-        response = await self._open(
-            call, "POST", url, key, timeout, json=body, extensions=extensions
-        )
+    async def _read(self, call: Call, response: httpx.Response) -> bytes:
         try:
-            return await response.aread()
+            return await read_body(call, response, self.limits.body, cut=False)
         finally:
             await response.aclose()
 
@@ -203,22 +298,26 @@ class BaseProvider:
         self, request: CompletionRequest, *, timeout: float
     ) -> AsyncIterator[StreamEvent]:
         key = self.api_key()
-        deadline = asyncio.get_running_loop().time() + timeout
-        with translate_errors(self.name, [key]) as call:
-            async with asyncio.timeout_at(deadline):
+        headers, secrets = self.request_headers(key)
+        with translate_errors(self.name, secrets) as call:
+            clock = call.clock = self.clocks(request, timeout, stream=True)
+            async with asyncio.timeout_at(clock.first_token_at):
                 url, body = self.completion_url(stream=True), self.body(request, stream=True)
-                response = await self._open(call, "POST", url, key, timeout, json=body)
+                response = await self._open(call, "POST", url, headers, json=body)
             try:
-                async with aclosing(self.parse_stream(call, response, deadline)) as events:
+                async with aclosing(self.parse_stream(call, response)) as events:
                     async for event in events:
                         if isinstance(event, StreamEnd):
+                            if call.ratelimit is not None:
+                                event = replace(event, ratelimit=call.ratelimit)
                             yield event
                             return
                         if event.text:
+                            clock.started = True
                             call.parts.append(event.text)
                             yield event
                 raise call.error(
-                    TransientError, "stream ended without its end marker", reason="truncated"
+                    TransientError, "stream ended before it reported its finish", reason="truncated"
                 )
             finally:
                 await response.aclose()
@@ -233,12 +332,7 @@ class BaseProvider:
                 await self.complete(CompletionRequest(prompt="ping", max_tokens=1), timeout=timeout)
                 status = 200
             else:
-                key = self.api_key()
-                with translate_errors(self.name, [key]) as call:
-                    async with asyncio.timeout(timeout):
-                        response = await self._open(call, "GET", self.health_url(), key, timeout)
-                        status = response.status_code
-                        await response.aclose()
+                status = await self._reach(timeout)
         except ProviderError as exc:
             return HealthResult(
                 provider=self.name,
@@ -256,6 +350,23 @@ class BaseProvider:
             status=status,
             checked_at=time.time(),
         )
+
+    async def _reach(self, timeout: float) -> int:
+        """GET the no-token health endpoint; its status (a failure raises)."""
+        key = self.api_key()
+        headers, secrets = self.request_headers(key)
+        with translate_errors(self.name, secrets) as call:
+            call.clock = Clocks.start(
+                timeout,
+                connect=self.config.connect_timeout,
+                first_token=timeout,
+                idle=timeout,
+                stream=False,
+            )
+            async with asyncio.timeout(timeout):
+                response = await self._open(call, "GET", self.health_url(), headers)
+                await response.aclose()
+                return response.status_code
 
     async def aclose(self) -> None:
         """Close the HTTP client, if this adapter created it."""

@@ -2,29 +2,32 @@
 
 Sources:
 * Request/response: ``POST /v1/messages`` in Anthropic's OpenAPI spec (CreateMessageParams,
-  Message; headers ``x-api-key`` and ``anthropic-version: 2023-06-01``) and
-  https://docs.anthropic.com/en/api/messages. ``content`` is a list of blocks: the text of every
-  ``type: text`` block is joined.
+  Message) and https://docs.anthropic.com/en/api/messages. ``content`` is a list of blocks: the
+  text of every ``type: text`` block is joined.
+* Headers: ``Authorization: Bearer <key>`` and ``anthropic-version: 2026-10-21``, what the
+  current SDK sends (anthropic 2.16: ``_client.py`` ``auth_headers``/``_api_key_auth`` and
+  ``_constants.py`` ``ANTHROPIC_API_VERSION``; 1.x sent ``x-api-key`` and ``2023-06-01``).
 * Streaming: https://docs.anthropic.com/en/api/messages-streaming. SSE events ``message_start``
   (usage.input_tokens), ``content_block_start``/``content_block_delta`` (``text_delta``)/
   ``content_block_stop``, ``message_delta`` (stop_reason, cumulative usage.output_tokens),
   ``message_stop`` (the end); ``ping`` and unknown events are ignored; an ``error`` event may
-  follow an HTTP 200.
+  follow an HTTP 200. A ``message_delta`` with a ``stop_reason`` is the finish: a body that then
+  ends cleanly without ``message_stop`` is complete.
 * Errors: https://docs.anthropic.com/en/api/errors. ``{"type": "error", "error": {"type",
   "message"}}``; 529 ``overloaded_error``; a 400 ``invalid_request_error`` "prompt is too long"
   is a context-length error; billing / credit balance errors mean the account cannot serve.
 * Prefill: a trailing ``assistant`` message is continued by the model; the API rejects one that
   ends in whitespace ("final assistant content cannot end with trailing whitespace"), so the
-  prefix is sent right-stripped.
+  prefix is sent right-stripped. Models without prefill answer a 400 "This model does not
+  support assistant message prefill"; ``continuation: instruct`` then asks in a user turn.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
-from httpx_sse import EventSource
 
 from ..errors import (
     ContextLengthExceeded,
@@ -34,10 +37,10 @@ from ..errors import (
     TransientError,
 )
 from ..types import Completion, CompletionRequest, StreamEnd, StreamEvent, TextDelta, Usage
-from ._base import BaseProvider, KindDefaults, api_url
-from ._http import Call, bounded, decode_json, drain, is_context_message, parsing
+from ._base import BaseProvider, KindDefaults, api_url, turns
+from ._http import Call, count, decode_json, drain, is_context_message, label, parsing, text_of
 
-API_VERSION = "2023-06-01"
+API_VERSION = "2026-10-21"
 
 _BY_TYPE: dict[str, tuple[type[ProviderError], str]] = {
     "rate_limit_error": (TransientError, "rate_limited"),
@@ -75,7 +78,7 @@ class AnthropicProvider(BaseProvider):
     def headers(self, key: str | None) -> dict[str, str]:
         headers = {"anthropic-version": API_VERSION}
         if key:
-            headers["x-api-key"] = key
+            headers["authorization"] = f"Bearer {key}"
         return headers
 
     def completion_url(self, *, stream: bool) -> str:
@@ -85,10 +88,9 @@ class AnthropicProvider(BaseProvider):
         return api_url(self.base_url, "v1", "models")
 
     def body(self, request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
-        messages: list[dict[str, Any]] = [{"role": "user", "content": request.prompt}]
-        prefix = (request.assistant_prefix or "").rstrip()
-        if prefix:
-            messages.append({"role": "assistant", "content": prefix})
+        messages = [
+            {"role": role, "content": text} for role, text in turns(request, strip_prefill=True)
+        ]
         body: dict[str, Any] = {
             "model": self.config.model,
             "max_tokens": request.max_tokens,
@@ -109,57 +111,59 @@ class AnthropicProvider(BaseProvider):
             if data.get("type") == "error":
                 raise _stream_error(call, data.get("error"))
             text = "".join(
-                block["text"] for block in data["content"] if block.get("type") == "text"
+                text_of(block["text"]) for block in data["content"] if block.get("type") == "text"
             )
             usage = data.get("usage") or {}
             return Completion(
                 text=text,
-                model=data.get("model") or self.config.model,
-                usage=Usage(
-                    int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
-                ),
-                stop_reason=data.get("stop_reason"),
+                model=label(data.get("model")) or self.config.model,
+                usage=Usage(count(usage.get("input_tokens")), count(usage.get("output_tokens"))),
+                stop_reason=label(data.get("stop_reason")),
             )
 
     async def parse_stream(
-        self, call: Call, response: httpx.Response, deadline: float
-    ) -> AsyncIterator[StreamEvent]:
+        self, call: Call, response: httpx.Response
+    ) -> AsyncGenerator[StreamEvent, None]:
         model, stop_reason = self.config.model, None
         input_tokens = output_tokens = 0
-        events = bounded(EventSource(response).aiter_sse(), deadline)
-        async for sse in events:
-            if sse.event not in _HANDLED:
+        events = self.events(call, response)
+        async for name, raw in events:
+            if name not in _HANDLED:
                 continue  # ping and event types added after this adapter was written
-            data = decode_json(call, sse.data)
-            text = None
+            data = decode_json(call, raw)
+            text = ""
             with parsing(call):
-                kind = data.get("type") or sse.event
-                if sse.event == "error" or kind == "error":
+                kind = data.get("type") or name
+                if name == "error" or kind == "error":
                     raise _stream_error(call, data.get("error"))
                 if kind == "message_start":
                     message = data["message"]
-                    model = message.get("model") or model
+                    model = label(message.get("model")) or model
                     usage = message.get("usage") or {}
-                    input_tokens = int(usage.get("input_tokens") or 0)
-                    output_tokens = int(usage.get("output_tokens") or 0)
+                    input_tokens = count(usage.get("input_tokens"))
+                    output_tokens = count(usage.get("output_tokens"))
                 elif kind == "content_block_start":
                     block = data.get("content_block") or {}
-                    text = block.get("text") if block.get("type") == "text" else None
+                    text = text_of(block.get("text")) if block.get("type") == "text" else ""
                 elif kind == "content_block_delta":
                     delta = data["delta"]
-                    text = delta["text"] if delta.get("type") == "text_delta" else None
+                    text = text_of(delta["text"]) if delta.get("type") == "text_delta" else ""
                 elif kind == "message_delta":
-                    stop_reason = (data.get("delta") or {}).get("stop_reason") or stop_reason
+                    reason = (data.get("delta") or {}).get("stop_reason")
+                    stop_reason = label(reason) or stop_reason
                     usage = data.get("usage") or {}
                     # Cumulative counts: a 0 here is a real 0, not a missing value.
-                    output_tokens = _count(usage.get("output_tokens"), output_tokens)
-                    input_tokens = _count(usage.get("input_tokens"), input_tokens)
+                    output_tokens = count(usage.get("output_tokens"), output_tokens)
+                    input_tokens = count(usage.get("input_tokens"), input_tokens)
             if text:
                 yield TextDelta(text)
             if kind == "message_stop":
                 await drain(events)
-                yield StreamEnd(model, Usage(input_tokens, output_tokens), stop_reason)
-                return
+                break
+        else:
+            if stop_reason is None:
+                return  # the body ended before the message reported its finish: truncated
+        yield StreamEnd(model, Usage(input_tokens, output_tokens), stop_reason)
 
 
 _HANDLED = frozenset(
@@ -172,10 +176,6 @@ _HANDLED = frozenset(
         "error",
     }
 )
-
-
-def _count(value: Any, default: int) -> int:
-    return default if value is None else int(value)
 
 
 def _stream_error(call: Call, error: Any) -> ProviderError:

@@ -22,17 +22,16 @@ Sources:
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-from httpx_sse import EventSource
 
 from ..errors import ProviderError, ProviderUnavailable, TransientError
 from ..types import Completion, CompletionRequest, StreamEnd, StreamEvent, TextDelta, Usage
-from ._base import BaseProvider, KindDefaults, api_url
-from ._http import Call, bounded, decode_json, parsing, try_json
+from ._base import BaseProvider, KindDefaults, api_url, turns
+from ._http import Call, count, decode_json, label, parsing, text_of, try_json
 
 _DELAY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
@@ -118,9 +117,10 @@ class GeminiProvider(BaseProvider):
         return api_url(self.base_url, "v1beta", "models")
 
     def body(self, request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
-        contents: list[dict[str, Any]] = [{"role": "user", "parts": [{"text": request.prompt}]}]
-        if request.assistant_prefix:
-            contents.append({"role": "model", "parts": [{"text": request.assistant_prefix}]})
+        contents = [
+            {"role": "model" if role == "assistant" else "user", "parts": [{"text": text}]}
+            for role, text in turns(request)
+        ]
         config: dict[str, Any] = {"maxOutputTokens": request.max_tokens}
         if request.temperature is not None:
             config["temperature"] = request.temperature
@@ -144,28 +144,28 @@ class GeminiProvider(BaseProvider):
                 raise _stream_error(call, data)
             text, finish = _read_chunk(data)
             if finish is None:
-                finish = (data.get("promptFeedback") or {}).get("blockReason")
+                finish = label((data.get("promptFeedback") or {}).get("blockReason"))
             return Completion(
                 text=text,
-                model=data.get("modelVersion") or self.config.model,
+                model=label(data.get("modelVersion")) or self.config.model,
                 usage=_usage(data.get("usageMetadata") or {}),
                 stop_reason=finish,
             )
 
     async def parse_stream(
-        self, call: Call, response: httpx.Response, deadline: float
-    ) -> AsyncIterator[StreamEvent]:
+        self, call: Call, response: httpx.Response
+    ) -> AsyncGenerator[StreamEvent, None]:
         model, finish, usage = self.config.model, None, Usage()
-        async for sse in bounded(EventSource(response).aiter_sse(), deadline):
-            if not sse.data.strip():
+        async for _, raw in self.events(call, response):
+            if not raw.strip():
                 continue
-            chunk = decode_json(call, sse.data)
+            chunk = decode_json(call, raw)
             with parsing(call):
                 if "error" in chunk:
                     raise _stream_error(call, chunk)
                 text, chunk_finish = _read_chunk(chunk)
                 finish = chunk_finish or finish
-                model = chunk.get("modelVersion") or model
+                model = label(chunk.get("modelVersion")) or model
                 if chunk.get("usageMetadata"):
                     usage = _usage(chunk["usageMetadata"])
             if text:
@@ -181,12 +181,12 @@ def _read_chunk(data: dict[str, Any]) -> tuple[str, str | None]:
         return "", None
     candidate = candidates[0]
     parts = (candidate.get("content") or {}).get("parts") or []
-    text = "".join(p.get("text") or "" for p in parts if not p.get("thought"))
-    return text, candidate.get("finishReason")
+    text = "".join(text_of(p.get("text")) for p in parts if not p.get("thought"))
+    return text, label(candidate.get("finishReason"))
 
 
 def _usage(meta: dict[str, Any]) -> Usage:
-    return Usage(int(meta.get("promptTokenCount") or 0), int(meta.get("candidatesTokenCount") or 0))
+    return Usage(count(meta.get("promptTokenCount")), count(meta.get("candidatesTokenCount")))
 
 
 def _stream_error(call: Call, body: Any) -> ProviderError:

@@ -6,7 +6,8 @@ Sources:
   ``temperature``; ChatResponse: ``message.content``, ``done``, ``done_reason``,
   ``prompt_eval_count``, ``eval_count``) and ollama/ollama ``docs/api.md``.
 * Streaming: NDJSON, one ChatStreamEvent per line; the last line has ``done: true`` and the
-  counts. A line ``{"error": "..."}`` can arrive after HTTP 200 and is a failure.
+  counts (it is the finish, even without its newline). A line ``{"error": "..."}`` can arrive
+  after HTTP 200 and is a failure.
 * Errors: ``{"error": "..."}``; 404 means the model is not pulled. Ollama's cloud models answer
   429 "you have reached your session/weekly usage limit, ... upgrade" (reported in
   continuedev/continue#10579, diegosouzapw/OmniRoute#3709): a quota, not a rate limit.
@@ -16,15 +17,15 @@ Sources:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
 
 from ..errors import ProviderError, ProviderUnavailable, TransientError
 from ..types import Completion, CompletionRequest, StreamEnd, StreamEvent, TextDelta, Usage
-from ._base import BaseProvider, KindDefaults
-from ._http import Call, bounded, decode_json, drain, parsing
+from ._base import BaseProvider, KindDefaults, turns
+from ._http import Call, count, decode_json, drain, label, parsing, text_of
 
 
 def error_message(body: Any) -> str:
@@ -53,9 +54,7 @@ class OllamaProvider(BaseProvider):
         messages: list[dict[str, Any]] = []
         if request.system:
             messages.append({"role": "system", "content": request.system})
-        messages.append({"role": "user", "content": request.prompt})
-        if request.assistant_prefix:
-            messages.append({"role": "assistant", "content": request.assistant_prefix})
+        messages += ({"role": role, "content": text} for role, text in turns(request))
         options: dict[str, Any] = {"num_predict": request.max_tokens}
         if request.temperature is not None:
             options["temperature"] = request.temperature
@@ -77,16 +76,16 @@ class OllamaProvider(BaseProvider):
             if data.get("error") is not None:
                 raise _stream_error(call, data)
             return Completion(
-                text=(data.get("message") or {}).get("content") or "",
-                model=data.get("model") or self.config.model,
+                text=text_of((data.get("message") or {}).get("content")),
+                model=label(data.get("model")) or self.config.model,
                 usage=_usage(data),
-                stop_reason=data.get("done_reason"),
+                stop_reason=label(data.get("done_reason")),
             )
 
     async def parse_stream(
-        self, call: Call, response: httpx.Response, deadline: float
-    ) -> AsyncIterator[StreamEvent]:
-        lines = bounded(response.aiter_lines(), deadline)
+        self, call: Call, response: httpx.Response
+    ) -> AsyncGenerator[StreamEvent, None]:
+        lines = self.ndjson(call, response)
         async for line in lines:
             if not line.strip():
                 continue
@@ -94,11 +93,11 @@ class OllamaProvider(BaseProvider):
             with parsing(call):
                 if data.get("error") is not None:
                     raise _stream_error(call, data)
-                text = (data.get("message") or {}).get("content") or ""
-                done = bool(data.get("done"))
-                end = StreamEnd(
-                    data.get("model") or self.config.model, _usage(data), data.get("done_reason")
-                )
+                text = text_of((data.get("message") or {}).get("content"))
+                done = data.get("done") is True
+                if done:
+                    model = label(data.get("model")) or self.config.model
+                    end = StreamEnd(model, _usage(data), label(data.get("done_reason")))
             if text:
                 yield TextDelta(text)
             if done:
@@ -108,7 +107,7 @@ class OllamaProvider(BaseProvider):
 
 
 def _usage(data: dict[str, Any]) -> Usage:
-    return Usage(int(data.get("prompt_eval_count") or 0), int(data.get("eval_count") or 0))
+    return Usage(count(data.get("prompt_eval_count")), count(data.get("eval_count")))
 
 
 def _stream_error(call: Call, body: Any) -> ProviderError:

@@ -7,7 +7,12 @@ Sources:
   https://platform.openai.com/docs/api-reference/chat.
 * Streaming: https://platform.openai.com/docs/api-reference/chat-streaming. ``data:`` chunks with
   ``choices[0].delta.content`` and ``finish_reason``; with ``stream_options.include_usage`` one
-  more chunk with empty ``choices`` carries ``usage`` before the terminal ``data: [DONE]``.
+  more chunk with empty ``choices`` carries ``usage`` before the terminal ``data: [DONE]``. A
+  ``finish_reason`` is the finish: a body that then ends cleanly without ``[DONE]`` (some
+  compatible servers never send it) is complete.
+* ``max_completion_tokens`` on api.openai.com: ``max_tokens`` is deprecated there and o-series
+  models reject it (openai 3.57 ``resources/chat/completions/completions.py``, the
+  ``max_tokens`` docstring); other compatible servers keep ``max_tokens``.
 * Errors: https://platform.openai.com/docs/guides/error-codes. ``{"error": {"message", "type",
   "param", "code"}}``; a 429 with code ``insufficient_quota`` is an exhausted quota, not a rate
   limit; ``context_length_exceeded`` is a context-length error.
@@ -17,16 +22,16 @@ Sources:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from functools import cached_property
 from typing import Any
 
 import httpx
-from httpx_sse import EventSource
 
 from ..errors import ContextLengthExceeded, ProviderError, ProviderUnavailable, TransientError
 from ..types import Completion, CompletionRequest, StreamEnd, StreamEvent, TextDelta, Usage
-from ._base import BaseProvider, KindDefaults, api_url
-from ._http import Call, bounded, decode_json, drain, parsing
+from ._base import BaseProvider, KindDefaults, api_url, turns
+from ._http import Call, count, decode_json, drain, label, parsing, text_of
 
 OFFICIAL_HOST = "api.openai.com"
 
@@ -52,14 +57,19 @@ def error_verdict(body: Any) -> tuple[str, tuple[type[ProviderError], str] | Non
     code = str(error.get("code") or "")
     etype = str(error.get("type") or "")
     verdict = _BY_CODE.get(code) or _BY_CODE.get(etype)
-    label = code or etype
-    return (f"{message} ({label})" if label else message), verdict
+    tag = code or etype
+    return (f"{message} ({tag})" if tag else message), verdict
 
 
 class OpenAIProvider(BaseProvider):
     defaults = KindDefaults.of("openai")
 
     def key_required(self) -> bool:
+        return self.official
+
+    @cached_property
+    def official(self) -> bool:
+        """Whether this is OpenAI's own API (not a compatible server)."""
         return httpx.URL(self.base_url).host == OFFICIAL_HOST
 
     def headers(self, key: str | None) -> dict[str, str]:
@@ -78,13 +88,12 @@ class OpenAIProvider(BaseProvider):
         messages: list[dict[str, Any]] = []
         if request.system:
             messages.append({"role": "system", "content": request.system})
-        messages.append({"role": "user", "content": request.prompt})
-        if request.assistant_prefix:
-            messages.append({"role": "assistant", "content": request.assistant_prefix})
+        messages += ({"role": role, "content": text} for role, text in turns(request))
+        limit = "max_completion_tokens" if self.official else "max_tokens"
         body: dict[str, Any] = {
             "model": self.config.model,
             "messages": messages,
-            "max_tokens": request.max_tokens,
+            limit: request.max_tokens,
             "stream": stream,
         }
         if stream:
@@ -101,45 +110,47 @@ class OpenAIProvider(BaseProvider):
             if "error" in data:
                 raise _stream_error(call, data)
             choice = data["choices"][0]
-            usage = data.get("usage") or {}
             return Completion(
-                text=choice["message"].get("content") or "",
-                model=data.get("model") or self.config.model,
-                usage=_usage(usage),
-                stop_reason=choice.get("finish_reason"),
+                text=text_of(choice["message"].get("content")),
+                model=label(data.get("model")) or self.config.model,
+                usage=_usage(data.get("usage") or {}),
+                stop_reason=label(choice.get("finish_reason")),
             )
 
     async def parse_stream(
-        self, call: Call, response: httpx.Response, deadline: float
-    ) -> AsyncIterator[StreamEvent]:
+        self, call: Call, response: httpx.Response
+    ) -> AsyncGenerator[StreamEvent, None]:
         model, stop_reason, usage = self.config.model, None, Usage()
-        events = bounded(EventSource(response).aiter_sse(), deadline)
-        async for sse in events:
-            if sse.data.strip() == "[DONE]":
+        events = self.events(call, response)
+        async for name, raw in events:
+            if raw.strip() == "[DONE]":
                 await drain(events)
-                yield StreamEnd(model, usage, stop_reason)
-                return
-            if not sse.data.strip():
+                break
+            if not raw.strip():
                 continue
-            chunk = decode_json(call, sse.data)
+            chunk = decode_json(call, raw)
             text = ""
             with parsing(call):
-                if sse.event == "error" or "error" in chunk:
+                if name == "error" or "error" in chunk:
                     raise _stream_error(call, chunk)
-                model = chunk.get("model") or model
+                model = label(chunk.get("model")) or model
                 if chunk.get("usage"):
                     usage = _usage(chunk["usage"])
                 for choice in chunk.get("choices") or ():
                     if choice.get("index", 0) != 0:
                         continue
-                    text = (choice.get("delta") or {}).get("content") or ""
-                    stop_reason = choice.get("finish_reason") or stop_reason
+                    text = text_of((choice.get("delta") or {}).get("content"))
+                    stop_reason = label(choice.get("finish_reason")) or stop_reason
             if text:
                 yield TextDelta(text)
+        else:
+            if stop_reason is None:
+                return  # the body ended before a finish_reason: truncated
+        yield StreamEnd(model, usage, stop_reason)
 
 
 def _usage(usage: dict[str, Any]) -> Usage:
-    return Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+    return Usage(count(usage.get("prompt_tokens")), count(usage.get("completion_tokens")))
 
 
 def _stream_error(call: Call, body: Any) -> ProviderError:

@@ -1,7 +1,8 @@
 """``python -m failover_cli.sim``: serve one simulated provider until Ctrl-C.
 
 Rehearse an outage against your own chain: point a provider's ``base_url`` at the printed URL
-and script the failure, e.g. ``--statuses 529,529,200 --retry-after 2`` or ``--fault truncate``.
+and script the failure, e.g. ``--statuses 529,529,200 --retry-after 2``, ``--fault stall`` or
+``--statuses 429 --remaining-requests 0 --requests-reset 5``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--fault", choices=FAULTS, help="misbehaviour applied to every answer")
     add("--fault-after-tokens", type=int, default=2, help="tokens before a stream fault")
     add("--health-status", type=int, help="status of the health endpoint (default: 200)")
+    add("--remaining-requests", type=int, help="requests left, in rate-limit headers")
+    add("--remaining-tokens", type=int, help="tokens left, in rate-limit headers")
+    add("--requests-reset", type=float, default=1.0, help="seconds until requests refill")
+    add("--tokens-reset", type=float, default=60.0, help="seconds until tokens refill")
     add("--quiet", action="store_true", help="do not log each request to stderr")
     return parser
 
@@ -86,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         "fault": args.fault,
         "fault_after_tokens": args.fault_after_tokens,
         "health_status": args.health_status,
+        "remaining_requests": args.remaining_requests,
+        "remaining_tokens": args.remaining_tokens,
+        "requests_reset": args.requests_reset,
+        "tokens_reset": args.tokens_reset,
     }
     if args.text is not None:
         options["text"] = args.text

@@ -11,8 +11,15 @@ Wire format, as documented by Anthropic:
   and the ``request-id`` header: https://docs.anthropic.com/en/api/errors
 - Models list (``data``, ``has_more``, ``first_id``, ``last_id``):
   https://docs.anthropic.com/en/api/models-list
-- ``x-api-key`` and ``anthropic-version`` are required headers: the OpenAPI spec
-  (tests/specs/anthropic-messages.openapi.json), which also defines ``Message``/``ErrorResponse``.
+- The key comes as ``x-api-key`` (the OpenAPI spec, tests/specs/anthropic-messages.openapi.json,
+  which also defines ``Message``/``ErrorResponse``; SDK 1.x) or ``Authorization: Bearer`` (SDK
+  2.x); ``anthropic-version`` is required, and any version is accepted (``2023-06-01``,
+  ``2026-10-21``).
+- A model without prefill answers a final assistant turn with a 400 ``invalid_request_error``
+  "This model does not support assistant message prefill. The conversation must end with a user
+  message." (https://platform.claude.com/docs/en/api/errors#prefill-not-supported).
+- Rate limits: ``anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,
+  remaining,reset}``, resets as RFC 3339 timestamps (https://docs.anthropic.com/en/api/rate-limits).
 - The credit-balance error is a 400 ``invalid_request_error`` ("Your credit balance is too low
   ...", anthropics/claude-code#4684); context overflow is a 400 "prompt is too long: N tokens >
   M maximum" (entropy-research/Devon#88).
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 from .wire import (
     JSON_TYPE,
+    Budget,
     End,
     Exchange,
     RecordedRequest,
@@ -31,9 +39,11 @@ from .wire import (
     Template,
     cut_json,
     dumps,
+    last_role,
     models_api_route,
     new_id,
     quote,
+    rfc3339,
     sse,
 )
 
@@ -48,6 +58,11 @@ _ERRORS = {
     500: ("api_error", "Internal server error"),
     529: ("overloaded_error", "Overloaded"),
 }
+_NO_PREFILL = (
+    "This model does not support assistant message prefill. "
+    "The conversation must end with a user message."
+)
+_LIMITS = {"requests": 4_000, "tokens": 2_000_000}
 _CREDIT = (
     "Your credit balance is too low to access the Anthropic API. "
     "Please go to Plans & Billing to upgrade or purchase credits."
@@ -67,7 +82,8 @@ class AnthropicDialect:
         return _error(404, "not_found_error", "Not Found")
 
     def check_auth(self, request: RecordedRequest, api_key: str | None) -> Reply | None:
-        key = request.headers.get("x-api-key")
+        scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+        key = request.headers.get("x-api-key") or (bearer if scheme.lower() == "bearer" else "")
         if not key:
             return _error(401, "authentication_error", "x-api-key header is required")
         if api_key is not None and key != api_key:
@@ -120,7 +136,7 @@ class AnthropicDialect:
                 "role": "assistant",
                 "model": exchange.model,
                 "content": [{"type": "text", "text": text}] if text else [],
-                "stop_reason": "end_turn",
+                "stop_reason": "refusal" if exchange.refused else "end_turn",
                 "stop_sequence": None,
                 "usage": _usage(exchange.input_tokens, output_tokens),
             }
@@ -141,13 +157,14 @@ class AnthropicDialect:
             },
         }
         head = [sse(dumps(start), "message_start")]
-        if tokens or end is not End.COMPLETE:
+        if tokens or end not in (End.COMPLETE, End.NO_MARKER):
             block = {"type": "content_block_start", "index": 0}
             block["content_block"] = {"type": "text", "text": ""}
             head.append(sse(dumps(block), "content_block_start"))
         head.append(sse(b'{"type":"ping"}', "ping"))
         frames = [_DELTA(quote(token)) for token in tokens]
-        return StreamFrames(head, frames, _tail(end, bool(tokens), len(tokens)))
+        stop = "refusal" if exchange.refused else "end_turn"
+        return StreamFrames(head, frames, _tail(end, bool(tokens), len(tokens), stop))
 
     def status_error(self, status: int, exchange: Exchange | None) -> Reply:
         kind, message = _ERRORS.get(status) or (
@@ -168,8 +185,27 @@ class AnthropicDialect:
             return _error(401, "authentication_error", "invalid x-api-key")
         return _error(404, "not_found_error", f"model: {exchange.model}")
 
+    def prefill_error(self, request: RecordedRequest) -> Reply | None:
+        if last_role(request.json.get("messages")) != "assistant":
+            return None
+        return _error(400, "invalid_request_error", _NO_PREFILL)
+
     def response_headers(self, request_id: str) -> list[tuple[str, str]]:
         return [("request-id", request_id)]
+
+    def ratelimit_headers(self, budgets: list[Budget], now: float) -> list[tuple[str, str]]:
+        headers = []
+        for budget in budgets:
+            kinds = ("tokens", "input-tokens", "output-tokens")
+            for kind in kinds if budget.kind == "tokens" else ("requests",):
+                prefix = f"anthropic-ratelimit-{kind}-"
+                limit = max(budget.remaining, _LIMITS[budget.kind])
+                headers += [
+                    (prefix + "limit", str(limit)),
+                    (prefix + "remaining", str(budget.remaining)),
+                    (prefix + "reset", rfc3339(now + budget.reset)),
+                ]
+        return headers
 
 
 def _model(model: str) -> dict[str, str]:
@@ -201,7 +237,9 @@ def _delta(text: str) -> dict[str, object]:
 _DELTA = Template(_delta(Template.slot(0)), lambda raw: sse(raw, "content_block_delta"))
 
 
-def _tail(end: End, had_block: bool, output_tokens: int) -> list[bytes]:
+def _tail(end: End, had_block: bool, output_tokens: int, stop_reason: str) -> list[bytes]:
+    """What follows the tokens: nothing, a broken event, an error, or the end of the message
+    (without ``message_stop`` for ``End.NO_MARKER``)."""
     if end is End.CUT:
         return []
     if end is End.MALFORMED:
@@ -211,17 +249,16 @@ def _tail(end: End, had_block: bool, output_tokens: int) -> list[bytes]:
         return [sse(dumps(error), "error")]
     stop = {
         "type": "message_delta",
-        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        "delta": {"stop_reason": stop_reason, "stop_sequence": None},
         "usage": {"output_tokens": output_tokens},
     }
     tail = (
         [sse(b'{"type":"content_block_stop","index":0}', "content_block_stop")] if had_block else []
     )
-    return [
-        *tail,
-        sse(dumps(stop), "message_delta"),
-        sse(b'{"type":"message_stop"}', "message_stop"),
-    ]
+    tail.append(sse(dumps(stop), "message_delta"))
+    if end is End.COMPLETE:
+        tail.append(sse(b'{"type":"message_stop"}', "message_stop"))
+    return tail
 
 
 def _error(status: int, kind: str, message: str) -> Reply:

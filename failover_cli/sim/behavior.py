@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from .wire import Budget
+
 Fault = Literal[
     "hang",  # read the request, never answer
     "drip",  # answer normally, a few bytes at a time with pauses
@@ -27,11 +29,20 @@ Fault = Literal[
     "auth",  # 401 with the dialect's body
     "not_found",  # 404 model not found
     "empty",  # 200 with no text
+    "stall",  # some tokens (JSON: half the body), then silence with the connection open
+    "no_end_marker",  # the stream reports its finish, then ends without the optional marker
+    "deep_json",  # JSON nested 100,000 deep (a stream: in one event after some tokens)
+    "huge_number",  # token counts of 1e400
+    "bad_delta",  # a text delta that is a number (JSON: the answer text is a number)
+    "gzip_bomb",  # a small gzip body that inflates to 512 MiB of zeros
+    "endless",  # a body that never ends (a stream: one event that never ends, after some tokens)
+    "reject_prefill",  # 400 in the dialect's words when the last turn is the assistant's
+    "content_filter",  # the answer, ended by the dialect's refusal / content-filter reason
 ]
 FAULTS: tuple[str, ...] = get_args(Fault)
 
 # Faults that cut a stream after ``fault_after_tokens`` tokens.
-CUTTING_FAULTS = frozenset({"truncate", "reset", "malformed", "midstream_error"})
+CUTTING_FAULTS = frozenset({"truncate", "reset", "malformed", "midstream_error", "stall"})
 # Faults answered with an error status instead of an answer.
 ERROR_FAULTS = frozenset({"context_length", "quota", "auth", "not_found"})
 
@@ -48,6 +59,11 @@ class Behavior:
     (200 answers normally), else a random ``failure_status`` with probability
     ``failure_rate`` (seeded by ``seed``, so reproducible), else ``fault`` (if any).
     Health endpoints answer normally unless ``health_status`` is set.
+
+    Rate limits: with ``remaining_requests`` or ``remaining_tokens`` set, every completion
+    response (errors too) reports them in the dialect's rate-limit headers (Anthropic and
+    OpenAI; Gemini and Ollama send none), refilling ``requests_reset`` / ``tokens_reset``
+    seconds later.
     """
 
     text: str = "Hello from the failover simulator."
@@ -67,6 +83,10 @@ class Behavior:
     health_status: int | None = None
     drip_bytes: int = 8
     drip_interval: float = 0.01
+    remaining_requests: int | None = None
+    remaining_tokens: int | None = None
+    requests_reset: float = 1.0
+    tokens_reset: float = 60.0
 
     def __post_init__(self) -> None:
         problems = _problems(self)
@@ -86,10 +106,20 @@ class Behavior:
             headers.append(("retry-after-ms", str(self.retry_after_ms)))
         return headers
 
+    @property
+    def budgets(self) -> list[Budget]:
+        """The rate-limit budgets this behaviour reports."""
+        budgets = []
+        if self.remaining_requests is not None:
+            budgets.append(Budget("requests", self.remaining_requests, self.requests_reset))
+        if self.remaining_tokens is not None:
+            budgets.append(Budget("tokens", self.remaining_tokens, self.tokens_reset))
+        return budgets
+
 
 def _problems(b: Behavior) -> list[str]:
     problems = []
-    for name in ("latency", "ttft", "drip_interval"):
+    for name in ("latency", "ttft", "drip_interval", "requests_reset", "tokens_reset"):
         value = getattr(b, name)
         if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
             problems.append(f"{name} must be a number >= 0, got {value!r}")
@@ -107,6 +137,10 @@ def _problems(b: Behavior) -> list[str]:
         problems.append("fault_after_tokens must be >= 0 and drip_bytes >= 1")
     if b.retry_after_ms is not None and b.retry_after_ms < 0:
         problems.append(f"retry_after_ms must be >= 0, got {b.retry_after_ms!r}")
+    for name in ("remaining_requests", "remaining_tokens"):
+        value = getattr(b, name)
+        if value is not None and not (isinstance(value, int) and value >= 0):
+            problems.append(f"{name} must be an integer >= 0 or None, got {value!r}")
     return problems
 
 

@@ -18,6 +18,11 @@ https://ai.google.dev/api/models):
   (google-gemini/gemini-cli#6678).
 - The key is accepted in the ``x-goog-api-key`` header or the ``key`` query parameter.
 
+A request whose last turn is the model's gets, under ``reject_prefill``, the 400 "Please ensure
+that multiturn requests ends with a user role or a function response." (songquanpeng/one-api#836).
+No rate-limit headers are sent (a 429 carries its retry delay in the body). Under
+``no_end_marker`` the last event (the one with ``finishReason``) lacks its blank line.
+
 The ``auth`` fault answers 401 ``UNAUTHENTICATED`` (what the API sends for bad credentials
 other than a key). Retry hints are sent only as a ``Retry-After`` header, not as the
 ``RetryInfo`` detail the real API uses.
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 from .wire import (
     HEALTH,
+    Budget,
     End,
     Exchange,
     RecordedRequest,
@@ -36,6 +42,7 @@ from .wire import (
     Template,
     cut_json,
     dumps,
+    last_role,
     quote,
     sse,
 )
@@ -60,6 +67,7 @@ _STATUS = {
     503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
     504: ("DEADLINE_EXCEEDED", "Deadline expired before operation could complete."),
 }
+_NO_PREFILL = "Please ensure that multiturn requests ends with a user role or a function response."
 _QUOTA_METRIC = "generativelanguage.googleapis.com/generate_content_requests"
 _UNREGISTERED = (
     "Method doesn't allow unregistered callers (callers without established identity). "
@@ -142,13 +150,14 @@ class GeminiDialect:
     def stream(self, exchange: Exchange, tokens: list[str], end: End) -> StreamFrames:
         piece = _piece(exchange)
         prompt = exchange.input_tokens
-        plain = tokens[:-1] if end is End.COMPLETE else tokens
+        finishes = end in (End.COMPLETE, End.NO_MARKER)
+        plain = tokens[:-1] if finishes else tokens
         frames = [
             piece(quote(text), b"%d" % count, b"%d" % (prompt + count))
             for count, text in enumerate(plain, start=1)
         ]
-        tail = []
-        if end is End.COMPLETE:  # the last chunk carries the finish reason
+        tail: list[bytes] = []
+        if finishes:  # the last chunk carries the finish reason
             last = tokens[-1] if tokens else ""
             finished = dumps(_response(exchange, last, len(tokens), finished=True))
             (frames if tokens else tail).append(finished)
@@ -158,11 +167,15 @@ class GeminiDialect:
         elif end is End.MALFORMED:
             tail = [cut_json(_response(exchange, " more", len(tokens) + 1, finished=False))]
         if _is_sse(exchange.request):
-            return StreamFrames([], [_event(f) for f in frames], [_event(f) for f in tail])
+            events = StreamFrames([], [_event(f) for f in frames], [_event(f) for f in tail])
+            if end is End.NO_MARKER:  # the last event without its blank line
+                ending = events.tail if events.tail else events.tokens
+                ending[-1] = ending[-1].removesuffix(b"\r\n")
+            return events
         # A JSON array, one element per chunk, closed only by a complete stream.
         items = [b"[" if i == 0 else b",\r\n" for i in range(len(frames) + len(tail))]
         pieces = [sep + item for sep, item in zip(items, frames + tail, strict=True)]
-        closing = [b"]"] if end is End.COMPLETE else []
+        closing = [b"]"] if finishes else []
         return StreamFrames([], pieces[: len(frames)], pieces[len(frames) :] + closing)
 
     def status_error(self, status: int, exchange: Exchange | None) -> Reply:
@@ -196,7 +209,15 @@ class GeminiDialect:
         )
         return _error(404, "NOT_FOUND", message)
 
+    def prefill_error(self, request: RecordedRequest) -> Reply | None:
+        if last_role(request.json.get("contents")) != "model":
+            return None
+        return _error(400, "INVALID_ARGUMENT", _NO_PREFILL)
+
     def response_headers(self, request_id: str) -> list[tuple[str, str]]:
+        return []
+
+    def ratelimit_headers(self, budgets: list[Budget], now: float) -> list[tuple[str, str]]:
         return []
 
 
@@ -214,7 +235,7 @@ def _response(exchange: Exchange, text: str, output_tokens: int, *, finished: bo
         content["parts"] = [{"text": text}]
     candidate: dict[str, object] = {"content": content, "index": 0}
     if finished:
-        candidate["finishReason"] = "STOP"
+        candidate["finishReason"] = "SAFETY" if exchange.refused else "STOP"
     prompt = exchange.input_tokens
     usage: dict[str, object] = {"promptTokenCount": prompt}
     if output_tokens:

@@ -15,6 +15,9 @@ Wire format, as documented by Ollama:
 
 Ollama has no authentication; when the simulator is given an ``api_key`` it expects
 ``Authorization: Bearer <key>`` (as a proxy or ollama.com would) and answers 401 otherwise.
+Ollama sends no rate-limit headers, and it continues a final assistant turn: ``reject_prefill``
+(a 400 "the conversation must end with a user message") stands for a proxy that refuses it, and
+``no_end_marker`` ends the ``done`` line without its newline.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import time
 from .wire import (
     COMPLETION,
     HEALTH,
+    Budget,
     End,
     Exchange,
     RecordedRequest,
@@ -33,6 +37,7 @@ from .wire import (
     Template,
     cut_json,
     dumps,
+    last_role,
     quote,
 )
 
@@ -121,7 +126,8 @@ class OllamaDialect:
         elif end is End.ERROR:
             tail = [_line({"error": _MESSAGES[500]})]
         else:
-            tail = [_line(_final(exchange, "", len(tokens)))]
+            final = _line(_final(exchange, "", len(tokens)))
+            tail = [final if end is End.COMPLETE else final.rstrip(b"\n")]
         return StreamFrames([], frames, tail)
 
     def status_error(self, status: int, exchange: Exchange | None) -> Reply:
@@ -136,7 +142,15 @@ class OllamaDialect:
             return _error(401, "unauthorized")
         return _error(404, f'model "{exchange.model}" not found, try pulling it first')
 
+    def prefill_error(self, request: RecordedRequest) -> Reply | None:
+        if last_role(request.json.get("messages")) != "assistant":
+            return None
+        return _error(400, "the conversation must end with a user message")
+
     def response_headers(self, request_id: str) -> list[tuple[str, str]]:
+        return []
+
+    def ratelimit_headers(self, budgets: list[Budget], now: float) -> list[tuple[str, str]]:
         return []
 
 

@@ -14,6 +14,12 @@ Wire format, as documented by OpenAI:
   (langchain-ai/langchainjs#1929); context overflow is a 400 with ``param: messages`` and
   ``code: context_length_exceeded`` (chathub-dev/chathub#126).
 
+- Rate limits: ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}``, resets as Go
+  durations until the refill (``6m0s``): https://platform.openai.com/docs/guides/rate-limits
+- ``reject_prefill`` answers like an OpenAI-compatible server that refuses a final assistant
+  turn (Mistral's wording, "Expected last role User or Tool (or Assistant with prefix True) for
+  serving but got assistant", 0xPlaygrounds/rig#708), in OpenAI's error shape.
+
 Unlike the real API, the 401 message never echoes any part of the key it was given.
 """
 
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 from .wire import (
     JSON_TYPE,
+    Budget,
     End,
     Exchange,
     RecordedRequest,
@@ -30,6 +37,8 @@ from .wire import (
     Template,
     cut_json,
     dumps,
+    go_duration,
+    last_role,
     models_api_route,
     new_id,
     quote,
@@ -50,6 +59,10 @@ _QUOTA = (
     "information on this error, read the docs: "
     "https://platform.openai.com/docs/guides/error-codes/api-errors."
 )
+_NO_PREFILL = (
+    "Expected last role User or Tool (or Assistant with prefix True) for serving but got assistant"
+)
+_LIMITS = {"requests": 10_000, "tokens": 30_000_000}
 _SERVER = "The server had an error while processing your request. Sorry about that!"
 # status -> (type, code, message)
 _ERRORS = {
@@ -124,7 +137,7 @@ class OpenAIDialect:
             "index": 0,
             "message": {"role": "assistant", "content": text, "refusal": None, "annotations": []},
             "logprobs": None,
-            "finish_reason": "stop",
+            "finish_reason": "content_filter" if exchange.refused else "stop",
         }
         return dumps(
             {
@@ -166,11 +179,12 @@ class OpenAIDialect:
             error = {"message": _SERVER, "type": "server_error", "param": None, "code": None}
             tail = [sse(dumps({"error": error}))]
         else:
-            tail = [sse(dumps(chunk({}, "stop")))]
+            tail = [sse(dumps(chunk({}, "content_filter" if exchange.refused else "stop")))]
             if include_usage:
                 usage = _usage(exchange.input_tokens, len(tokens))
                 tail.append(sse(dumps({**base, "choices": [], "usage": usage})))
-            tail.append(b"data: [DONE]\n\n")
+            if end is End.COMPLETE:
+                tail.append(b"data: [DONE]\n\n")
         return StreamFrames(head, frames, tail)
 
     def status_error(self, status: int, exchange: Exchange | None) -> Reply:
@@ -199,11 +213,27 @@ class OpenAIDialect:
         message = f"The model `{exchange.model}` does not exist or you do not have access to it."
         return _error(404, "invalid_request_error", "model_not_found", message)
 
+    def prefill_error(self, request: RecordedRequest) -> Reply | None:
+        if last_role(request.json.get("messages")) != "assistant":
+            return None
+        return _error(400, "invalid_request_error", None, _NO_PREFILL, "messages")
+
     def response_headers(self, request_id: str) -> list[tuple[str, str]]:
         return [
             ("x-request-id", request_id.replace("chatcmpl-", "req_")),
             ("openai-version", "2020-10-01"),
         ]
+
+    def ratelimit_headers(self, budgets: list[Budget], now: float) -> list[tuple[str, str]]:
+        headers = []
+        for budget in budgets:
+            limit = max(budget.remaining, _LIMITS[budget.kind])
+            headers += [
+                (f"x-ratelimit-limit-{budget.kind}", str(limit)),
+                (f"x-ratelimit-remaining-{budget.kind}", str(budget.remaining)),
+                (f"x-ratelimit-reset-{budget.kind}", go_duration(budget.reset)),
+            ]
+        return headers
 
 
 def _model(model: str) -> dict[str, object]:

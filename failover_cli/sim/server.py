@@ -177,26 +177,40 @@ class _Connection(asyncio.Protocol):
             for pause, piece in plan.pieces:
                 if pause:
                     await asyncio.sleep(pause)
-                if self._writable is not None:
-                    await self._writable.wait()
-                if self._transport is None or self._transport.is_closing():
+                if not await self._send(piece):
                     return
-                self._write(self._h11.send(h11.Data(data=piece)))
+            while plan.repeat is not None:  # until the client goes away
+                if not await self._send(plan.repeat):
+                    return
+                await asyncio.sleep(0)  # let other connections have the loop
         except h11.LocalProtocolError:
             self.abort()
             return
-        if plan.ending == "end":
+        self._finish(plan.ending)
+
+    async def _send(self, piece: bytes) -> bool:
+        """Write one piece of the body once the transport takes more; False if it is gone."""
+        if self._writable is not None:
+            await self._writable.wait()
+        if self._transport is None or self._transport.is_closing():
+            return False
+        self._write(self._h11.send(h11.Data(data=piece)))
+        return True
+
+    def _finish(self, ending: str) -> None:
+        if ending == "end":
             self._write(self._h11.send(h11.EndOfMessage()))
             self._task = None
             self._next_cycle()
             self._advance()
-        elif plan.ending == "end_close":
+        elif ending == "end_close":
             self._write(self._h11.send(h11.EndOfMessage()))
             self._close()
-        elif plan.ending == "cut":
+        elif ending == "cut":
             self._close()
-        else:
+        elif ending == "abort":
             self.abort()
+        # "stall": nothing more, ever; the connection stays open until either side closes it
 
     def _next_cycle(self) -> None:
         """After a response: get ready for the next request on this connection, or close it."""

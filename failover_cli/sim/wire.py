@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import Enum
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 JSON_TYPE = "application/json"
 
@@ -72,12 +74,23 @@ class Exchange:
     latency: float = 0.0
     ttft: float = 0.0
     generation: float = 0.0
+    refused: bool = False  # ended by a content filter / refusal instead of a normal stop
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """One rate-limit budget a response reports: what is left, and seconds until it refills."""
+
+    kind: Literal["requests", "tokens"]
+    remaining: int
+    reset: float
 
 
 class End(Enum):
     """How a rendered stream ends."""
 
     COMPLETE = "complete"  # the dialect's terminal marker
+    NO_MARKER = "no_marker"  # the finish, without the optional marker that may follow it
     CUT = "cut"  # nothing: the stream just stops
     ERROR = "error"  # the dialect's in-stream error
     MALFORMED = "malformed"  # a line of invalid JSON
@@ -132,7 +145,40 @@ class Dialect(Protocol):
         """The reply for ``context_length``, ``quota``, ``auth`` and ``not_found``."""
         ...
 
+    def prefill_error(self, request: RecordedRequest) -> Reply | None:
+        """The ``reject_prefill`` rejection, when the request's last turn is the assistant's."""
+        ...
+
     def response_headers(self, request_id: str) -> list[tuple[str, str]]: ...
+
+    def ratelimit_headers(self, budgets: list[Budget], now: float) -> list[tuple[str, str]]:
+        """The dialect's rate-limit headers reporting ``budgets`` at epoch time ``now``."""
+        ...
+
+
+def last_role(turns: Any) -> str | None:
+    """The role of the last of a request's messages/contents, if it has one."""
+    if isinstance(turns, list) and turns and isinstance(turns[-1], dict):
+        role = turns[-1].get("role")
+        return role if isinstance(role, str) else None
+    return None
+
+
+def go_duration(seconds: float) -> str:
+    """``seconds`` as Go prints a duration: ``12ms``, ``1s``, ``6m0s``, ``1h2m3.5s``."""
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{secs:.3f}".rstrip("0").rstrip(".") + "s"
+    if hours:
+        return f"{int(hours)}h{int(minutes)}m{text}"
+    return f"{int(minutes)}m{text}" if minutes else text
+
+
+def rfc3339(epoch: float) -> str:
+    """``epoch`` as an RFC 3339 UTC timestamp, to the second (``2026-05-01T12:00:00Z``)."""
+    return datetime.fromtimestamp(math.ceil(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def dumps(obj: Any, indent: int | None = None) -> bytes:

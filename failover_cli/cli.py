@@ -7,7 +7,10 @@ level; Rich, httpx, YAML and the router are imported inside the commands that us
 
 from __future__ import annotations
 
+import math
 import os
+import re
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -17,6 +20,7 @@ if TYPE_CHECKING:
     from .config import Config
     from .protocols import StateStore
     from .router import FailoverRouter
+    from .types import ProviderConfig
 
 from .cli_base import (  # noqa: F401 - the exit codes are this module's public face too
     EXIT_BROKEN_PIPE,
@@ -24,7 +28,10 @@ from .cli_base import (  # noqa: F401 - the exit codes are this module's public 
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_REJECTED,
+    EXIT_TERMINATED,
     EXIT_USAGE,
+    MAX_SECONDS,
+    MAX_TOKENS,
     UnknownProvider,
     _Answer,
     _close_store,
@@ -38,8 +45,11 @@ from .cli_base import (  # noqa: F401 - the exit codes are this module's public 
     _state_location,
     _styled,
     _Ui,
+    clean,
     guarded,
+    json_text,
     run_ask,
+    scrub,
 )
 from .cli_base import (
     _check_names as _check_provider_names,
@@ -61,7 +71,8 @@ EXIT_CODES_HELP = """\
   2    usage or configuration error
   3    the request itself was rejected (not retried, not failed over)
   130  interrupted (Ctrl-C; state is saved)
-  141  standard output closed early (e.g. piped into `head`)
+  141  standard output closed early (e.g. piped into `head`; state is saved)
+  143  terminated (SIGTERM, as sent by timeout, systemd, Kubernetes; state is saved)
 [bold]failover health[/bold] follows monitoring-plugin conventions:
   0 OK, 1 WARNING (some down, the chain can serve), 2 CRITICAL (none can),
   3 UNKNOWN (configuration error)
@@ -111,6 +122,15 @@ StateOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+MAX_REQUESTS = 100_000  # bench: requests per provider
+MAX_CONCURRENCY = 1_000  # bench: requests in flight at once
+
+
+def _finite(value: float | None) -> float | None:
+    """Refuse NaN (it passes every range check) and infinity as an option's value."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
 
 
 # --- ask --------------------------------------------------------------------------------------
@@ -124,8 +144,10 @@ ASK_EPILOG = """\
   failover ask -v --timeout 20 --wait 0 "Quick question"
 
 stdout carries only the answer; the trace (-v), spinner and errors go to stderr.
+Piped stdin must be UTF-8 text (no NUL bytes) of at most 16 MiB: anything else is a
+usage error.
 Exit: 0 answered, 1 no provider could answer, 2 usage or configuration error,
-3 request rejected, 130 interrupted.
+3 request rejected, 130 interrupted, 143 terminated.
 """
 
 
@@ -143,11 +165,13 @@ def ask(
         str | None, typer.Option("--system", "-s", help="System prompt.", show_default=False)
     ] = None,
     max_tokens: Annotated[
-        int, typer.Option("--max-tokens", min=1, help="Most tokens to generate.")
+        int, typer.Option("--max-tokens", min=1, max=MAX_TOKENS, help="Most tokens to generate.")
     ] = 1024,
     temperature: Annotated[
         float | None,
-        typer.Option("--temperature", min=0.0, max=2.0, help="Sampling temperature."),
+        typer.Option(
+            "--temperature", min=0.0, max=2.0, callback=_finite, help="Sampling temperature."
+        ),
     ] = None,
     provider: Annotated[
         list[str] | None,
@@ -164,8 +188,10 @@ def ask(
         typer.Option(
             "--timeout",
             min=0.001,
+            max=MAX_SECONDS,
+            callback=_finite,
             metavar="SECONDS",
-            help="Deadline for the whole request (default 300).",
+            help="Deadline for the whole request (default 600).",
             show_default=False,
         ),
     ] = None,
@@ -174,6 +200,8 @@ def ask(
         typer.Option(
             "--wait",
             min=0.0,
+            max=MAX_SECONDS,
+            callback=_finite,
             metavar="SECONDS",
             help="How long to wait when every provider is down (default: queue.max_wait).",
             show_default=False,
@@ -187,7 +215,8 @@ def ask(
         typer.Option(
             "--json",
             help="Print one JSON object: text, provider, model, usage, cost_usd, latency_ms, "
-            "ttft_ms, attempts (also on failure: error and attempts).",
+            "ttft_ms, attempts, segments, switches, adjustments (also on failure: error and "
+            "attempts).",
         ),
     ] = False,
     verbose: Annotated[
@@ -233,7 +262,15 @@ def health(
         bool, typer.Option("--deep", help="Send a 1-token completion instead of a model list.")
     ] = False,
     timeout: Annotated[
-        float, typer.Option("--timeout", min=0.001, metavar="SECONDS", help="Per-check timeout.")
+        float,
+        typer.Option(
+            "--timeout",
+            min=0.001,
+            max=MAX_SECONDS,
+            callback=_finite,
+            metavar="SECONDS",
+            help="Per-check timeout.",
+        ),
     ] = 5.0,
     json_out: JsonOption = False,
     watch: Annotated[
@@ -241,6 +278,8 @@ def health(
         typer.Option(
             "--watch",
             min=0.1,
+            max=MAX_SECONDS,
+            callback=_finite,
             metavar="SECONDS",
             help="Check again every SECONDS until interrupted (with --json: one object per line).",
             show_default=False,
@@ -303,22 +342,12 @@ async def _health_round(
     return rows, int(status), status.name
 
 
-def _write_atomically(path: str, text: str) -> None:
-    """Write ``text`` to a temporary file next to ``path``, then rename it over ``path``."""
-    target = os.path.abspath(path)
-    tmp = f"{target}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+def _write_atomically(path: str, text: str, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``text`` atomically; a symbolic link or anything but a regular
+    file at ``path`` is refused (OSError), never followed (see :mod:`failover_cli.fsutil`)."""
+    from .fsutil import atomic_write
+
+    atomic_write(path, text.encode("utf-8"), mode=mode)
 
 
 async def _health(
@@ -331,7 +360,6 @@ async def _health(
     prometheus: str | None,
 ) -> int:
     import asyncio
-    import json
     import time
 
     from rich.console import Group
@@ -341,7 +369,9 @@ async def _health(
 
     out = make_console(stderr=False)
     store = _open_store(location)
-    router = FailoverRouter(cfg, store=store, autoflush=False, on_warning=_Ui.warn)
+    router = FailoverRouter(
+        cfg, store=store, autoflush=False, on_warning=_Ui.warn, background_probes=False
+    )
 
     async def one_round() -> tuple[list[dict[str, Any]], int, str]:
         rows, code, name = await _health_round(router, deep, timeout)
@@ -354,7 +384,7 @@ async def _health(
         return rows, code, name
 
     def view(rows: list[dict[str, Any]], code: int, name: str) -> Group:
-        return Group(health_table(rows), health_summary(name, code))
+        return Group(health_table(clean(rows, finite=False)), health_summary(name, code))
 
     def as_json(rows: list[dict[str, Any]], code: int, name: str) -> dict[str, Any]:
         return {"status": name, "exit_code": code, "checked_at": time.time(), "providers": rows}
@@ -380,7 +410,7 @@ async def _health(
         while True:
             rows, code, name = await one_round()
             if json_out:
-                _Answer().write(json.dumps(as_json(rows, code, name)) + "\n")
+                _Answer().write(json_text(as_json(rows, code, name), indent=None) + "\n")
             else:
                 out.print(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')}")
                 out.print(view(rows, code, name))
@@ -450,6 +480,7 @@ def status(
             from .render import make_console, status_details, status_table
 
             out = make_console(stderr=False)
+            report = clean(report, finite=False)
             out.print(status_table(report))
             out.print(status_details(report), end="")
 
@@ -523,16 +554,20 @@ Each provider is called directly (no failover); results also go into the latency
 @app.command(epilog=BENCH_EPILOG)
 def bench(
     requests: Annotated[
-        int, typer.Option("--requests", "-n", min=1, help="Requests per provider.")
+        int,
+        typer.Option("--requests", "-n", min=1, max=MAX_REQUESTS, help="Requests per provider."),
     ] = 10,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", "-j", min=1, help="Requests in flight at once.")
+        int,
+        typer.Option(
+            "--concurrency", "-j", min=1, max=MAX_CONCURRENCY, help="Requests in flight at once."
+        ),
     ] = 2,
     prompt: Annotated[
         str, typer.Option("--prompt", help="The prompt to send.")
     ] = "Reply with one short sentence about circuit breakers.",
     max_tokens: Annotated[
-        int, typer.Option("--max-tokens", min=1, help="Most tokens per answer.")
+        int, typer.Option("--max-tokens", min=1, max=MAX_TOKENS, help="Most tokens per answer.")
     ] = 64,
     provider: Annotated[
         list[str] | None,
@@ -566,11 +601,11 @@ def bench(
         elif csv_out:
             from .benchcmd import to_csv
 
-            _Answer().write(to_csv(results))
+            _Answer().write(to_csv(clean(results, finite=False)))
         else:
             from .render import bench_table, make_console
 
-            make_console(stderr=False).print(bench_table(results))
+            make_console(stderr=False).print(bench_table(clean(results, finite=False)))
     if not any(r["successes"] for r in results):
         raise typer.Exit(EXIT_FAILED)
 
@@ -630,24 +665,25 @@ async def _bench(
 )
 def config_validate(config: ConfigOption = None) -> None:
     """Check the configuration and list every problem as file:line: key: problem."""
-    from .config import find_config, load_config
-    from .errors import ConfigError
+    with _handled():
+        from .config import find_config, load_config
+        from .errors import ConfigError
 
-    found = find_config(config)
-    if found is None:
-        print("no configuration file found: the built-in default chain is used "
-              "(`failover config init` writes a starter file)")  # fmt: skip
-        return
-    try:
-        cfg = load_config(found)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem)
-        count = len(exc.problems)
-        _Ui.say("error", f"{count} problem{'s' if count != 1 else ''} in {found}")
-        raise typer.Exit(EXIT_USAGE) from None
-    names = ", ".join(p.name for p in cfg.providers)
-    print(f"{found}: OK ({len(cfg.providers)} providers: {names})")
+        found = find_config(config)
+        if found is None:
+            print("no configuration file found: the built-in default chain is used "
+                  "(`failover config init` writes a starter file)")  # fmt: skip
+            return
+        try:
+            cfg = load_config(found)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(scrub(str(problem)))
+            count = len(exc.problems)
+            _Ui.say("error", f"{count} problem{'s' if count != 1 else ''} in {found}")
+            raise typer.Exit(EXIT_USAGE) from None
+        names = ", ".join(p.name for p in cfg.providers)
+        print(f"{found}: OK ({len(cfg.providers)} providers: {names})")
 
 
 @config_app.command(
@@ -658,26 +694,8 @@ def config_show(config: ConfigOption = None, json_out: JsonOption = False) -> No
     with _handled():
         from dataclasses import asdict
 
-        from .config import base_url, key_env
-
         cfg = _load_config(config)
-        rows = []
-        for p in cfg.providers:
-            env_name = key_env(p)
-            rows.append(
-                {
-                    "name": p.name,
-                    "kind": p.kind,
-                    "model": p.model,
-                    "base_url": base_url(p),
-                    "api_key_env": env_name,
-                    "api_key_set": bool(env_name and os.environ.get(env_name)),
-                    "timeout": p.timeout,
-                    "connect_timeout": p.connect_timeout,
-                    "priority": p.priority,
-                    "cost": None if p.cost is None else asdict(p.cost),
-                }
-            )
+        rows = [_provider_row(p) for p in cfg.providers]
         sections = {
             "retry": asdict(cfg.retry),
             "breaker": asdict(cfg.breaker),
@@ -692,8 +710,35 @@ def config_show(config: ConfigOption = None, json_out: JsonOption = False) -> No
         from .render import config_table, make_console, sections_text
 
         out = make_console(stderr=False)
-        out.print(config_table(rows, source, cfg.chain))
-        out.print(sections_text(sections), end="")
+        out.print(config_table(clean(rows, finite=False), source, cfg.chain))
+        out.print(sections_text(clean(sections, finite=False)), end="")
+
+
+# What `config show` accepts as the name of a key variable; anything else (a key pasted there
+# by mistake, say `sk-...` or `gsk_...`) is shown as *** and never echoed.
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+
+
+def _provider_row(p: ProviderConfig) -> dict[str, Any]:
+    """One provider as `config show` prints it: URL passwords and misplaced keys hidden."""
+    from dataclasses import asdict
+
+    from .config import base_url, key_env
+
+    env_name = key_env(p)
+    shown = env_name if env_name is None or ENV_NAME.fullmatch(env_name) else "***"
+    return {
+        "name": p.name,
+        "kind": p.kind,
+        "model": p.model,
+        "base_url": _redact_url(base_url(p)),
+        "api_key_env": shown,
+        "api_key_set": bool(shown != "***" and env_name and os.environ.get(env_name)),
+        "timeout": p.timeout,
+        "connect_timeout": p.connect_timeout,
+        "priority": p.priority,
+        "cost": None if p.cost is None else asdict(p.cost),
+    }
 
 
 def _redacted_state(cfg: Config) -> dict[str, Any]:
@@ -741,12 +786,12 @@ def config_init(
     from .starter import STARTER_YAML
 
     target = Path(path) if path else config_dir() / "providers.yaml"
-    if target.exists() and not force:
+    if (target.exists() or target.is_symlink()) and not force:
         _Ui.say("error", f"{target} already exists (use --force to overwrite it)")
         raise typer.Exit(EXIT_USAGE)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(str(target), STARTER_YAML)
+        _write_atomically(str(target), STARTER_YAML, mode=0o600)
     except OSError as exc:
         _Ui.say("error", f"cannot write {target}: {exc.strerror or exc}")
         raise typer.Exit(EXIT_FAILED) from None
@@ -815,4 +860,35 @@ def _main(
 
 def run(argv: Sequence[str] | None = None) -> None:
     """Run the command line (``failover`` and ``python -m failover_cli``); exits the process."""
-    guarded(lambda: app(args=list(argv) if argv is not None else None, prog_name="failover"))
+    guarded(lambda: _invoke(list(argv) if argv is not None else None))
+
+
+def _invoke(args: list[str] | None) -> None:
+    """Run the Typer app; a usage error is one line on stderr and exit 2."""
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+    from typer._click.utils import PacifyFlushWrapper
+
+    try:
+        code = app(args=args, prog_name="failover", standalone_mode=False)
+    except SystemExit:
+        if isinstance(sys.stdout, PacifyFlushWrapper):  # Typer met a closed stdout: exit 1
+            raise SystemExit(EXIT_BROKEN_PIPE) from None
+        raise
+    except NoArgsIsHelpError as exc:
+        raise SystemExit(exc.exit_code) from None  # the help is already printed
+    except ClickException as exc:
+        _Ui.say("error", _usage_line(exc, exc.ctx if isinstance(exc, UsageError) else None))
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        raise SystemExit(EXIT_FAILED) from None
+    raise SystemExit(code if isinstance(code, int) else EXIT_OK)
+
+
+def _usage_line(exc: Any, ctx: Any) -> str:
+    """``exc``'s message, on one line, and where help is."""
+    message = " ".join(exc.format_message().split())
+    if ctx is None:
+        return message
+    command = ctx.command_path.partition(" ")[2]
+    prefix = f"{command}: " if command else ""
+    return f"{prefix}{message} (see '{ctx.command_path} --help')"

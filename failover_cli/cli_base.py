@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from .config import Config
+    from .errors import RoutingError
     from .protocols import StateStore
+    from .types import Attempt
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # no provider could answer
@@ -26,6 +28,17 @@ EXIT_USAGE = 2  # usage or configuration error
 EXIT_REJECTED = 3  # the request itself was rejected
 EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_BROKEN_PIPE = 141  # stdout closed early (e.g. `| head -c1`), as if killed by SIGPIPE
+EXIT_TERMINATED = 143  # SIGTERM (timeout, systemd, Kubernetes), as if killed by it
+
+# Bounds of the numeric options, shared by the Typer options and the Typer-free ``ask``.
+MAX_TOKENS = 1_000_000  # more than any model generates in one answer
+MAX_SECONDS = 86_400.0  # a day: the longest --timeout, --wait or --watch that makes sense
+MAX_STDIN = 16 << 20  # bytes of piped prompt; a large diff is well under it
+_STDIN_CHUNK = 1 << 20
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived. Unwinds like Ctrl-C (state is saved), then exits 143."""
 
 
 class UnknownProvider(ValueError):
@@ -95,7 +108,8 @@ class _Ui:
 
     @classmethod
     def say(cls, kind: str, text: str) -> None:
-        """One ``failover: KIND: text`` line on stderr."""
+        """One ``failover: KIND: text`` line on stderr (secrets redacted)."""
+        text = scrub(text)
         if not _styled(sys.stderr):
             print(f"failover: {kind}: {text}", file=sys.stderr, flush=True)
             return
@@ -131,6 +145,9 @@ def _handled(*, config_exit: int = EXIT_USAGE, failure_exit: int = EXIT_FAILED) 
     except KeyboardInterrupt:
         _Ui.say("error", "interrupted")
         raise SystemExit(EXIT_INTERRUPTED) from None
+    except Terminated:
+        _Ui.say("error", "terminated")
+        raise SystemExit(EXIT_TERMINATED) from None
     except BrokenPipeError:
         _silence_stdout()
         raise SystemExit(EXIT_BROKEN_PIPE) from None
@@ -158,17 +175,54 @@ def _handled(*, config_exit: int = EXIT_USAGE, failure_exit: int = EXIT_FAILED) 
 def _run_async(coro: Any) -> Any:
     import asyncio
 
-    return asyncio.run(coro)
+    return asyncio.run(_terminable(coro))
+
+
+async def _terminable(coro: Any) -> Any:
+    """Await ``coro``; a SIGTERM cancels it like Ctrl-C does (its ``finally`` blocks run,
+    state is saved), then raises Terminated."""
+    import asyncio
+    import signal
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    hit: list[bool] = []
+
+    def terminate() -> None:
+        if not hit and task is not None:
+            hit.append(True)
+            task.cancel()
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        loop.add_signal_handler(signal.SIGTERM, terminate)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+        return await coro
+    try:
+        result = await coro
+    except asyncio.CancelledError:
+        if hit:
+            raise Terminated from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if hit:
+        raise Terminated
+    return result
 
 
 # --- wiring helpers ---------------------------------------------------------------------------
 
 
 def _load_config(path: str | None) -> Config:
-    from .config import load_config
+    from .config import key_env, load_config
     from .paths import cache_dir
 
-    return load_config(path, cache_dir=cache_dir())
+    cfg = load_config(path, cache_dir=cache_dir())
+    _Secrets.watch([key_env(p) for p in cfg.providers])
+    return cfg
 
 
 def _check_names(config: Config, names: Sequence[str] | None, option: str) -> list[str] | None:
@@ -215,25 +269,112 @@ def _close_store(store: StateStore | None) -> None:
             _Ui.warn(str(exc))
 
 
+_SECRET_PARAMS = ("key", "token", "secret", "password", "passwd", "sig", "auth", "credential")
+
+
 def _redact_url(location: str) -> str:
-    """A state URL with any password replaced (``redis://user:***@host``)."""
+    """A URL with its password (or a user name without one) and secret-looking query values
+    replaced (``redis://user:***@host``, ``https://***@host``, ``https://host/v1?key=***``)."""
     from urllib.parse import urlsplit, urlunsplit
 
     if "://" not in location:
         return location
-    parts = urlsplit(location)
-    if parts.password is None:
-        return location
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    try:
+        parts = urlsplit(location)
+    except ValueError:
+        return "***"
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if at:  # a user name alone is often a token (https://TOKEN@host)
+        user, colon, _ = userinfo.partition(":")
+        parts = parts._replace(netloc=f"{user}:***@{host}" if colon else f"***@{host}")
+    if parts.query:
+        parts = parts._replace(query="&".join(map(_redact_param, parts.query.split("&"))))
+    return urlunsplit(parts)
+
+
+def _redact_param(pair: str) -> str:
+    name, eq, value = pair.partition("=")
+    secret = any(word in name.lower() for word in _SECRET_PARAMS)
+    return f"{name}=***" if eq and value and secret else pair
+
+
+# --- secrets and numbers never printed --------------------------------------------------------
+
+_SECRET_SUFFIXES = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+_MIN_SECRET = 8  # shorter values are not keys, and redacting them would mangle output
+
+
+class _Secrets:
+    """Values never printed: every variable whose name ends like a secret's, and the key
+    variables of the chain in use (:meth:`watch`), in every spelling an error message could
+    carry them (stripped of stray whitespace, escaped, percent-encoded)."""
+
+    names: set[str] = set()  # noqa: RUF012 - process-wide by design
+    _cache: tuple[tuple[tuple[str, str], ...], list[str]] = ((), [])
+
+    @classmethod
+    def watch(cls, names: Sequence[str | None]) -> None:
+        cls.names.update(n for n in names if n)
+
+    @classmethod
+    def values(cls) -> list[str]:
+        env = os.environ
+        picked = tuple(
+            (k, v)
+            for k, v in env.items()
+            if v and (k in cls.names or k.upper().endswith(_SECRET_SUFFIXES))
+        )
+        if picked != cls._cache[0]:
+            spellings = {s for _, v in picked for s in _spellings(v) if len(s) >= _MIN_SECRET}
+            cls._cache = (picked, sorted(spellings, key=len, reverse=True))
+        return cls._cache[1]
+
+
+def _spellings(value: str) -> set[str]:
+    """``value`` as it may appear in a message: raw, stripped, escaped, JSON, URL-encoded."""
+    import json
+    from urllib.parse import quote
+
+    out: set[str] = set()
+    for v in {value, value.strip()}:
+        out |= {v, v.encode("unicode_escape").decode("ascii"), json.dumps(v)[1:-1]}
+        out.add(quote(v, safe=""))
+    return out
+
+
+def scrub(text: str, secrets: Sequence[str] | None = None) -> str:
+    """``text`` with every secret (see :class:`_Secrets`) replaced by ``[REDACTED]``."""
+    from .errors import redact
+
+    return redact(text, _Secrets.values() if secrets is None else secrets)
+
+
+def clean(obj: Any, secrets: Sequence[str] | None = None, *, finite: bool = True) -> Any:
+    """A copy of ``obj`` (JSON-ready data) fit to print: secrets redacted from every string
+    and, with ``finite``, NaN or infinite numbers (not JSON) turned into null."""
+    import math
+
+    secrets = _Secrets.values() if secrets is None else secrets
+    if isinstance(obj, str):
+        return scrub(obj, secrets)
+    if isinstance(obj, float) and finite and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Mapping):
+        return {k: clean(v, secrets, finite=finite) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [clean(v, secrets, finite=finite) for v in obj]
+    return obj
+
+
+def json_text(obj: Any, *, indent: int | None = 2) -> str:
+    """``obj`` as standard JSON (never NaN or Infinity), secrets redacted."""
+    import json
+
+    return json.dumps(clean(obj), indent=indent, ensure_ascii=False, allow_nan=False)
 
 
 def _print_json(obj: Any) -> None:
-    import json
-
-    _Answer().write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    _Answer().write(json_text(obj) + "\n")
 
 
 # --- ask ----------------------------------------------------------------------------------------
@@ -256,31 +397,81 @@ def run_ask(
 ) -> None:
     """Ask the chain one question; the answer streams to stdout as it arrives. Raises
     SystemExit with the documented code on failure, UnknownProvider for a bad ``provider``."""
+    from .errors import AllProvidersFailed
+
     with _handled():
         from .prompt import read_prompt
 
         cfg = _load_config(config)
         only = _check_names(cfg, provider, "--provider")
-        stdin = None if sys.stdin is None else getattr(sys.stdin, "buffer", None)
-        text = read_prompt(prompt, stdin)
-        _run_async(
-            _ask(
-                cfg,
-                _state_location(state, cfg),
-                dict(
-                    prompt=text,
-                    max_tokens=max_tokens,
-                    system=system,
-                    temperature=temperature,
-                    timeout=timeout,
-                    max_wait=wait,
-                    only=only,
-                ),
-                stream=not no_stream,
-                json_out=json_out,
-                verbose=verbose,
-            )
+        text = read_prompt(prompt, _stdin())
+        request = dict(
+            prompt=text,
+            max_tokens=max_tokens,
+            system=system,
+            temperature=temperature,
+            timeout=timeout,
+            max_wait=wait,
+            only=only,
         )
+        location = _state_location(state, cfg)
+        try:
+            _run_async(
+                _ask(cfg, location, request, stream=not no_stream, json_out=json_out,
+                     verbose=verbose)
+            )  # fmt: skip
+        except AllProvidersFailed as exc:
+            _explain_keys(cfg, exc)
+            raise
+
+
+# --- standard input -----------------------------------------------------------------------------
+
+
+class _BoundedStdin:
+    """Standard input as :func:`failover_cli.prompt.read_prompt` reads it, read in chunks and
+    refused past ``limit`` bytes (memory stays bounded whatever is piped) or when it holds a
+    NUL byte (binary data, not a prompt)."""
+
+    def __init__(self, raw: BinaryIO, limit: int = MAX_STDIN) -> None:
+        self.raw = raw
+        self.limit = limit
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+    def read(self) -> bytes:
+        from .prompt import PromptError
+
+        chunks: list[bytes] = []
+        size = 0
+        while size <= self.limit:
+            chunk = self.raw.read(min(_STDIN_CHUNK, self.limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > self.limit:
+            raise PromptError(
+                f"standard input is larger than {self.limit >> 20} MiB, the most failover "
+                "sends as a prompt: trim it or send it in parts"
+            )
+        data = b"".join(chunks)
+        nul = data.find(b"\0")
+        if nul >= 0:
+            raise PromptError(
+                f"standard input is not text (a NUL byte at offset {nul}): failover sends "
+                "UTF-8 text prompts only"
+            )
+        return data
+
+
+def _stdin() -> BinaryIO | None:
+    raw = None if sys.stdin is None else getattr(sys.stdin, "buffer", None)
+    return None if raw is None else cast(BinaryIO, _BoundedStdin(raw))
+
+
+# --- ask ------------------------------------------------------------------------------------------
 
 
 async def _ask(
@@ -292,22 +483,23 @@ async def _ask(
     json_out: bool,
     verbose: bool,
 ) -> None:
-    from .errors import RoutingError
+    from .errors import AllProvidersFailed, RoutingError
     from .router import FailoverRouter
 
     answer = _Answer()
-    animate = _styled(sys.stderr)
-    display: Any = _QueuedNote()  # without a trace or spinner, still say why nothing happens
-    if verbose or animate:
-        from .render import RouteDisplay
-
-        display = RouteDisplay(
-            _Ui.err(), verbose=verbose, animate=animate, answer=None if json_out else answer
-        )
+    display = _display(verbose, None if json_out else answer)
+    if verbose:
+        display.header(_config_line(cfg))
+    changes = _Changes()
     store = _open_store(location)
     try:
         router = FailoverRouter(
-            cfg, store=store, listeners=[display], autoflush=False, on_warning=_Ui.warn
+            cfg,
+            store=store,
+            listeners=[display, changes],
+            autoflush=False,
+            on_warning=_Ui.warn,
+            background_probes=False,  # one request: the next process probes on request
         )
     except BaseException:
         _close_store(store)
@@ -332,11 +524,12 @@ async def _ask(
                 result = await router.route(**request)
         except RoutingError as exc:
             if json_out:
-                _print_json(_error_json(exc))
+                keys = _key_advice(cfg, exc) if isinstance(exc, AllProvidersFailed) else None
+                _print_json(_error_json(exc, changes, keys))
             raise
         display.stop()
         if json_out:
-            _print_json(result.to_dict())
+            _print_json(changes.added_to(result.to_dict()))
         else:
             answer.write(result.text)
             answer.finish_line()
@@ -346,8 +539,52 @@ async def _ask(
         _close_store(store)
 
 
-class _QueuedNote:
-    """The plain-output route listener: one note when the request starts waiting."""
+def _display(verbose: bool, answer: _Answer | None) -> Any:
+    """The route listener: the trace and spinner on a terminal or with -v, else plain notes."""
+    animate = _styled(sys.stderr)
+    if not (verbose or animate):
+        return _PlainNotes()  # without a trace or spinner, still say why nothing happens
+    from .render import RouteDisplay
+
+    return RouteDisplay(_Ui.err(), verbose=verbose, animate=animate, answer=answer, scrub=scrub)
+
+
+def _config_line(cfg: Config) -> str:
+    """What -v says first: where the chain comes from and its name."""
+    source = cfg.source or "the built-in chain (no configuration file found)"
+    return f"{source}, chain '{cfg.chain}'"
+
+
+class _Changes:
+    """Collects a request's stream switches and parameter adjustments for ``--json``."""
+
+    def __init__(self) -> None:
+        self.switches: list[dict[str, Any]] = []
+        self.adjustments: list[dict[str, Any]] = []
+
+    def __call__(self, event: Any) -> None:
+        from .types import ParameterAdjusted, StreamSwitched
+
+        if isinstance(event, StreamSwitched):
+            self.switches.append(
+                {"from": event.old, "to": event.new, "strategy": event.strategy,
+                 "kept_chars": event.kept}
+            )  # fmt: skip
+        elif isinstance(event, ParameterAdjusted):
+            self.adjustments.append(
+                {"provider": event.provider, "parameter": event.parameter,
+                 "action": event.action, "reason": event.reason}
+            )  # fmt: skip
+
+    def added_to(self, out: dict[str, Any]) -> dict[str, Any]:
+        out.setdefault("switches", self.switches)
+        out.setdefault("adjustments", self.adjustments)
+        return out
+
+
+class _PlainNotes:
+    """The plain-output route listener: one note when the request starts waiting, one per
+    mid-answer switch of provider."""
 
     def __init__(self) -> None:
         self.noted = False
@@ -359,9 +596,11 @@ class _QueuedNote:
         """Nothing to stop."""
 
     def __call__(self, event: Any) -> None:
-        from .types import Queued
+        from .types import Queued, StreamSwitched
 
-        if isinstance(event, Queued) and not self.noted:
+        if isinstance(event, StreamSwitched):
+            _Ui.say("note", switch_text(event))
+        elif isinstance(event, Queued) and not self.noted:
             import time
 
             self.noted = True
@@ -373,46 +612,159 @@ class _QueuedNote:
             )
 
 
-def _error_json(exc: Exception) -> dict[str, Any]:
+def switch_text(event: Any) -> str:
+    """One line on a mid-answer switch of provider (a StreamSwitched)."""
+    head = f"{event.old} broke off mid-answer; switched to {event.new}"
+    if event.strategy == "restart":
+        return f"{head}: the answer restarts from the beginning"
+    return f"{head}, which continues it ({event.strategy})"
+
+
+def _error_json(
+    exc: Exception, changes: _Changes | None = None, keys: tuple[str, str] | None = None
+) -> dict[str, Any]:
     from .errors import RequestRejected
 
     attempts = getattr(exc, "attempts", ())
-    return {
-        "error": {
-            "type": type(exc).__name__,
-            "message": str(exc),
-            "exit_code": EXIT_REJECTED if isinstance(exc, RequestRejected) else EXIT_FAILED,
-        },
-        "attempts": [a.to_dict() for a in attempts],
+    error: dict[str, Any] = {
+        "type": type(exc).__name__,
+        "message": keys[0] if keys else str(exc),
+        "exit_code": EXIT_REJECTED if isinstance(exc, RequestRejected) else EXIT_FAILED,
     }
+    if keys:
+        error["hint"] = keys[1]
+    out: dict[str, Any] = {"error": error, "attempts": [a.to_dict() for a in attempts]}
+    return changes.added_to(out) if changes is not None else out
+
+
+# --- providers without a usable key -------------------------------------------------------------
+
+_KEY_REASONS = ("no_key", "bad_key")
+
+
+def _key_problem(a: Attempt) -> bool:
+    """Whether this attempt found the provider without a usable API key."""
+    reason = getattr(a, "reason", None)
+    if reason is not None:
+        return reason in _KEY_REASONS
+    # Only a key problem skips a provider with an error class (breaker skips have none).
+    return a.outcome == "skipped" and a.error_class is not None
+
+
+def _key_advice(cfg: Config, exc: RoutingError) -> tuple[str, str] | None:
+    """(error, hint) when providers could not be used for want of an API key; None when
+    keys were not the problem."""
+    from .config import key_env
+
+    keyless = list(dict.fromkeys(a.provider for a in exc.attempts if _key_problem(a)))
+    if not keyless:
+        return None
+    env_of = {p.name: key_env(p) for p in cfg.providers}
+    variables = " or ".join(dict.fromkeys(v for n in keyless if (v := env_of.get(n))))
+    everyone = {a.provider for a in exc.attempts} <= set(keyless)
+    error = str(exc)
+    if everyone:
+        error = f"no provider can answer: none has an API key ({', '.join(keyless)})"
+    if cfg.source is None:
+        hint = (
+            f"the built-in chain is in use (no configuration file found): set {variables}, "
+            "or write your own chain with `failover config init`"
+        )
+    else:
+        hint = (
+            f"set {variables} (the variables {cfg.source} names; keys never live in the "
+            "file); `failover config show` checks them, `failover config init` writes a "
+            "starter chain"
+        )
+    return error, hint
+
+
+def _explain_keys(cfg: Config, exc: RoutingError) -> None:
+    """Say what is missing, instead of the generic failure, when keys were the problem."""
+    advice = _key_advice(cfg, exc)
+    if advice is None:
+        return
+    _Ui.say("error", advice[0])
+    _Ui.say("hint", advice[1])
+    raise SystemExit(EXIT_FAILED) from None
 
 
 # --- the last line of defence -------------------------------------------------------------------
 
 
-def _scrub(text: str) -> str:
-    from .errors import redact
+def _fd_identity(fd: int) -> tuple[int, int] | None:
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
-    secrets = [v for k, v in os.environ.items() if k.endswith(("KEY", "TOKEN", "SECRET"))]
-    return redact(text, secrets)
+
+def _silenced_by_rich(before: tuple[int, int] | None) -> bool:
+    """Whether stdout was pointed at /dev/null since ``before``: what Rich does, then exits 1,
+    when it finds stdout closed (Typer's help is printed by Rich)."""
+    now = _fd_identity(1)
+    if now is None or now == before:
+        return False
+    try:
+        null = os.stat(os.devnull)
+    except OSError:
+        return False
+    return now == (null.st_dev, null.st_ino)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+def _flush_stdout() -> None:
+    """Flush stdout now, so a closed pipe shows here and not at interpreter exit."""
+    if sys.stdout is not None:
+        sys.stdout.flush()
 
 
 def guarded(main: Callable[[], Any]) -> None:
-    """Run ``main``; a Ctrl-C, a closed stdout or a bug becomes one line and an exit code."""
+    """Run ``main``; a Ctrl-C, a SIGTERM, a closed stdout or a bug becomes one line and an exit
+    code."""
+    import signal
+
+    stdout = _fd_identity(1)
     try:
-        main()
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        _run_guarded(main, stdout)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run_guarded(main: Callable[[], Any], stdout: tuple[int, int] | None) -> None:
+    try:
+        try:
+            main()
+        finally:
+            _flush_stdout()
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
+    except Terminated:
+        _Ui.say("error", "terminated")
+        sys.exit(EXIT_TERMINATED)
     except BrokenPipeError:
         _silence_stdout()
         sys.exit(EXIT_BROKEN_PIPE)
+    except SystemExit as exc:
+        if exc.code not in (0, None, EXIT_BROKEN_PIPE) and _silenced_by_rich(stdout):
+            sys.exit(EXIT_BROKEN_PIPE)
+        raise
     except UnknownProvider:
         raise  # a usage error for the caller to report (see fast_ask)
     except Exception as exc:  # a bug: one line, no locals; FAILOVER_DEBUG=1 for the traceback
         if os.environ.get("FAILOVER_DEBUG"):
             raise
         print(
-            f"failover: internal error: {type(exc).__name__}: {_scrub(str(exc))} "
+            f"failover: internal error: {type(exc).__name__}: {scrub(str(exc))} "
             "(FAILOVER_DEBUG=1 shows the traceback)",
             file=sys.stderr,
         )

@@ -146,7 +146,8 @@ MAX_CONFIG_BYTES = 1 << 20  # a providers.yaml is a few KB; anything near this i
 
 # What an environment variable name looks like; anything else in `api_key_env` is most likely a
 # key pasted there by mistake, and is never echoed.
-ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Upper case only: a lower-case word with underscores is as likely a key (Groq's gsk_...).
+ENV_NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]*")
 _URL_KEYS = {"base_url": ("http", "https"), "proxy": ("http", "https")}
 
 
@@ -280,8 +281,8 @@ class _Decoder:
             self.fail(
                 node,
                 path,
-                "expected the NAME of an environment variable holding the key (letters, "
-                "digits, _), not the key itself: keys never live in this file",
+                "expected the NAME of an environment variable holding the key (upper-case "
+                "letters, digits, _), not the key itself: keys never live in this file",
             )
             return False
         return True

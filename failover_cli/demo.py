@@ -134,7 +134,9 @@ async def _scenario(
     cfg = demo_config({k: s.base_url for k, s in sims.items()}, state_path, pace)
     store = open_store(state_path)
     trace = RouteDisplay(out, verbose=True, animate=False)
-    router = FailoverRouter(cfg, store=store, listeners=[trace], env=DEMO_KEYS)
+    router = FailoverRouter(
+        cfg, store=store, listeners=[trace], env=DEMO_KEYS, background_probes=False
+    )
     ok = True
     try:
         out.print(Text("failover demo: three local simulators, no keys, no network", style="bold"))

@@ -15,16 +15,18 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .cli_base import MAX_SECONDS, MAX_TOKENS
+
 # option -> (parameter, kind): kind "flag", "str", "list", or a converter with bounds.
 _Convert = Callable[[str], Any]
 
 
-def _number(cast: type, lo: float | None = None, hi: float | None = None) -> _Convert:
+def _number(cast: type, lo: float, hi: float) -> _Convert:
     def convert(text: str) -> Any:
         value = cast(text)  # ValueError: not a number
-        if isinstance(value, float) and math.isnan(value):
-            raise ValueError("nan")
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("not finite")
+        if value < lo or value > hi:
             raise ValueError("out of range")
         return value
 
@@ -34,12 +36,12 @@ def _number(cast: type, lo: float | None = None, hi: float | None = None) -> _Co
 OPTIONS: dict[str, tuple[str, str | _Convert]] = {
     "--system": ("system", "str"),
     "-s": ("system", "str"),
-    "--max-tokens": ("max_tokens", _number(int, 1)),
+    "--max-tokens": ("max_tokens", _number(int, 1, MAX_TOKENS)),
     "--temperature": ("temperature", _number(float, 0.0, 2.0)),
     "--provider": ("provider", "list"),
     "-p": ("provider", "list"),
-    "--timeout": ("timeout", _number(float, 0.001)),
-    "--wait": ("wait", _number(float, 0.0)),
+    "--timeout": ("timeout", _number(float, 0.001, MAX_SECONDS)),
+    "--wait": ("wait", _number(float, 0.0, MAX_SECONDS)),
     "--no-stream": ("no_stream", "flag"),
     "--json": ("json_out", "flag"),
     "--verbose": ("verbose", "flag"),

@@ -7,11 +7,13 @@ Imported lazily by :mod:`failover_cli.cli` (Rich costs start-up time).
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import IO, Any
 
@@ -26,8 +28,10 @@ from .types import (
     BreakerTransition,
     ErrorClass,
     Event,
+    ParameterAdjusted,
     ProviderSkipped,
     Queued,
+    StreamSwitched,
 )
 
 PIPE_WIDTH = 160  # table width when the output is not a terminal and COLUMNS is unset
@@ -51,14 +55,23 @@ def is_tty(stream: IO[Any] | None) -> bool:
         return False
 
 
+class _Console(Console):
+    """A Console that reports a closed pipe as BrokenPipeError (the command line maps it to
+    exit 141 after saving state) instead of Rich's own exit with status 1."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, "output closed")
+
+
 def make_console(*, stderr: bool) -> Console:
     """A console on stdout or stderr: styled only on a terminal without NO_COLOR."""
     stream = sys.stderr if stderr else sys.stdout
     tty = is_tty(stream)
     width = None if tty or os.environ.get("COLUMNS") else PIPE_WIDTH
     if plain_env():
-        return Console(stderr=stderr, color_system=None, highlight=False, width=width)
-    return Console(stderr=stderr, highlight=False, width=width)
+        return _Console(stderr=stderr, color_system=None, highlight=False, width=width)
+    return _Console(stderr=stderr, highlight=False, width=width)
 
 
 def animated(console: Console) -> bool:
@@ -127,9 +140,50 @@ def trace_line(event: Event, now: float | None = None) -> Text | None:
             f"every provider is down; next try in {max(0.0, event.until - now):.1f} s "
             f"(queue position {event.position})"
         )
+    elif isinstance(event, StreamSwitched):
+        line.append("  SWITCH ", style="bold cyan")
+        line.append(event.old, style="bold")
+        line.append(" broke off mid-answer -> ")
+        line.append(event.new, style="bold")
+        if event.strategy == "restart":
+            line.append(" restarts the answer from the beginning")
+        else:
+            line.append(f" continues after {event.kept} characters ({event.strategy})")
+    elif isinstance(event, ParameterAdjusted):
+        line.append("  ADJUST ", style="bold blue")
+        line.append(event.provider, style="bold")
+        line.append(f" {event.parameter} {event.action}")
+        if event.reason:
+            line.append(f": {event.reason}", style="dim")
     else:
         return None
     return line
+
+
+def _scrubbed(event: Event, scrub: Callable[[str], str]) -> Event:
+    """``event`` with its free-text fields passed through ``scrub``."""
+    for name in ("message", "reason"):
+        text = getattr(event, name, None)
+        if isinstance(text, str) and text:
+            event = replace(event, **{name: scrub(text)})  # type: ignore[arg-type]
+    return event
+
+
+class Waiting:
+    """The spinner's text while an attempt runs: provider, attempt and seconds elapsed,
+    recomputed on every refresh."""
+
+    def __init__(
+        self, provider: str, attempt: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.provider = provider
+        self.attempt = attempt
+        self.clock = clock
+        self.since = clock()
+
+    def __rich__(self) -> Text:
+        elapsed = max(0.0, self.clock() - self.since)
+        return Text(f"waiting for {self.provider} (attempt {self.attempt}, {elapsed:.1f} s)")
 
 
 class _Countdown:
@@ -148,19 +202,34 @@ class _Countdown:
 
 class RouteDisplay:
     """Shows a request's route on stderr: with ``verbose`` the trace, one line per event;
-    when ``animate``, a spinner while waiting for the first token and a countdown while
-    queued. Register it as a router listener. ``answer`` (an object with ``isatty``,
-    ``at_line_start`` and ``write``) is the answer being written to stdout: when both share a
-    terminal, a trace line first ends the answer's unfinished line."""
+    when ``animate``, a spinner while waiting for the first token (naming the provider, the
+    attempt and the time waited), a countdown while queued, and one dim line when the answer
+    switches provider mid-stream. Register it as a router listener. ``answer`` (an object
+    with ``isatty``, ``at_line_start`` and ``write``) is the answer being written to stdout:
+    when both share a terminal, a line on stderr first ends the answer's unfinished line.
+    ``scrub`` redacts secrets from the free text of events."""
 
     def __init__(
-        self, console: Console, *, verbose: bool, animate: bool, answer: Any = None
+        self,
+        console: Console,
+        *,
+        verbose: bool,
+        animate: bool,
+        answer: Any = None,
+        scrub: Callable[[str], str] = str,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.console = console
         self.verbose = verbose
         self.animate = animate
         self.answer = answer
+        self.scrub = scrub
+        self.clock = clock
         self._status: Any = None
+
+    def header(self, text: str) -> None:
+        """The first trace line: where the configuration comes from."""
+        self._print(Text.assemble(("  CONFIG ", "dim"), (self.scrub(text), "dim")))
 
     def start(self, text: str) -> None:
         if self.animate and self._status is None:
@@ -175,14 +244,19 @@ class RouteDisplay:
     def __call__(self, event: Event) -> None:
         if self._status is not None:
             if isinstance(event, AttemptStarted):
-                self._status.update(f"waiting for {event.provider}…")
+                self._status.update(Waiting(event.provider, event.attempt, self.clock))
             elif isinstance(event, Queued):
                 self._status.update(_Countdown(event.until, event.position))
-        if not self.verbose:
-            return
-        line = trace_line(event)
-        if line is None:
-            return
+        if self.verbose:
+            line = trace_line(_scrubbed(event, self.scrub))
+            if line is not None:
+                self._print(line)
+        elif self.animate and isinstance(event, StreamSwitched):
+            from .cli_base import switch_text
+
+            self._print(Text(f"failover: {switch_text(event)}", style="dim"))
+
+    def _print(self, line: Text) -> None:
         shared_tty = self.answer is not None and self.answer.isatty and self.console.is_terminal
         if shared_tty and self.answer is not None and not self.answer.at_line_start:
             self.answer.write("\n")
@@ -219,7 +293,9 @@ def _age(at: float | None, now: float) -> str:
 
 
 def sparkline(values: Sequence[float]) -> str:
-    """Latencies as block characters, low to high (empty for no data)."""
+    """Latencies as block characters, low to high (empty for no data); values that are not
+    finite numbers are left out."""
+    values = [v for v in values if isinstance(v, int | float) and math.isfinite(v)]
     if not values:
         return ""
     lo, hi = min(values), max(values)
@@ -359,6 +435,8 @@ def config_table(rows: Sequence[Mapping[str, Any]], source: str, chain: str) -> 
     for i, r in enumerate(rows, 1):
         if r["api_key_env"] is None:
             key = Text("not needed", style="dim")
+        elif r["api_key_env"] == "***":
+            key = Text("*** (not a variable name)", style="bold red")
         elif r["api_key_set"]:
             key = Text.assemble(r["api_key_env"], (" (set)", "green"))
         else:

@@ -16,11 +16,13 @@ Schema (``providers`` in chain order; extra keys may be added, none removed)::
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from .breaker import BreakerState
 from .clock import VirtualClock
-from .config import Config
+from .config import Config, fingerprint
 from .scoring import percentile
 from .state import ChainState
 from .tracker import Tracker
@@ -32,9 +34,17 @@ def _ms(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-def status_report(config: Config, state: ChainState, now: float) -> dict[str, Any]:
-    """Every provider of ``config``'s chain, as ``failover status --json`` documents it."""
-    tracker = Tracker([p.name for p in config.providers], config.breaker, VirtualClock(now))
+def status_report(
+    config: Config, state: ChainState, now: float, env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Every provider of ``config``'s chain, as ``failover status --json`` documents it.
+    A provider-class verdict about another key or endpoint than ``env`` gives now is shown
+    as the router would treat it: closed."""
+    env = os.environ if env is None else env
+    prints = {p.name: fingerprint(p, env) for p in config.providers}
+    tracker = Tracker(
+        [p.name for p in config.providers], config.breaker, VirtualClock(now), fingerprints=prints
+    )
     tracker.seed(state, config.breaker)
     scores = tracker.scores(config.prices(), config.routing.weights)
 

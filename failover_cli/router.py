@@ -653,7 +653,9 @@ class _Run:
         if exc.reason in NOT_CONFIGURED_REASONS:
             r.tracker.release(name, permit)
             self.excluded.add(name)
-            self.attempts.append(Attempt(name, "skipped", cls, None, msg, duration_ms))
+            self.attempts.append(
+                Attempt(name, "skipped", cls, None, msg, duration_ms, reason=exc.reason)
+            )
             r.emit(ProviderSkipped(name, msg))
             return None
         if exc.reason == "stale_connection":

@@ -185,6 +185,7 @@ class Attempt:
     message: str = ""
     duration_ms: float = 0.0
     ttft_ms: float | None = None
+    reason: str | None = None  # the failure's machine word ("no_key", "stall", ...), if any
 
     def to_dict(self) -> dict[str, object]:
         return {

@@ -141,6 +141,62 @@ def test_ask_fails_over_with_the_route_trace_on_stderr(sandbox: Sandbox, sim) ->
     assert claude.count == 2 and gpt.count == 1
 
 
+BROKEN = Behavior(text="one two three four five six", fault="midstream_error", fault_after_tokens=2)
+
+
+def test_a_mid_stream_switch_is_traced_noted_and_in_json(sandbox: Sandbox, sim) -> None:
+    claude = sim("anthropic", BROKEN)
+    gpt = sim("openai", Behavior(text=ANSWER))
+    sandbox.config(provider("claude", claude), provider("gpt", gpt))
+    traced = sandbox.run("ask", "-v", "hello")
+    assert traced.returncode == 0, traced.stderr
+    switch = [ln for ln in traced.stderr.splitlines() if ln.split()[:1] == ["SWITCH"]]
+    assert len(switch) == 1, traced.stderr
+    assert "claude broke off mid-answer -> gpt continues after" in switch[0]
+    assert "(instruct)" in switch[0]
+    plain = sandbox.run("ask", "hello")  # no -v, stderr not a terminal: one note
+    assert plain.returncode == 0
+    assert plain.stderr.splitlines() == [
+        "failover: note: claude broke off mid-answer; switched to gpt, which continues it "
+        "(instruct)"
+    ]
+    data = json.loads(sandbox.run("ask", "--json", "hello").stdout)
+    (seam,) = data["switches"]
+    assert (seam["from"], seam["to"], seam["strategy"]) == ("claude", "gpt", "instruct")
+    assert seam["kept_chars"] > 0
+    assert [s["provider"] for s in data["segments"]] == ["claude", "gpt"]
+
+
+def test_a_restarted_answer_says_so(sandbox: Sandbox, sim) -> None:
+    claude = sim("anthropic", BROKEN)
+    gpt = sim("openai", Behavior(text=ANSWER))
+    sandbox.config(provider("claude", claude), provider("gpt", gpt, continuation="restart"))
+    proc = sandbox.run("ask", "hello")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "failover: note: claude broke off mid-answer; switched to gpt: the answer restarts "
+        "from the beginning"
+    ]
+    traced = sandbox.run("ask", "-v", "hello")
+    assert "gpt restarts the answer from the beginning" in traced.stderr
+    data = json.loads(sandbox.run("ask", "--json", "hello").stdout)
+    assert [(s["strategy"], s["kept_chars"]) for s in data["switches"]] == [("restart", 0)]
+
+
+def test_parameter_adjustments_show_in_the_trace_and_json(sandbox: Sandbox, sim) -> None:
+    claude = sim("anthropic", Behavior(text=ANSWER))
+    sandbox.config(provider("claude", claude))
+    proc = sandbox.run("ask", "-v", "--temperature", "1.5", "hello")
+    assert proc.returncode == 0, proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.split()[:1] == ["ADJUST"]]
+    assert "claude temperature clamped" in line and "sent 1" in line
+    assert claude.requests[-1].json["temperature"] == 1
+    data = json.loads(sandbox.run("ask", "--json", "--temperature", "1.5", "hi").stdout)
+    assert [(a["provider"], a["parameter"], a["action"]) for a in data["adjustments"]] == [
+        ("claude", "temperature", "clamped")
+    ]
+
+
 def test_ask_exit_1_when_no_provider_answers(sandbox: Sandbox, sim) -> None:
     claude = sim("anthropic", FAILING)
     sandbox.config(provider("claude", claude), provider("down", refused_url(), kind="openai"))

@@ -109,3 +109,117 @@ def test_health_watch_redraws_a_live_table_until_ctrl_c(sandbox: Sandbox, sim) -
     assert out.count(b"Ctrl-C to stop") >= 2  # redrawn in place...
     assert b"\x1b[1A" in out  # ...by moving the cursor up
     assert up.count >= 2 and b"interrupted" in out
+
+
+def test_the_spinner_names_the_provider_the_attempt_and_the_time_waited(
+    sandbox: Sandbox, sim
+) -> None:
+    gpt = sim("openai", Behavior(text=ANSWER, statuses=[500], ttft=1.0))
+    sandbox.config(provider("gpt", gpt))
+    code, out = run_in_pty(sandbox, "ask", "hello")
+    assert code == 0, out
+    plain = SGR.sub(b"", out).decode()
+    waited = [float(s) for s in re.findall(r"waiting for gpt \(attempt 2, (\d+\.\d) s\)", plain)]
+    assert len(waited) >= 2, plain  # redrawn while the first token is awaited...
+    assert max(waited) > min(waited)  # ...with the time waited growing
+    assert ANSWER in plain
+
+
+def test_a_mid_stream_switch_is_one_dim_line_on_a_terminal(sandbox: Sandbox, sim) -> None:
+    broken = Behavior(text="one two three four", fault="midstream_error", fault_after_tokens=2)
+    sandbox.config(provider("claude", sim("anthropic", broken)), provider("gpt", sim("openai")))
+    code, out = run_in_pty(sandbox, "ask", "hello")
+    assert code == 0, out
+    dim = re.findall(rb"\x1b\[2m([^\x1b]*switched to gpt[^\x1b]*)", out)
+    assert len(dim) == 1, out
+    assert b"claude broke off mid-answer" in dim[0] and b"continues it (instruct)" in dim[0]
+
+
+# --- the route display, in process ------------------------------------------------------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _FakeAnswer:
+    isatty = True
+    at_line_start = False
+
+    def __init__(self) -> None:
+        self.written: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.written.append(text)
+        self.at_line_start = text.endswith("\n")
+
+
+def _console():
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    return Console(file=buf, force_terminal=True, color_system=None, width=200), buf
+
+
+def test_waiting_text_counts_the_seconds_of_the_current_attempt() -> None:
+    from failover_cli.render import Waiting
+
+    clock = _Clock()
+    waiting = Waiting("claude", 3, clock)
+    assert waiting.__rich__().plain == "waiting for claude (attempt 3, 0.0 s)"
+    clock.now += 2.46
+    assert waiting.__rich__().plain == "waiting for claude (attempt 3, 2.5 s)"
+
+
+def test_the_spinner_follows_attempt_started_events() -> None:
+    from failover_cli.render import RouteDisplay, Waiting
+    from failover_cli.types import AttemptStarted
+
+    updates: list[object] = []
+
+    class Status:
+        def update(self, renderable: object) -> None:
+            updates.append(renderable)
+
+    console, _ = _console()
+    display = RouteDisplay(console, verbose=False, animate=True, clock=_Clock())
+    display._status = Status()
+    display(AttemptStarted("gpt", 2))
+    (waiting,) = updates
+    assert isinstance(waiting, Waiting) and (waiting.provider, waiting.attempt) == ("gpt", 2)
+
+
+def test_a_switch_ends_the_answer_line_before_its_note() -> None:
+    from failover_cli.render import RouteDisplay
+    from failover_cli.types import StreamSwitched
+
+    console, buf = _console()
+    answer = _FakeAnswer()
+    display = RouteDisplay(console, verbose=False, animate=True, answer=answer)
+    display(StreamSwitched("claude", "gpt", "restart", 0))
+    assert answer.written == ["\n"]
+    assert buf.getvalue() == (
+        "failover: claude broke off mid-answer; switched to gpt: the answer restarts from the "
+        "beginning\n"
+    )
+
+
+def test_trace_lines_are_scrubbed_of_secrets() -> None:
+    from failover_cli.render import RouteDisplay
+    from failover_cli.types import AttemptFailed, ErrorClass, ParameterAdjusted
+
+    console, buf = _console()
+    display = RouteDisplay(
+        console, verbose=True, animate=False, scrub=lambda s: s.replace("sk-secret", "[X]")
+    )
+    display(AttemptFailed("gpt", ErrorClass.PROVIDER, 401, "bad key sk-secret", 3.0, False))
+    display(ParameterAdjusted("gpt", "temperature", "dropped", "sk-secret is odd"))
+    out = buf.getvalue()
+    assert "sk-secret" not in out and out.count("[X]") == 2
+    assert "ADJUST gpt temperature dropped" in out

@@ -74,6 +74,7 @@ HANDLED = [
     ["q", "--verbose", "--verbose"],
     ["--config", "-", "q"],
     ["--system", "-v", "q"],  # an option's value may look like an option
+    ["--max-tokens", "1000000", "--timeout", "86400", "--wait", "86400", "q"],  # the bounds
 ]
 UNSURE = [
     ["-h"],
@@ -85,6 +86,13 @@ UNSURE = [
     ["--temperature", "nan", "q"],
     ["--timeout", "0", "q"],
     ["--wait", "-1", "q"],
+    ["--timeout", "inf", "q"],
+    ["--timeout", "nan", "q"],
+    ["--timeout", "86400.5", "q"],
+    ["--wait", "inf", "q"],
+    ["--wait", "nan", "q"],
+    ["--max-tokens", "1000001", "q"],
+    ["--max-tokens", "1" + "0" * 30, "q"],
     ["--no-stream=yes", "q"],
     ["-vp", "gpt", "q"],
     ["-sbrief", "q"],
@@ -105,6 +113,14 @@ def test_what_it_reads_it_reads_as_typer_does(monkeypatch, args):
 @pytest.mark.parametrize("args", UNSURE, ids=" ".join)
 def test_anything_unusual_goes_to_typer(args):
     assert fast_ask.parse(args, {}) is None
+
+
+NUMBERS = [a for a in UNSURE if {"--max-tokens", "--temperature", "--timeout", "--wait"} & set(a)]
+
+
+@pytest.mark.parametrize("args", NUMBERS, ids=" ".join)
+def test_numbers_it_leaves_to_typer_are_usage_errors_there(monkeypatch, args):
+    assert typer_reading(monkeypatch, args, {}) is None
 
 
 def test_the_state_option_falls_back_to_its_environment_variable(monkeypatch):

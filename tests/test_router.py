@@ -406,7 +406,7 @@ async def test_missing_key_is_skipped_with_a_clear_reason(clock):
     assert result.provider == "b"
     assert a.calls == 1
     assert result.attempts[0] == Attempt(
-        "a", "skipped", ErrorClass.PROVIDER, None, "ANTHROPIC_API_KEY is not set"
+        "a", "skipped", ErrorClass.PROVIDER, None, "ANTHROPIC_API_KEY is not set", reason="no_key"
     )
     assert rec.of(ProviderSkipped) == [ProviderSkipped("a", "ANTHROPIC_API_KEY is not set")]
     assert rec.of(AttemptFailed) == []

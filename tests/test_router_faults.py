@@ -366,3 +366,22 @@ async def test_a_stale_pooled_connection_is_an_attempt_retried_at_once_without_a
     assert [x.outcome for x in result.attempts] == ["failed", "ok"]  # the router counted it
     assert clock.sleeps == []
     assert router.tracker.breakers["a"].state(clock.time()) is BreakerState.CLOSED
+
+
+def test_status_agrees_with_the_router_once_a_wrong_key_is_fixed():
+    from failover_cli.breaker import BreakerSnapshot
+    from failover_cli.config import fingerprint
+    from failover_cli.report import status_report
+    from failover_cli.state import ChainState, ProviderState
+
+    cfg = ProviderConfig(name="a", kind="anthropic", model="claude-3-5-haiku")
+    config = Config(providers=(cfg,))
+    wrong = fingerprint(cfg, {"ANTHROPIC_API_KEY": "sk-wrong-0000"})
+    benched = BreakerSnapshot(
+        state="open", opened_at=T0, open_until=T0 + 600, fingerprint=wrong, updated_at=T0
+    )
+    state = ChainState({"a": ProviderState(breaker=benched)})
+    still = status_report(config, state, T0 + 5, env={"ANTHROPIC_API_KEY": "sk-wrong-0000"})
+    fixed = status_report(config, state, T0 + 5, env={"ANTHROPIC_API_KEY": "sk-fixed-1111"})
+    assert still["providers"][0]["state"] == "open"
+    assert fixed["providers"][0]["state"] == "closed"

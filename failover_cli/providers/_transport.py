@@ -27,6 +27,7 @@ certificates. Which proxy a URL takes and which CAs are trusted is decided in ``
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import time
 from collections import deque
@@ -123,7 +124,20 @@ class _Connection:
             and not reader.at_eof()
             and reader.exception() is None
             and not self.writer.is_closing()
+            and not self._readable()
         )
+
+    def _readable(self) -> bool:
+        """Whether the socket has something to read while idle: a FIN or a reset the event
+        loop has not processed yet (an idle HTTP/1.1 peer sends nothing else), as urllib3
+        checks before reusing a connection. Catches a server that closed it just now."""
+        sock = self.writer.get_extra_info("socket")
+        if sock is None:
+            return False
+        try:
+            return bool(select.select([sock.fileno()], [], [], 0)[0])
+        except (OSError, ValueError):
+            return True
 
 
 class AsyncioTransport(httpx.AsyncBaseTransport):

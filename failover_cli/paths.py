@@ -4,7 +4,10 @@ On Linux and the BSDs these follow the XDG base directory spec exactly as ``plat
 does (``$XDG_CONFIG_HOME`` or ``~/.config``, ``$XDG_STATE_HOME`` or ``~/.local/state``,
 ``$XDG_CACHE_HOME`` or ``~/.cache``, then ``failover``); importing platformdirs costs about
 7 ms, paid by every ``failover ask`` that finds its files in the default places. A test holds
-these equal to platformdirs' answers. macOS and Windows ask platformdirs.
+these equal to platformdirs' answers, with one difference the spec asks for: a relative path
+in an ``XDG_*`` variable is invalid and ignored (platformdirs would honour it, putting the
+configuration cache and its secret wherever the command happens to run). macOS and Windows
+ask platformdirs.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ def _user_dir(kind: str) -> Path:
 
         return getattr(platformdirs, f"user_{kind}_path")(APP)
     var, fallback = _XDG[kind]
-    base = os.environ.get(var, "").strip() or os.path.expanduser(fallback)
+    base = os.environ.get(var, "").strip()
+    if not os.path.isabs(base):
+        base = os.path.expanduser(fallback)
     return Path(base) / APP
 
 

@@ -8,7 +8,8 @@ the later one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import math
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, NamedTuple
 
 from .breaker import MAX_OUTCOMES, BreakerSnapshot
@@ -80,10 +81,16 @@ class ProviderState:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ProviderState:
+        """Decode a stored provider; ValueError (or another of :data:`DECODE_ERRORS`) if any
+        value is malformed, a non-finite number included."""
+        outcomes = [(float(t), bool(ok)) for t, ok in d.get("outcomes") or []]
+        samples = [Sample.from_list(s) for s in d.get("samples") or []]
+        if not _histories_finite(outcomes, samples):
+            raise ValueError("a non-finite number in the history")
         return cls(
-            breaker=BreakerSnapshot.from_dict(d.get("breaker") or {}),
-            outcomes=[(float(t), bool(ok)) for t, ok in d.get("outcomes") or []],
-            samples=[Sample.from_list(s) for s in d.get("samples") or []],
+            breaker=snapshot_from_dict(d.get("breaker") or {}),
+            outcomes=outcomes,
+            samples=samples,
             requests=int(d.get("requests") or 0),
             successes=int(d.get("successes") or 0),
             failures={str(k): int(v) for k, v in (d.get("failures") or {}).items()},
@@ -93,9 +100,67 @@ class ProviderState:
         )
 
 
+# --- finite numbers: NaN or an infinity must never be loaded, merged or written ---------------
+
+
+def _histories_finite(outcomes: list[tuple[float, bool]], samples: list[Sample]) -> bool:
+    """Whether every time and latency is finite: one sum, since NaN and infinities spread."""
+    total = sum([t for t, _ in outcomes]) + sum(
+        [s.t + s.latency_ms + (s.ttft_ms or 0.0) for s in samples]
+    )
+    return math.isfinite(total)
+
+
+def _snapshot_finite(b: BreakerSnapshot) -> bool:
+    return math.isfinite(sum(v for v in b.to_dict().values() if isinstance(v, float)))
+
+
+def snapshot_from_dict(d: dict[str, Any]) -> BreakerSnapshot:
+    """A stored breaker snapshot; ValueError if a deadline or time is not finite (an
+    ``open_until`` of Infinity would hold the provider open for ever)."""
+    b = BreakerSnapshot.from_dict(d)
+    if not _snapshot_finite(b):
+        raise ValueError("a non-finite number in the breaker")
+    return b
+
+
+def finite_snapshot(b: BreakerSnapshot) -> BreakerSnapshot:
+    """``b`` with every non-finite number set back to its field's default (a deadline to
+    none: the breaker then probes)."""
+    if _snapshot_finite(b):
+        return b
+    fixed: dict[str, Any] = {
+        f.name: f.default
+        for f in fields(b)
+        if isinstance(v := getattr(b, f.name), float) and not math.isfinite(v)
+    }
+    return replace(b, **fixed)
+
+
+_MAX_DEPTH = 32
+
+
+def finite_json(value: Any, depth: int = 0) -> Any:
+    """``value`` (plain JSON data) with each non-finite float replaced by None; the very
+    same object when there is none. ValueError if nested deeper than a record can be."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth > _MAX_DEPTH:
+        raise ValueError("nested too deeply")
+    if isinstance(value, dict):
+        items = {k: finite_json(v, depth + 1) for k, v in value.items()}
+        same = all(items[k] is v for k, v in value.items())
+        return value if same else items
+    if isinstance(value, list):
+        out = [finite_json(v, depth + 1) for v in value]
+        return value if all(a is b for a, b in zip(out, value, strict=True)) else out
+    return value
+
+
 def _record(value: Any) -> dict[str, Any] | None:
-    """A stored ``last_error``/``last_health``: an object (whose ``at`` is a number) or
-    nothing; anything else would break the next merge, which compares ``at``."""
+    """A stored ``last_error``/``last_health``/``last_ratelimit``: an object (whose ``at`` is
+    a number) or nothing; anything else would break the next merge, which compares ``at``.
+    Non-finite numbers in it become None."""
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -103,7 +168,7 @@ def _record(value: Any) -> dict[str, Any] | None:
     at = value.get("at")
     if at is not None and (isinstance(at, bool) or not isinstance(at, int | float)):
         raise ValueError("'at' is not a number")
-    return value
+    return finite_json(value)
 
 
 @dataclass(slots=True)
@@ -167,18 +232,42 @@ class ProviderDelta:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ProviderDelta:
+        """Decode a delta (as journalled); ValueError and the like if it is malformed."""
         b = d.get("breaker")
+        outcomes = [(float(t), bool(ok)) for t, ok in d.get("outcomes") or []]
+        samples = [Sample.from_list(s) for s in d.get("samples") or []]
+        if not _histories_finite(outcomes, samples):
+            raise ValueError("a non-finite number in the history")
         return cls(
             requests=int(d.get("requests") or 0),
             successes=int(d.get("successes") or 0),
             failures={str(k): int(v) for k, v in (d.get("failures") or {}).items()},
-            outcomes=[(float(t), bool(ok)) for t, ok in d.get("outcomes") or []],
-            samples=[Sample.from_list(s) for s in d.get("samples") or []],
-            breaker=BreakerSnapshot.from_dict(b) if b else None,
-            last_error=d.get("last_error"),
-            last_health=d.get("last_health"),
-            last_ratelimit=d.get("last_ratelimit"),
+            outcomes=outcomes,
+            samples=samples,
+            breaker=snapshot_from_dict(b) if b else None,
+            last_error=_record(d.get("last_error")),
+            last_health=_record(d.get("last_health")),
+            last_ratelimit=_record(d.get("last_ratelimit")),
         )
+
+    def finite(self) -> ProviderDelta:
+        """This delta without non-finite numbers: such history entries are dropped, breaker
+        times reset to their defaults, record values set to None."""
+        outcomes = [o for o in self.outcomes if math.isfinite(o[0])]
+        samples = [s for s in self.samples if _histories_finite([], [s])]
+        return replace(
+            self,
+            outcomes=outcomes if len(outcomes) < len(self.outcomes) else self.outcomes,
+            samples=samples if len(samples) < len(self.samples) else self.samples,
+            breaker=None if self.breaker is None else finite_snapshot(self.breaker),
+            last_error=_finite_record(self.last_error),
+            last_health=_finite_record(self.last_health),
+            last_ratelimit=_finite_record(self.last_ratelimit),
+        )
+
+
+def _finite_record(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if value is None else finite_json(value)
 
 
 @dataclass(slots=True)
@@ -227,7 +316,10 @@ def _newer(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, 
 def merge_provider(
     state: ProviderState, delta: ProviderDelta, history: int = DEFAULT_HISTORY
 ) -> ProviderState:
-    """Return ``state`` with ``delta`` merged in (``state`` is not modified)."""
+    """Return ``state`` with ``delta`` merged in (``state`` is not modified). Non-finite
+    numbers in ``delta`` are dropped or reset (see :meth:`ProviderDelta.finite`), so merged
+    state can always be written as strict JSON."""
+    delta = delta.finite()
     failures = dict(state.failures)
     for k, v in delta.failures.items():
         failures[k] = failures.get(k, 0) + v
@@ -300,13 +392,45 @@ def migrate(doc: Any) -> dict[str, Any]:
     return doc
 
 
-def load_document(doc: Any) -> dict[str, ChainState]:
-    """Decode a stored document into chains; raise ForeignDocument/FutureSchema if unusable."""
-    doc = migrate(doc)
+def decode_chain(value: Any) -> ChainState:
+    """One stored chain; ForeignDocument (with the reason) if it is malformed."""
+    if not isinstance(value, dict):
+        raise ForeignDocument(f"expected an object, got {type(value).__name__}")
+    providers = value.get("providers", {})
+    if not isinstance(providers, dict):
+        raise ForeignDocument("'providers' is not an object")
     try:
-        return {str(name): ChainState.from_dict(c) for name, c in doc["chains"].items()}
-    except DECODE_ERRORS as exc:
-        raise ForeignDocument(f"malformed state document: {exc}") from None
+        return ChainState.from_dict(value)
+    except (*DECODE_ERRORS, RecursionError) as exc:
+        raise ForeignDocument(" ".join(str(exc).split()) or type(exc).__name__) from None
+
+
+class Decoded(NamedTuple):
+    """A stored document's usable chains, and why each other one was dropped."""
+
+    chains: dict[str, ChainState]
+    malformed: dict[str, str]
+
+
+def decode_document(doc: Any) -> Decoded:
+    """Decode a stored document chain by chain: a malformed chain is dropped (and named in
+    ``malformed``) while the others load. ForeignDocument/FutureSchema if the envelope
+    itself is unusable."""
+    doc = migrate(doc)
+    chains: dict[str, ChainState] = {}
+    malformed: dict[str, str] = {}
+    for name, value in doc["chains"].items():
+        try:
+            chains[str(name)] = decode_chain(value)
+        except ForeignDocument as exc:
+            malformed[str(name)] = str(exc)
+    return Decoded(chains, malformed)
+
+
+def load_document(doc: Any) -> dict[str, ChainState]:
+    """The usable chains of a stored document (malformed ones dropped: see
+    :func:`decode_document`); raise ForeignDocument/FutureSchema if the envelope is unusable."""
+    return decode_document(doc).chains
 
 
 def dump_document(chains: dict[str, ChainState]) -> dict[str, Any]:

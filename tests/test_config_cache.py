@@ -1,10 +1,14 @@
 """The validated-configuration cache and the user directories: an unchanged file is served
 from the cache without PyYAML, any change in content is parsed again, a damaged entry is
-ignored, invalid files are never cached, and the XDG paths agree with platformdirs."""
+ignored, invalid files are never cached, a planted or untrusted entry is never used, and the
+XDG paths agree with platformdirs."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -55,7 +59,10 @@ def test_the_cache_entry_is_private_and_one_per_path(tmp_path):
         load_config(path, cache_dir=cache)
     entries = sorted((cache / "config").iterdir())
     assert len(entries) == 2
-    assert all(stat.S_IMODE(e.stat().st_mode) == 0o600 for e in entries)
+    assert all(stat.S_IMODE(e.stat().st_mode) == 0o600 for e in [*entries, cache / "secret"])
+    assert stat.S_IMODE((cache / "config").stat().st_mode) == 0o700
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    assert len((cache / "secret").read_bytes()) == 32
 
 
 def test_any_change_in_content_is_parsed_again_even_with_the_same_size_and_time(tmp_path, spy):
@@ -154,6 +161,167 @@ def test_decode_rejects_values_of_the_wrong_type():
         config_cache.decode(RoutingConfig, {"strategy": "fastest"})
 
 
+# --- a hostile cache: planted, foreign or loosely protected entries are never used ---------------
+
+ATTACKER = "http://127.0.0.1:9"  # where a planted entry would send the API key
+
+
+def planted_value(path: Path) -> dict:
+    """The configuration of ``path`` as an attacker would store it: the first provider's
+    base_url pointing at their port."""
+    value = dataclasses.asdict(parse_config(path.read_text(), str(path)))
+    value["providers"][0]["base_url"] = ATTACKER
+    return value
+
+
+def public_key(path: Path) -> str:
+    """The entry key for ``path``: computable by anyone who can read the file and failover."""
+    return config_cache.key(path.read_bytes(), config_module._fingerprint())
+
+
+@pytest.mark.parametrize("mac", [None, b"0" * 64, b"guess"], ids=["no mac", "zero mac", "guess"])
+def test_a_planted_entry_never_changes_the_configuration(tmp_path, spy, mac):
+    path = tmp_path / "providers.yaml"
+    path.write_text(FULL)
+    cache = tmp_path / "cache"
+    load_config(path, cache_dir=cache)  # the victim's cache exists, with its secret
+    entry = config_cache.entry_path(cache, path)
+    payload = json.dumps({"key": public_key(path), "value": planted_value(path)}).encode()
+    entry.write_bytes(payload if mac is None else mac + b"\n" + payload)
+    entry.chmod(0o600)
+    loaded = load_config(path, cache_dir=cache)
+    assert loaded.providers[0].base_url == "https://api.anthropic.com"
+    assert loaded == parse_config(FULL, str(path))
+    assert len(spy) == 2  # the planted entry was ignored and the YAML parsed again
+    assert ATTACKER.encode() not in entry.read_bytes()  # and replaced by a genuine entry
+    load_config(path, cache_dir=cache)
+    assert len(spy) == 2
+
+
+def test_an_entry_from_another_users_cache_is_not_used(tmp_path, spy):
+    """Entries copied from elsewhere (another secret) are rejected, and so is everything in
+    a cache whose secret was replaced."""
+    path = tmp_path / "providers.yaml"
+    path.write_text(FULL)
+    theirs, mine = tmp_path / "theirs", tmp_path / "mine"
+    load_config(path, cache_dir=theirs)
+    load_config(path, cache_dir=mine)
+    assert len(spy) == 2
+    shutil.copyfile(config_cache.entry_path(theirs, path), config_cache.entry_path(mine, path))
+    assert load_config(path, cache_dir=mine) == parse_config(FULL, str(path))
+    assert len(spy) == 3
+
+
+def loosen(target: Path, how: str) -> None:
+    if how == "group-writable":
+        target.chmod(stat.S_IMODE(target.stat().st_mode) | 0o020)
+    elif how == "other-writable":
+        target.chmod(stat.S_IMODE(target.stat().st_mode) | 0o002)
+    else:  # another owner
+        os.chown(target, 4242, -1, follow_symlinks=False)
+
+
+HOW = [
+    "group-writable",
+    "other-writable",
+    pytest.param(
+        "another owner",
+        marks=pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file away"),
+    ),
+]
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_an_entry_anyone_else_could_have_written_is_not_used(tmp_path, spy, how):
+    path = tmp_path / "providers.yaml"
+    path.write_text(FULL)
+    cache = tmp_path / "cache"
+    load_config(path, cache_dir=cache)
+    entry = config_cache.entry_path(cache, path)
+    loosen(entry, how)  # the entry itself is genuine: only its owner or mode is wrong
+    load_config(path, cache_dir=cache)
+    assert len(spy) == 2
+    load_config(path, cache_dir=cache)  # rewritten as this user's private file: used again
+    assert len(spy) == 2
+    assert entry.stat().st_uid == os.geteuid()
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("which", ["config", "."])
+@pytest.mark.parametrize("how", HOW)
+def test_a_cache_directory_anyone_else_could_write_is_not_used(tmp_path, spy, how, which):
+    path = tmp_path / "providers.yaml"
+    path.write_text(FULL)
+    cache = tmp_path / "cache"
+    load_config(path, cache_dir=cache)
+    entry = config_cache.entry_path(cache, path)
+    before = entry.read_bytes()
+    loosen(cache / which, how)
+    for _ in range(2):
+        assert load_config(path, cache_dir=cache) == parse_config(FULL, str(path))
+    assert len(spy) == 3  # never read from it
+    assert entry.read_bytes() == before  # nor written to it
+
+
+@pytest.mark.parametrize("how", [*HOW, "readable", "a symbolic link"])
+def test_a_secret_anyone_else_could_know_disables_the_cache(tmp_path, spy, how):
+    path = tmp_path / "providers.yaml"
+    path.write_text(FULL)
+    cache = tmp_path / "cache"
+    load_config(path, cache_dir=cache)
+    secret = cache / "secret"
+    if how == "readable":
+        secret.chmod(0o644)
+    elif how == "a symbolic link":
+        elsewhere = tmp_path / "known"
+        elsewhere.write_bytes(secret.read_bytes())
+        secret.unlink()
+        secret.symlink_to(elsewhere)
+    else:
+        loosen(secret, how)
+    for _ in range(2):
+        assert load_config(path, cache_dir=cache) == parse_config(FULL, str(path))
+    assert len(spy) == 3
+
+
+def test_a_symbolic_link_in_place_of_an_entry_is_not_followed(tmp_path, spy):
+    path = tmp_path / "providers.yaml"
+    path.write_text(FULL)
+    other = tmp_path / "other.yaml"
+    other.write_text(FULL)
+    cache = tmp_path / "cache"
+    load_config(path, cache_dir=cache)
+    load_config(other, cache_dir=cache)
+    entry = config_cache.entry_path(cache, path)
+    entry.unlink()
+    entry.symlink_to(config_cache.entry_path(cache, other))
+    load_config(path, cache_dir=cache)
+    assert len(spy) == 3
+    assert entry.is_symlink()  # neither followed nor replaced
+
+
+def test_an_entry_made_by_other_validation_code_is_not_used(tmp_path):
+    """The key covers the source of the validating modules: the same file and version under
+    a changed config.py (here: a copy of the package with one comment added) never match."""
+    package = Path(config_module.__file__).parent
+    changed = tmp_path / "changed" / "failover_cli"
+    shutil.copytree(package, changed, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(changed / "config.py", "a", encoding="utf-8") as f:
+        f.write("# a change in validation\n")
+    probe = "from failover_cli import config_cache; print(config_cache.code_digest())"
+
+    def digest(root: Path) -> str:
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        return subprocess.run(
+            [sys.executable, "-c", probe],
+            capture_output=True, text=True, check=True, env=env, cwd=root,
+        ).stdout.strip()  # fmt: skip
+
+    assert digest(package.parent) == config_cache.code_digest()
+    assert digest(changed.parent) != config_cache.code_digest()
+    assert config_cache.key(b"x", "f") != config_cache.key(b"y", "f")
+
+
 # --- the user directories ---------------------------------------------------------------------
 
 
@@ -173,3 +341,16 @@ def test_user_directories_agree_with_platformdirs(monkeypatch, tmp_path, kind, x
         assert ours == Path(xdg) / "failover"
     else:
         assert str(ours).startswith(str(tmp_path))
+
+
+@pytest.mark.skipif(sys.platform.startswith(("win", "darwin")), reason="XDG platforms only")
+@pytest.mark.parametrize("xdg", [".cache", "relative/dir", "~/not-expanded"])
+@pytest.mark.parametrize("kind", ["config", "state", "cache"])
+def test_a_relative_xdg_directory_is_ignored(monkeypatch, tmp_path, kind, xdg):
+    """The XDG spec: a relative path is invalid. Honouring it would put the cache (and its
+    secret) wherever the command runs, e.g. inside a cloned repository."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    var = {"config": "XDG_CONFIG_HOME", "state": "XDG_STATE_HOME", "cache": "XDG_CACHE_HOME"}[kind]
+    monkeypatch.setenv(var, xdg)
+    default = {"config": ".config", "state": ".local/state", "cache": ".cache"}[kind]
+    assert getattr(paths, f"{kind}_dir")() == tmp_path / default / "failover"

@@ -22,6 +22,7 @@ from failover_cli.state import (
     ProviderState,
     Sample,
     StateDelta,
+    decode_document,
     dump_document,
     load_document,
     merge,
@@ -385,9 +386,23 @@ def test_foreign_envelopes_are_rejected(doc: Any) -> None:
         {"providers": {"a": {"breaker": {"cooldown": [30]}}}},
     ],
 )
-def test_malformed_chains_are_foreign(chain: Any) -> None:
-    with pytest.raises(ForeignDocument):
-        load_document({"schema": SCHEMA_VERSION, "chains": {"default": chain}})
+def test_a_malformed_chain_is_dropped_alone(chain: Any) -> None:
+    assert_dropped_alone(chain)
+
+
+GOOD = {"providers": {"p": {"requests": 7, "outcomes": [[T0, True]]}}}
+
+
+def assert_dropped_alone(chain: Any) -> None:
+    """A document holding ``chain`` beside a good one: the good one loads, ``chain`` is named
+    as malformed (with a one-line reason) and left out."""
+    doc = {"schema": SCHEMA_VERSION, "chains": {"bad": chain, "good": GOOD}}
+    decoded = decode_document(doc)
+    assert list(decoded.malformed) == ["bad"]
+    assert decoded.malformed["bad"] and "\n" not in decoded.malformed["bad"]
+    assert list(decoded.chains) == ["good"]
+    assert decoded.chains["good"].providers["p"].requests == 7
+    assert load_document(doc) == decoded.chains
 
 
 def test_newer_schema_is_refused_as_future() -> None:
@@ -417,28 +432,80 @@ def test_newer_schema_of_any_shape_is_future(doc: dict[str, Any]) -> None:
         '{"samples": [[1, 2, null, 1e400, true]]}',
     ],
 )
-def test_infinite_counters_are_foreign(provider: str) -> None:
+def test_infinite_counters_are_malformed(provider: str) -> None:
     # JSON numbers too large for a float decode as inf, which int() cannot take
-    doc = {"schema": 1, "chains": {"c": {"providers": {"p": json.loads(provider)}}}}
-    with pytest.raises(ForeignDocument):
-        load_document(doc)
+    assert_dropped_alone({"providers": {"p": json.loads(provider)}})
+
+
+@pytest.mark.parametrize(
+    "provider",
+    [
+        '{"breaker": {"state": "open", "open_until": Infinity}}',  # open for ever
+        '{"breaker": {"state": "open", "open_until": 1e400}}',
+        '{"breaker": {"updated_at": NaN}}',  # would win every merge, or none
+        '{"breaker": {"cooldown": -Infinity}}',
+        '{"outcomes": [[NaN, false]]}',
+        '{"outcomes": [[1e400, true]]}',
+        '{"samples": [[1, NaN, null, 1, true]]}',
+        '{"samples": [[Infinity, 2, null, 1, true]]}',
+        '{"samples": [[1, 2, -Infinity, 1, true]]}',
+    ],
+)
+def test_non_finite_times_and_deadlines_are_malformed(provider: str) -> None:
+    assert_dropped_alone({"providers": {"p": json.loads(provider)}})
+
+
+@pytest.mark.parametrize("key", ["last_error", "last_health", "last_ratelimit"])
+def test_non_finite_numbers_in_a_record_become_none(key: str) -> None:
+    stored = json.loads('{"at": 1e400, "latency_ms": NaN, "nested": {"x": [Infinity, 2.5]}}')
+    p = ProviderState.from_dict({key: stored})
+    assert getattr(p, key) == {"at": None, "latency_ms": None, "nested": {"x": [None, 2.5]}}
+    json.dumps(p.to_dict(), allow_nan=False)  # writable as strict JSON
+    clean = {"at": T0, "ok": True}
+    assert getattr(ProviderState.from_dict({key: clean}), key) is clean  # nothing copied
+
+
+def test_merging_never_lets_a_non_finite_number_into_the_state() -> None:
+    inf, nan = float("inf"), float("nan")
+    delta = StateDelta()
+    d = delta.provider("p")
+    d.requests = 3
+    d.outcomes = [(T0, True), (nan, False), (inf, False)]
+    d.samples = [Sample(T0, 5.0), Sample(T0 + 1, nan), Sample(inf, 1.0), Sample(T0, 1.0, inf)]
+    d.breaker = BreakerSnapshot(state="open", opened_at=T0, open_until=inf, updated_at=T0)
+    d.last_error = {"at": T0, "class": "transient", "status": 429, "retry_after": inf}
+    d.last_ratelimit = {"at": nan, "remaining_requests": 3}
+    p = merge(ChainState(), delta).providers["p"]
+    assert p.requests == 3
+    assert p.outcomes == [(T0, True)]
+    assert p.samples == [Sample(T0, 5.0)]
+    assert p.breaker.state == "open" and p.breaker.open_until is None  # probes, not for ever
+    assert p.breaker.opened_at == T0
+    assert p.last_error == {"at": T0, "class": "transient", "status": 429, "retry_after": None}
+    assert p.last_ratelimit == {"at": None, "remaining_requests": 3}
+    text = json.dumps(p.to_dict(), allow_nan=False)
+    assert ProviderState.from_dict(json.loads(text)) == p
+
+
+def test_a_journalled_delta_with_non_finite_numbers_does_not_decode() -> None:
+    good = ProviderDelta(requests=1, outcomes=[(T0, True)]).to_dict()
+    assert ProviderDelta.from_dict(good).requests == 1
+    for bad in ({"outcomes": [[float("nan"), True]]}, {"breaker": {"open_until": 1e400}}):
+        with pytest.raises(ValueError):
+            ProviderDelta.from_dict(json.loads(json.dumps({**good, **bad})))
 
 
 @pytest.mark.parametrize("key", ["last_error", "last_health"])
 @pytest.mark.parametrize("value", ["boom", 3, [1, 2], True])
-def test_non_object_last_error_or_health_is_foreign(key: str, value: Any) -> None:
-    doc = {"schema": 1, "chains": {"c": {"providers": {"p": {key: value}}}}}
-    with pytest.raises(ForeignDocument):
-        load_document(doc)
+def test_non_object_last_error_or_health_is_malformed(key: str, value: Any) -> None:
+    assert_dropped_alone({"providers": {"p": {key: value}}})
 
 
 @pytest.mark.parametrize("key", ["last_error", "last_health"])
 @pytest.mark.parametrize("at", ["yesterday", True, [1]])
-def test_a_last_error_or_health_whose_time_is_not_a_number_is_foreign(key: str, at: Any) -> None:
+def test_a_last_error_or_health_whose_time_is_not_a_number_is_malformed(key: str, at: Any) -> None:
     # merging compares "at": a non-number would crash the next update instead of loading
-    doc = {"schema": 1, "chains": {"c": {"providers": {"p": {key: {"at": at}}}}}}
-    with pytest.raises(ForeignDocument):
-        load_document(doc)
+    assert_dropped_alone({"providers": {"p": {key: {"at": at}}}})
 
 
 def test_boolean_schema_is_foreign() -> None:
@@ -465,7 +532,7 @@ def test_older_schema_is_migrated_forward(monkeypatch: pytest.MonkeyPatch) -> No
         st.none()
         | st.booleans()
         | st.integers()
-        | st.floats(allow_nan=True, allow_infinity=False)
+        | st.floats(allow_nan=True, allow_infinity=True)
         | st.text(max_size=8),
         lambda inner: (
             st.lists(inner, max_size=5)
@@ -496,12 +563,13 @@ def test_older_schema_is_migrated_forward(monkeypatch: pytest.MonkeyPatch) -> No
     )
 )
 @example(garbage={"providers": {"a": {"last_error": {"at": "soon"}}}})  # loads, then crashed merge
-def test_garbage_chains_load_or_raise_foreign(garbage: Any) -> None:
-    doc = {"schema": SCHEMA_VERSION, "chains": {"c": garbage}}
-    try:
-        chain = load_document(doc)["c"]
-    except ForeignDocument:
+def test_garbage_chains_load_or_are_dropped(garbage: Any) -> None:
+    doc = {"schema": SCHEMA_VERSION, "chains": {"c": garbage, "good": GOOD}}
+    decoded = decode_document(doc)
+    assert decoded.chains["good"].providers["p"].requests == 7  # never lost to a neighbour
+    if "c" in decoded.malformed:
         return
+    chain = decoded.chains["c"]
     # What loads must survive the next update and be written back: a value accepted here
     # and crashing a later merge is the failure this test hunts for.
     delta = StateDelta()
@@ -511,7 +579,7 @@ def test_garbage_chains_load_or_raise_foreign(garbage: Any) -> None:
         d.last_error = {"at": T0, "class": "transient", "status": 503, "message": "x"}
         d.breaker = BreakerSnapshot(state="open", open_until=T0 + 30, updated_at=T0)
     merged = merge(chain, delta)
-    json.dumps(merged.to_dict())
+    json.dumps(merged.to_dict(), allow_nan=False)  # strict JSON: no NaN, no Infinity
     assert set(merged.providers) == set(chain.providers)
 
 

@@ -332,3 +332,30 @@ def test_random_updates_match_the_pure_merge(open_store: StoreFactory) -> None:
     fresh = open_store()
     for chain, state in expected.items():
         assert fresh.load(chain).to_dict() == state.to_dict()
+
+
+def test_non_finite_numbers_never_reach_the_store(open_store: StoreFactory) -> None:
+    """NaN and infinities in a delta (a Retry-After of "inf", a broken clock) are dropped or
+    reset by the merge, so every store holds, returns and writes finite numbers only."""
+    inf, nan = float("inf"), float("nan")
+    store = open_store()
+    delta = delta_for(
+        "p",
+        requests=2,
+        outcomes=[(T0, False), (nan, False)],
+        samples=[sample(T0, 12.5), sample(T0 + 1, inf)],
+        breaker=BreakerSnapshot(state="open", opened_at=T0, open_until=inf, updated_at=T0),
+        last_error={"at": T0, "class": "transient", "status": 429, "message": "x", "after": nan},
+    )
+    returned = store.update("c", delta).providers["p"]
+    loaded = open_store().load("c").providers["p"]
+    assert loaded == returned
+    assert (loaded.requests, loaded.outcomes, loaded.samples) == (
+        2,
+        [(T0, False)],
+        [sample(T0, 12.5)],
+    )
+    assert loaded.breaker.state == "open" and loaded.breaker.open_until is None
+    assert loaded.last_error == {
+        "at": T0, "class": "transient", "status": 429, "message": "x", "after": None,
+    }  # fmt: skip

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from failover_cli.breaker import MAX_OUTCOMES
+from failover_cli.breaker import MAX_OUTCOMES, BreakerSnapshot
 from failover_cli.errors import StateError
 from failover_cli.state import (
     SCHEMA_VERSION,
@@ -144,6 +144,11 @@ def run_workers(**args: Any) -> list[int]:
     return json.loads(done.stdout)
 
 
+def leftovers(path: Path) -> list[Path]:
+    """Temporary files beside the state file (``state.json.<random>.tmp``)."""
+    return sorted(path.parent.glob(f"{path.name}.*.tmp"))
+
+
 def one_provider(name: str = "p", **fields: Any) -> StateDelta:
     return StateDelta(providers={name: ProviderDelta(**fields)})
 
@@ -211,7 +216,7 @@ def test_sigkill_during_saves_leaves_an_old_or_new_complete_state(tmp_path: Path
 
     killed_after_one = 0
     # A leftover temporary file means that worker died in the middle of a write.
-    killed_mid_write = sum(p.with_name("state.json.tmp").exists() for p in paths)
+    killed_mid_write = sum(bool(leftovers(p)) for p in paths)
     for path in paths:
         doc = json.loads(path.read_bytes())  # always parses: never a partial file
         p = load_document(doc)["chain"].providers["p"]
@@ -233,7 +238,7 @@ def test_sigkill_during_saves_leaves_an_old_or_new_complete_state(tmp_path: Path
         )
         assert after.providers["p"].requests == p.requests + 1
         assert warnings == []
-        assert not path.with_name("state.json.tmp").exists()
+        assert leftovers(path) == []  # the next writer removed the dead one's temporary file
     assert killed_after_one < trials  # the kills did land at different moments
     assert killed_mid_write > 0  # and some in the middle of writing the file
 
@@ -247,9 +252,6 @@ CORRUPT = {
     "a JSON list": b"[1, 2, 3]",
     "a foreign object": b'{"hello": "world"}',
     "an empty file": b"",
-    "a malformed chain": b'{"schema":1,"chains":{"c":{"providers":{"p":{"samples":"nope"}}}}}',
-    "an infinite counter": b'{"schema":1,"chains":{"c":{"providers":{"p":{"requests":1e400}}}}}',
-    "a text last_error": b'{"schema":1,"chains":{"c":{"providers":{"p":{"last_error":"boom"}}}}}',
     "a boolean schema": b'{"schema":true,"chains":{}}',
 }
 
@@ -326,6 +328,84 @@ def test_older_layout_and_other_chains_are_kept(tmp_path: Path) -> None:
     assert list(load_document(json.loads(path.read_bytes()))) == ["other"]
 
 
+# One bad chain in a shared file: dropped alone; every other chain loads and is written back.
+BAD_CHAINS = {
+    "a malformed chain": b'{"providers":{"p":{"samples":"nope"}}}',
+    "an infinite counter": b'{"providers":{"p":{"requests":1e400}}}',
+    "a text last_error": b'{"providers":{"p":{"last_error":"boom"}}}',
+    "an endless open breaker": b'{"providers":{"p":{"breaker":{"open_until":Infinity}}}}',
+    "a NaN latency": b'{"providers":{"p":{"samples":[[1800000000,NaN,null,1,true]]}}}',
+    "not a chain": b'"c"',
+    "a list of providers": b'{"providers":[1]}',
+}
+
+
+def shared_file(bad: bytes) -> bytes:
+    """A state file with chain ``c`` as ``bad`` between two good chains."""
+    good = ChainState({"q": ProviderState(requests=9, outcomes=[(T0, True)])})
+    doc = dump_document({"before": good, "after": good})
+    text = json.dumps(doc).encode()
+    marker = b'"after":'
+    return text.replace(marker, b'"c":' + bad + b"," + marker)
+
+
+@pytest.mark.parametrize("kind", list(BAD_CHAINS))
+@pytest.mark.parametrize("via", ["load", "update", "update another chain"])
+def test_a_malformed_chain_is_dropped_alone_and_the_others_are_kept(
+    tmp_path: Path, kind: str, via: str
+) -> None:
+    path = tmp_path / "state.json"
+    original = shared_file(BAD_CHAINS[kind])
+    path.write_bytes(original)
+    warnings: list[str] = []
+    store = JsonFileStore(path, on_warning=warnings.append)
+    if via == "load":
+        assert store.load("c").providers == {}
+    elif via == "update":
+        assert store.update("c", one_provider(requests=1)).providers["p"].requests == 1
+    else:
+        assert store.update("before", one_provider("q", requests=1)).providers["q"].requests == 10
+    copies = list(tmp_path.glob("state.json.corrupt-*"))
+    if copies:  # found: dropped, with the original kept beside and one warning
+        assert copies[0].read_bytes() == original
+        assert len(warnings) == 1 and "\n" not in warnings[0]
+        assert "'c'" in warnings[0] and str(copies[0]) in warnings[0]
+    else:  # a chain nobody decoded is written back as it was, until its owner reads it
+        assert via == "update another chain" and warnings == []
+        assert json.loads(path.read_bytes())["chains"]["c"] == json.loads(BAD_CHAINS[kind])
+    chains = load_document(json.loads(path.read_bytes()))
+    assert set(chains) == {"before", "after"} | ({"c"} if via == "update" else set())
+    assert chains["after"].providers["q"].requests == 9
+    assert chains["before"].providers["q"].requests == (10 if via == "update another chain" else 9)
+    assert b"NaN" not in path.read_bytes() and b"Infinity" not in path.read_bytes()
+    fresh: list[str] = []
+    again = JsonFileStore(path, on_warning=fresh.append)
+    assert again.load("after").providers["q"].requests == 9
+    again.update("c", one_provider(requests=2))
+    assert again.load("c").providers["p"].requests == (3 if via == "update" else 2)
+    assert len(fresh) == (0 if copies else 1)
+    (copy,) = tmp_path.glob("state.json.corrupt-*")  # the bad chain is kept there, as it was
+    assert json.loads(copy.read_bytes())["chains"]["c"] == json.loads(BAD_CHAINS[kind])
+
+
+def test_the_writer_never_emits_nan_or_infinity(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    inf = float("inf")
+    delta = one_provider(
+        requests=2,
+        outcomes=[(T0, True), (float("nan"), False)],
+        samples=[Sample(T0, inf)],
+        breaker=BreakerSnapshot(state="open", opened_at=T0, open_until=inf, updated_at=T0),
+        last_error={"at": T0, "class": "transient", "status": 503, "message": "x", "wait": inf},
+    )
+    state = JsonFileStore(path).update("c", delta)
+    text = path.read_bytes()
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} written"))
+    p = JsonFileStore(path).load("c").providers["p"]
+    assert p == state.providers["p"]
+    assert (p.requests, p.outcomes, p.samples, p.breaker.open_until) == (2, [(T0, True)], [], None)
+
+
 # --- paths that cannot be written ------------------------------------------------------------
 
 
@@ -340,14 +420,37 @@ def test_path_below_a_regular_file_raises_state_error(tmp_path: Path) -> None:
     assert blocker.read_bytes() == b"keep me"
 
 
-def test_unwritable_temporary_file_raises_and_keeps_the_state(tmp_path: Path) -> None:
+# A write that fails half-way: the file-size limit (RLIMIT_FSIZE) stops the temporary file.
+WRITE_PAST_LIMIT = r"""
+import resource, signal, sys
+from failover_cli.errors import StateError
+from failover_cli.state import Sample, StateDelta
+from failover_cli.store.jsonfile import JsonFileStore
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write with EFBIG instead of dying
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), resource.RLIM_INFINITY))
+delta = StateDelta()
+delta.provider("p").samples = [Sample(1.8e9 + i, 1.0) for i in range(500)]
+try:
+    JsonFileStore(sys.argv[1]).update("c", delta)
+except StateError as exc:
+    print(exc)
+"""
+
+
+def test_a_failed_write_raises_and_keeps_the_state(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     JsonFileStore(path).update("c", one_provider(requests=5))
     before = path.read_bytes()
-    (tmp_path / "state.json.tmp").mkdir()  # the write cannot even start
-    with pytest.raises(StateError, match="cannot write state file"):
-        JsonFileStore(path).update("c", one_provider(requests=1))
+    done = subprocess.run(
+        [sys.executable, "-c", WRITE_PAST_LIMIT, str(path), str(len(before) + 100)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"cannot write state file {path}: File too large")
     assert path.read_bytes() == before
+    assert leftovers(path) == []  # the half-written temporary file was removed
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
@@ -390,7 +493,7 @@ with FileLock(sys.argv[1]):
 """
 
 
-def test_lock_held_by_another_process_times_out_quickly(tmp_path: Path) -> None:
+def test_an_update_that_cannot_have_the_lock_is_journalled_not_dropped(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     JsonFileStore(path).update("c", one_provider(requests=1))
     holder = subprocess.Popen(
@@ -401,21 +504,31 @@ def test_lock_held_by_another_process_times_out_quickly(tmp_path: Path) -> None:
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
-        store = JsonFileStore(path, lock_timeout=0.2)
+        warnings: list[str] = []
+        store = JsonFileStore(path, lock_timeout=0.2, on_warning=warnings.append)
         started = time.monotonic()
-        expected = "state file locked by another process for more than 0.2s: outcome not recorded"
-        with pytest.raises(StateError) as caught:
-            store.update("c", one_provider(requests=1))
-        assert str(caught.value) == expected
+        assert store.update("c", one_provider(requests=1)).providers["p"].requests == 2
+        assert store.update("c", one_provider(requests=4)).providers["p"].requests == 6
         assert time.monotonic() - started < 2.0
-        with pytest.raises(StateError, match="locked by another process"):
-            store.reset("c")
-        assert store.load("c").providers["p"].requests == 1  # readers take no lock
+        assert len(path.with_name("state.json.journal").read_bytes().splitlines()) == 4
+        assert stat.S_IMODE(path.with_name("state.json.journal").stat().st_mode) == 0o600
+        with pytest.raises(StateError) as caught:
+            store.reset("c")  # a reset is not journalled
+        assert str(caught.value) == (
+            "state file locked by another process for more than 0.2s: state not reset"
+        )
+        assert JsonFileStore(path).load("c").providers["p"].requests == 6  # readers see both
+        assert load_document(json.loads(path.read_bytes()))["c"].providers["p"].requests == 1
+        assert warnings == []
     finally:
         assert holder.stdin is not None
         holder.stdin.close()
         holder.wait(timeout=10)
-    assert JsonFileStore(path).update("c", one_provider(requests=1)).providers["p"].requests == 2
+    # the next lock holder merges the journal once, and empties it
+    assert JsonFileStore(path).update("c", one_provider(requests=1)).providers["p"].requests == 7
+    assert path.with_name("state.json.journal").read_bytes() == b""
+    assert load_document(json.loads(path.read_bytes()))["c"].providers["p"].requests == 7
+    assert JsonFileStore(path).load("c").providers["p"].requests == 7
 
 
 def test_the_lock_excludes_other_holders_and_frees_on_release(tmp_path: Path) -> None:

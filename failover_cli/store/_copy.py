@@ -22,6 +22,7 @@ def detach(state: ChainState) -> ChainState:
                 failures=dict(p.failures),
                 last_error=_copy(p.last_error),
                 last_health=_copy(p.last_health),
+                last_ratelimit=_copy(p.last_ratelimit),
             )
             for name, p in state.providers.items()
         }

@@ -17,7 +17,9 @@ from typing import Any
 
 from ..state import ProviderState
 
-ENCODE = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+# Strict JSON: NaN and infinities raise ValueError (merged state never holds them: see
+# failover_cli.state.merge_provider), so no file or Redis value ever carries them.
+ENCODE = json.JSONEncoder(separators=(",", ":"), check_circular=False, allow_nan=False).encode
 
 # The start of a provider written by ProviderState.to_dict: the breaker (scalars only), the
 # derived counter, then the outcomes array. Raw quotes cannot occur inside JSON strings, so
@@ -66,6 +68,7 @@ def _encode_reusing(state: ProviderState, previous: ProviderState, text: bytes) 
         failures=state.failures,
         last_error=state.last_error,
         last_health=state.last_health,
+        last_ratelimit=state.last_ratelimit,
     ).to_dict()
     light["consecutive_failures"] = state.consecutive_failures
     head = ENCODE(light).encode()

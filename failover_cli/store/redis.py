@@ -46,6 +46,7 @@ BUSY_LIMIT = 10.0  # seconds of lost optimistic transactions before an update gi
 QUEUE_FOR = 1.0  # seconds to queue on the writer lock at once after losing a race
 WRITER_LOCK_TTL = 2.0  # seconds a writer may hold a chain's lock (it expires if the holder dies)
 WAKE_WAIT = 0.05  # seconds a queued writer sleeps before trying the lock again anyway
+MAX_VALUE = 16 * 2**20  # bytes in one stored provider; a larger value is unreadable
 # Release the writer lock if still ours and wake one waiter (the list keeps at most one token).
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -307,6 +308,8 @@ class _FutureValue(ValueError):
 
 
 def _decode(value: bytes) -> ProviderState:
+    if len(value) > MAX_VALUE:
+        raise _Unreadable(f"larger than {MAX_VALUE >> 20} MiB")
     try:
         d = json.loads(value)
         if not isinstance(d, dict):

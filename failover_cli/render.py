@@ -388,8 +388,26 @@ def status_details(report: Mapping[str, Any]) -> Text:
         if health:
             verdict = "ok" if health.get("ok") else "failed"
             out.append(f"; last health check {_age(health.get('at'), now)}: {verdict}")
+        limits = p.get("last_ratelimit")
+        if limits:
+            out.append(f"; rate limits {_age(limits.get('at'), now)}: {_limits(limits, now)}")
         out.append("\n")
     return out
+
+
+def _limits(limits: Mapping[str, Any], now: float) -> str:
+    """``12 requests, 4000 tokens left; tokens reset in 8s`` from a stored rate-limit report."""
+    parts = [
+        f"{limits[key]} {what}"
+        for key, what in (("remaining_requests", "requests"), ("remaining_tokens", "tokens"))
+        if isinstance(limits.get(key), int)
+    ]
+    text = (", ".join(parts) + " left") if parts else "reported"
+    for key, what in (("requests_reset_at", "requests"), ("tokens_reset_at", "tokens")):
+        at = limits.get(key)
+        if isinstance(at, int | float) and at > now:
+            text += f"; {what} reset in {at - now:.0f}s"
+    return text
 
 
 def bench_table(results: Sequence[Mapping[str, Any]]) -> Table:

@@ -86,6 +86,7 @@ def status_report(
                 "score_breakdown": scores[p.name].to_dict(),
                 "last_error": ps.last_error,
                 "last_health": ps.last_health,
+                "last_ratelimit": ps.last_ratelimit,
                 "sparkline_ms": [round(v, 1) for v in latencies[-SPARKLINE_POINTS:]],
             }
         )

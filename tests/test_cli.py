@@ -732,3 +732,17 @@ def test_ask_answers_alike_with_and_without_typer(sandbox: Sandbox, sim) -> None
     assert fast.returncode == typer.returncode == 0
     assert fast.stdout == typer.stdout == ANSWER + "\n"
     assert "gpt" in fast.stderr and "gpt" in typer.stderr  # the -v trace, both ways
+
+
+def test_status_shows_what_each_provider_last_reported_of_its_rate_limits(
+    sandbox: Sandbox, sim
+) -> None:
+    gpt = sim("openai", Behavior(text=ANSWER, remaining_requests=7, requests_reset=30.0))
+    sandbox.config(provider("gpt", gpt))
+    assert sandbox.run("ask", "hi").returncode == 0
+    report = json.loads(sandbox.run("status", "--json").stdout)
+    limits = report["providers"][0]["last_ratelimit"]
+    assert limits["remaining_requests"] == 7
+    assert limits["requests_reset_at"] > report["generated_at"]
+    table = sandbox.run("status").stdout
+    assert "rate limits" in table and "7 requests" in table

@@ -369,14 +369,6 @@ class CircuitBreaker:
         self.snap = BreakerSnapshot(since=now, updated_at=now)
         return Transition(old, BreakerState.CLOSED, None)
 
-    def close(self, now: float) -> Transition | None:
-        """Close an open breaker at once (a health check proved the verdict wrong)."""
-        if self.snap.forced is not None or self.snap.state != "open":
-            return None
-        old = self.state(now)
-        self.snap = BreakerSnapshot(since=now, updated_at=now)
-        return Transition(old, BreakerState.CLOSED, None)
-
     # --- manual overrides --------------------------------------------------------------------
 
     def force(self, now: float, mode: str | None) -> Transition:

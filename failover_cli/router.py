@@ -225,9 +225,6 @@ class FailoverRouter:
         """Each provider's identity for provider-class verdicts: endpoint, model and key."""
         return {c.name: fingerprint(c, self._env) for c in self.config.providers}
 
-    def capabilities(self, name: str) -> Capabilities:
-        return self._caps[name]
-
     def note_ratelimit(self, name: str, ratelimit: RateLimit | None) -> None:
         """Remember what ``name`` reported about its rate limits."""
         if ratelimit is None:

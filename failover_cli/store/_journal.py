@@ -148,6 +148,27 @@ class Journal:
         return fd
 
     @contextmanager
+    def _locked(
+        self, *, exclusive: bool, timeout: float, on_unusable: Callable[[OSError], None]
+    ) -> Iterator[int | None]:
+        """The journal's descriptor under a flock until the block ends: :data:`_EMPTY` when
+        it holds nothing, None when it cannot be opened or locked now."""
+        try:
+            fd = self._open_existing()
+        except OSError as exc:
+            on_unusable(exc)
+            yield None
+            return
+        if fd is None:
+            yield _EMPTY
+            return
+        try:
+            yield fd if flock_wait(fd, exclusive=exclusive, timeout=timeout) else None
+        finally:
+            with suppress(OSError):
+                os.close(fd)
+
+    @contextmanager
     def consume(
         self, timeout: float, on_warning: Callable[[str], None]
     ) -> Iterator[Pending | None]:
@@ -155,26 +176,19 @@ class Journal:
         emptied then if :meth:`Pending.commit` was called. ``Pending()`` when there is
         nothing; ``None`` when the journal cannot be read now (the merged ids must then be
         kept as they are)."""
-        try:
-            fd = self._open_existing()
-        except OSError as exc:
+
+        def unusable(exc: OSError) -> None:
             on_warning(f"state journal {self.path} is unusable ({_reason(exc)}); not merged")
-            yield None
-            return
-        if fd is None:
-            yield Pending()
-            return
-        try:
-            if not flock_wait(fd, exclusive=True, timeout=timeout):
-                yield None
+
+        with self._locked(exclusive=True, timeout=timeout, on_unusable=unusable) as fd:
+            if fd is None or fd == _EMPTY:
+                yield None if fd is None else Pending()
                 return
             pending = self._read(fd, on_warning)
             yield pending
             if pending.committed and (pending.ids or pending.bad):
                 fsync_dir(self.path.parent)  # the state file's rename first, for good
                 os.ftruncate(fd, 0)
-        finally:
-            os.close(fd)
 
     def _read(self, fd: int, on_warning: Callable[[str], None]) -> Pending:
         try:
@@ -195,26 +209,18 @@ class Journal:
     def shared(self, timeout: float) -> Iterator[Pending | None]:
         """For a reader: the pending lines under a shared lock held until the block ends
         (read the state file inside it). ``None`` if they cannot be had now."""
-        try:
-            fd = self._open_existing()
-        except OSError:
-            yield None
-            return
-        if fd is None:
-            yield Pending()
-            return
-        try:
-            if not flock_wait(fd, exclusive=False, timeout=timeout):
-                yield None
+        with self._locked(exclusive=False, timeout=timeout, on_unusable=lambda _e: None) as fd:
+            if fd is None or fd == _EMPTY:
+                yield None if fd is None else Pending()
                 return
             try:
                 pending: Pending | None = decode(read_fd(fd, JOURNAL_LIMIT, str(self.path)))
             except OSError:
                 pending = None
             yield pending
-        finally:
-            with suppress(OSError):
-                os.close(fd)
+
+
+_EMPTY = -1  # what Journal._locked yields for a journal with nothing in it
 
 
 def _same_file(st: os.stat_result, path: Path) -> bool:

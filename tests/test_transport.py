@@ -10,9 +10,6 @@ import asyncio
 import re
 import socket
 import ssl
-import subprocess
-import sys
-import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
@@ -581,43 +578,6 @@ async def test_https_without_verification(tls_server):
     async with tls_server as server, client(transport) as c:
         assert (await c.get(server.url())).status_code == 200
     assert transport.ssl_context.verify_mode == ssl.CERT_NONE
-
-
-# --- what the process imports -----------------------------------------------------------------
-
-
-def test_a_request_loads_neither_anyio_nor_httpcore_nor_certificates():
-    script = textwrap.dedent(
-        """
-        import asyncio, sys
-        import failover_cli.providers._transport
-        from failover_cli.providers import make_client
-
-        async def answer(reader, writer):
-            await reader.readuntil(b"\\r\\n\\r\\n")
-            writer.write(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok")
-            await writer.drain()
-            writer.close()
-
-        async def main():
-            server = await asyncio.start_server(answer, "127.0.0.1", 0)
-            port = server.sockets[0].getsockname()[1]
-            async with make_client() as client:
-                response = await client.get(f"http://127.0.0.1:{port}/")
-            server.close()
-            assert response.text == "ok", response.text
-
-        asyncio.run(main())
-        loaded = [m for m in ("anyio", "httpcore", "sniffio", "certifi") if m in sys.modules]
-        assert not loaded, loaded
-        print("clean")
-        """
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "clean"
 
 
 async def test_make_client_uses_the_asyncio_transport():

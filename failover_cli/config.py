@@ -119,6 +119,7 @@ _BOUNDS: dict[str, tuple[float, bool, float | None]] = {
     "priority": (0, False, None),
     "input_per_mtok": (0, False, None),
     "output_per_mtok": (0, False, None),
+    "cached_input_per_mtok": (0, False, None),
     "attempts": (1, False, None),
     "base_delay": (0, False, None),
     "max_delay": (0, False, None),

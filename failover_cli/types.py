@@ -1,13 +1,17 @@
 """Plain data shared by every layer: provider configuration, requests, results and events.
 
-Nothing here does I/O or imports another ``failover_cli`` module except :mod:`errors`.
+Nothing here does I/O or imports another ``failover_cli`` module except :mod:`chat` (the
+typed chat values requests carry).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
+
+from .chat import FinishReason, Message, ResponseFormat, Tool, ToolCall, ToolChoice
 
 KINDS = ("anthropic", "openai", "ollama", "gemini")
 Kind = Literal["anthropic", "openai", "ollama", "gemini"]
@@ -28,6 +32,7 @@ class Cost:
 
     input_per_mtok: float = 0.0
     output_per_mtok: float = 0.0
+    cached_input_per_mtok: float | None = None  # None: cached input costs the input price
 
     @property
     def per_mtok(self) -> float:
@@ -35,12 +40,31 @@ class Cost:
         return self.input_per_mtok + self.output_per_mtok
 
     def usd(self, usage: Usage) -> float:
+        cached = min(usage.cached_input_tokens, usage.input_tokens)
+        cached_price = (
+            self.input_per_mtok
+            if self.cached_input_per_mtok is None
+            else self.cached_input_per_mtok
+        )
         return (
-            usage.input_tokens * self.input_per_mtok + usage.output_tokens * self.output_per_mtok
+            (usage.input_tokens - cached) * self.input_per_mtok
+            + cached * cached_price
+            + usage.output_tokens * self.output_per_mtok
         ) / 1_000_000
 
 
 Continuation = Literal["auto", "prefill", "instruct", "restart"]
+
+
+@dataclass(frozen=True, slots=True)
+class CapabilityOverrides:
+    """``providers[].capabilities``: what this provider takes, where the built-in table (see
+    :mod:`failover_cli.capabilities`) is wrong for it. None keeps the table's answer."""
+
+    tools: bool | None = None
+    vision: bool | None = None
+    json_schema: bool | None = None
+    prefill: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,32 +99,78 @@ class ProviderConfig:
     ca_bundle: str | None = None
     verify: bool = True
     headers: tuple[tuple[str, str], ...] = ()
+    capabilities: CapabilityOverrides | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Tokens of one answer. ``input_tokens`` counts every input token, cached ones included;
+    ``cached_input_tokens`` is the part read from a prompt cache, ``reasoning_tokens`` the part
+    of ``output_tokens`` spent thinking (where the provider reports them)."""
+
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_input_tokens: int = 0
+    reasoning_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
-            self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cached_input_tokens + other.cached_input_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
         )
+
+    def to_dict(self) -> dict[str, int]:
+        out = {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+        if self.cached_input_tokens:
+            out["cached_input_tokens"] = self.cached_input_tokens
+        if self.reasoning_tokens:
+            out["reasoning_tokens"] = self.reasoning_tokens
+        return out
 
 
 @dataclass(frozen=True, slots=True)
 class CompletionRequest:
-    """What the caller asks for. ``assistant_prefix`` carries a partial answer to continue;
+    """What the caller asks for.
+
+    The conversation is ``system`` (if any), then ``messages``, then ``prompt`` as a last user
+    turn (if not empty). ``assistant_prefix`` carries a partial answer to continue;
     ``continuation`` says how the adapter sends it: ``prefill`` as a last assistant turn the
     model extends, ``instruct`` as an assistant turn followed by a user turn asking the model
-    to continue exactly where it stops."""
+    to continue exactly where it stops. ``extra`` is merged into the provider's request body
+    as it is (the router picks the entry for the provider's name or kind): unportable.
+    """
 
-    prompt: str
+    prompt: str = ""
     max_tokens: int = 1024
     system: str | None = None
     temperature: float | None = None
     assistant_prefix: str | None = None
     continuation: Literal["prefill", "instruct"] = "prefill"
+    messages: tuple[Message, ...] = ()
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice | None = None
+    response_format: ResponseFormat | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    extra: Mapping[str, Any] | None = None
+
+    @property
+    def uses_tools(self) -> bool:
+        """Whether the request offers tools or carries earlier tool calls."""
+        return bool(self.tools) or any(m.tool_calls or m.role == "tool" for m in self.messages)
+
+    @property
+    def has_images(self) -> bool:
+        return any(m.images for m in self.messages)
+
+    def text_chars(self) -> int:
+        """Characters of text the model reads (a stand-in for the prompt's length)."""
+        chars = len(self.prompt) + len(self.system or "") + len(self.assistant_prefix or "")
+        for m in self.messages:
+            chars += len(m.text) + sum(len(c.arguments) for c in m.tool_calls)
+        return chars
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,13 +199,16 @@ class RateLimit:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """A whole answer from one provider (what an adapter's ``complete`` returns)."""
+    """A whole answer from one provider (what an adapter's ``complete`` returns).
+    ``stop_reason`` is the provider's own word, ``finish_reason`` it in OpenAI's."""
 
     text: str
     model: str
     usage: Usage = Usage()
     stop_reason: str | None = None
     ratelimit: RateLimit | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: FinishReason | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +219,17 @@ class TextDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of a streamed tool call: the ``index``-th call of the answer. Its first piece
+    carries ``id`` and ``name``; ``arguments`` fragments concatenate to its JSON text."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class StreamEnd:
     """The terminal event of a well-formed stream: final usage, stop reason, model."""
 
@@ -153,9 +237,10 @@ class StreamEnd:
     usage: Usage = Usage()
     stop_reason: str | None = None
     ratelimit: RateLimit | None = None
+    finish_reason: FinishReason | None = None
 
 
-StreamEvent = TextDelta | StreamEnd
+StreamEvent = TextDelta | ToolCallDelta | StreamEnd
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,16 +306,34 @@ class RouteResult:
     attempts: tuple[Attempt, ...]
     segments: tuple[Segment, ...] = field(default=())
     stop_reason: str | None = None
+    finish_reason: FinishReason | None = None
+    calls: tuple[ToolCall, ...] = ()
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        """The tool calls in OpenAI's shape: ``{"id", "type": "function", "function":
+        {"name", "arguments"}}`` with ``arguments`` as JSON text."""
+        return [c.to_dict() for c in self.calls]
+
+    @property
+    def message(self) -> dict[str, Any]:
+        """The assistant message in OpenAI Chat Completions shape."""
+        out: dict[str, Any] = {
+            "role": "assistant",
+            "content": self.text if self.text or not self.calls else None,
+        }
+        if self.calls:
+            out["tool_calls"] = self.tool_calls
+        return out
 
     def to_dict(self) -> dict[str, object]:
         return {
             "text": self.text,
+            "message": self.message,
+            "finish_reason": self.finish_reason,
             "provider": self.provider,
             "model": self.model,
-            "usage": {
-                "input_tokens": self.usage.input_tokens,
-                "output_tokens": self.usage.output_tokens,
-            },
+            "usage": self.usage.to_dict(),
             "cost_usd": self.cost,
             "latency_ms": round(self.latency_ms, 3),
             "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 3),

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 
 import httpx
 
+from ..chat import Message, TextPart
 from ..config import DEFAULT_BASE_URLS, DEFAULT_KEY_ENV
 from ..errors import ProviderError, ProviderUnavailable, TransientError
 from ..types import (
@@ -27,6 +28,7 @@ from ..types import (
     ProviderConfig,
     StreamEnd,
     StreamEvent,
+    TextDelta,
 )
 from ._client import make_client
 from ._http import (
@@ -95,10 +97,61 @@ def turns(request: CompletionRequest, *, strip_prefill: bool = False) -> list[tu
     return conversation
 
 
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """A request's turns as an adapter sends them: ``system`` texts (``system`` and
+    ``developer`` messages, in order) and the other ``turns``, ending with the prompt and any
+    partial answer to continue."""
+
+    system: list[str]
+    turns: list[Message]
+
+
+def conversation(
+    request: CompletionRequest, *, strip_prefill: bool = False, keep_system: bool = False
+) -> Conversation:
+    """The request's conversation: ``request.system``, ``request.messages``, then the prompt as
+    a user turn, then the partial answer as :func:`turns` sends it. ``keep_system`` leaves
+    system and developer messages in place among the turns (APIs that take them there)."""
+    system: list[str] = []
+    out: list[Message] = []
+    if request.system:
+        if keep_system:
+            out.append(Message.of("system", request.system))
+        else:
+            system.append(request.system)
+    for message in request.messages:
+        if message.role in ("system", "developer") and not keep_system:
+            if message.text:
+                system.append(message.text)
+        else:
+            out.append(message)
+    if request.prompt:
+        out.append(Message("user", (TextPart(request.prompt),)))
+    prefix = request.assistant_prefix
+    if prefix and prefix.strip():
+        if request.continuation == "instruct":
+            out += [Message.of("assistant", prefix), Message.of("user", CONTINUE_PROMPT)]
+        else:
+            out.append(Message.of("assistant", prefix.rstrip() if strip_prefill else prefix))
+    return Conversation(system, out)
+
+
+def merge_extra(body: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``body`` with ``extra`` merged in: objects merged key by key, anything else replaced."""
+    for key, value in extra.items():
+        current = body.get(key)
+        if isinstance(current, dict) and isinstance(value, Mapping):
+            body[key] = merge_extra(dict(current), value)
+        else:
+            body[key] = value
+    return body
+
+
 def first_token_limit(config: ProviderConfig, request: CompletionRequest, *, stream: bool) -> float:
     """Seconds to the first token (to the response head when not streamed, which comes only
     once the whole answer is written): more for a long prompt, and for a long answer."""
-    chars = len(request.prompt) + len(request.system or "") + len(request.assistant_prefix or "")
+    chars = request.text_chars()
     limit = config.first_token_timeout + chars / PROMPT_CHARS_PER_SECOND
     return limit if stream else limit + request.max_tokens / TOKENS_PER_SECOND
 
@@ -271,7 +324,10 @@ class BaseProvider:
         headers, secrets = self.request_headers(key)
         with translate_errors(self.name, secrets) as call:
             clock = call.clock = self.clocks(request, timeout, stream=False)
+            call.request = request
             url, body = self.completion_url(stream=False), self.body(request, stream=False)
+            if request.extra:
+                body = merge_extra(body, request.extra)
             if self._transport_deadlines:  # the transport bounds every wait by the deadline
                 extensions = {DEADLINE: clock.deadline}
                 response = await self._open(
@@ -301,8 +357,11 @@ class BaseProvider:
         headers, secrets = self.request_headers(key)
         with translate_errors(self.name, secrets) as call:
             clock = call.clock = self.clocks(request, timeout, stream=True)
+            call.request = request
             async with asyncio.timeout_at(clock.first_token_at):
                 url, body = self.completion_url(stream=True), self.body(request, stream=True)
+                if request.extra:
+                    body = merge_extra(body, request.extra)
                 response = await self._open(call, "POST", url, headers, json=body)
             try:
                 async with aclosing(self.parse_stream(call, response)) as events:
@@ -312,9 +371,13 @@ class BaseProvider:
                                 event = replace(event, ratelimit=call.ratelimit)
                             yield event
                             return
-                        if event.text:
+                        if isinstance(event, TextDelta):
+                            if event.text:
+                                clock.started = True
+                                call.parts.append(event.text)
+                                yield event
+                        else:  # a tool-call delta
                             clock.started = True
-                            call.parts.append(event.text)
                             yield event
                 raise call.error(
                     TransientError, "stream ended before it reported its finish", reason="truncated"

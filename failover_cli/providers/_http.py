@@ -39,7 +39,7 @@ from ..errors import (
 )
 from ..ratelimit import parse_ratelimit, seconds_until_reset
 from ..retry import parse_retry_after
-from ..types import RateLimit
+from ..types import CompletionRequest, RateLimit
 from ._transport import StaleConnection, TLSError
 
 MESSAGE_LIMIT = 300
@@ -139,6 +139,7 @@ class Call:
     parts: list[str] = field(default_factory=list)
     clock: Clocks | None = None
     ratelimit: RateLimit | None = None
+    request: CompletionRequest | None = None  # what was asked (for mapping names back)
 
     @property
     def partial_text(self) -> str:

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 from .wire import (
     JSON_TYPE,
+    NO_CHAT,
     Budget,
+    ChatView,
     End,
     Exchange,
     RecordedRequest,
@@ -73,6 +75,7 @@ class AnthropicDialect:
     default_model = "claude-sonnet-4-5"
     overloaded_status = 529
     id_prefix = "req_011C"
+    tool_id_prefix = "toolu_"
     json_type = JSON_TYPE
 
     def route(self, request: RecordedRequest) -> Route | None:
@@ -91,6 +94,9 @@ class AnthropicDialect:
         if not request.headers.get("anthropic-version"):
             return _error(400, "invalid_request_error", "anthropic-version: header is required")
         return None
+
+    def chat_view(self, request: RecordedRequest) -> ChatView:
+        return NO_CHAT
 
     def check_request(self, request: RecordedRequest) -> Reply | None:
         body = request.json

@@ -11,9 +11,9 @@ import math
 import random
 import re
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from .wire import Budget
 
@@ -87,6 +87,15 @@ class Behavior:
     remaining_tokens: int | None = None
     requests_reset: float = 1.0
     tokens_reset: float = 60.0
+    # Tools: when a request offers tools (and does not forbid calling them), the answer is a
+    # call of ``tool_call`` (a name and its arguments), else of the forced or first offered
+    # tool with arguments made from its schema; after the tool's result, the text. With
+    # ``call_tools`` False the simulator never calls a tool.
+    call_tools: bool = True
+    tool_call: tuple[str, Mapping[str, Any]] | None = None
+    # Structured output: a request for JSON is answered with ``json_text``, else with an
+    # instance made from the requested schema.
+    json_text: str | None = None
 
     def __post_init__(self) -> None:
         problems = _problems(self)

@@ -17,14 +17,18 @@ from typing import Literal
 from . import anthropic, gemini, ollama, openai
 from .behavior import CUTTING_FAULTS, ERROR_FAULTS, Behavior, Script, split_tokens
 from .wire import (
+    ChatView,
     Dialect,
     End,
     Exchange,
     RecordedRequest,
     Reply,
     Route,
+    SimToolCall,
     StreamFrames,
     count_words,
+    dumps,
+    example_of,
     new_id,
     quote,
 )
@@ -122,7 +126,14 @@ def _completion(dialect: Dialect, script: Script, request: RecordedRequest, rout
     behavior = script.behavior
     fault = behavior.fault
     tokens = [] if fault == "empty" else _rest_of_answer(script, request)
+    view = dialect.chat_view(request)
+    calls = _tool_calls(view, behavior, dialect.tool_id_prefix)
+    if calls:
+        tokens = []
+    elif view.json and fault != "empty":
+        tokens = split_tokens(_json_answer(view, behavior))
     exchange = _exchange(dialect, behavior, request, route, len(tokens))
+    exchange.tool_calls = calls
     status = script.next_status()
     if status != 200:
         return _from_reply(dialect.status_error(status, exchange), behavior.retry_headers)
@@ -144,6 +155,31 @@ def _completion(dialect: Dialect, script: Script, request: RecordedRequest, rout
     if fault == "drip":
         answer.pieces = _drip(answer.pieces, behavior)
     return answer
+
+
+def _tool_calls(view: ChatView, behavior: Behavior, prefix: str) -> list[SimToolCall]:
+    """The tool call to answer with: the scripted one, else the forced or first offered tool
+    with arguments from its schema; none when tools are not offered, forbidden, or the last
+    turn already carries their results (unless a call is required)."""
+    if not view.tools or not behavior.call_tools or view.choice == "none":
+        return []
+    if view.after_tool and view.choice == "auto":
+        return []
+    if behavior.tool_call is not None:
+        name, arguments = behavior.tool_call[0], dict(behavior.tool_call[1])
+    else:
+        name = view.choice if view.choice in view.tools else next(iter(view.tools))
+        arguments = example_of(view.tools[name]) or {}
+        if not isinstance(arguments, dict):
+            arguments = {}
+    return [SimToolCall(new_id(prefix), name, arguments)]
+
+
+def _json_answer(view: ChatView, behavior: Behavior) -> str:
+    if behavior.json_text is not None:
+        return behavior.json_text
+    value = example_of(view.schema) if view.schema is not None else {"answer": behavior.text}
+    return dumps(value if value is not None else {}).decode()
 
 
 def _rest_of_answer(script: Script, request: RecordedRequest) -> list[str]:

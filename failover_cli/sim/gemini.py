@@ -32,7 +32,9 @@ from __future__ import annotations
 
 from .wire import (
     HEALTH,
+    NO_CHAT,
     Budget,
+    ChatView,
     End,
     Exchange,
     RecordedRequest,
@@ -83,6 +85,7 @@ class GeminiDialect:
     default_model = "gemini-2.5-flash"
     overloaded_status = 503
     id_prefix = ""
+    tool_id_prefix = "call_"
     json_type = JSON_UTF8
 
     def route(self, request: RecordedRequest) -> Route | None:
@@ -120,6 +123,9 @@ class GeminiDialect:
             message = "API key not valid. Please pass a valid API key."
             return _error(400, "INVALID_ARGUMENT", message, details)
         return None
+
+    def chat_view(self, request: RecordedRequest) -> ChatView:
+        return NO_CHAT
 
     def check_request(self, request: RecordedRequest) -> Reply | None:
         body = request.json

@@ -27,7 +27,9 @@ import time
 from .wire import (
     COMPLETION,
     HEALTH,
+    NO_CHAT,
     Budget,
+    ChatView,
     End,
     Exchange,
     RecordedRequest,
@@ -58,6 +60,7 @@ class OllamaDialect:
     default_model = "llama3.2:latest"
     overloaded_status = 503
     id_prefix = "req_"
+    tool_id_prefix = "call_"
     json_type = JSON_UTF8
 
     def route(self, request: RecordedRequest) -> Route | None:
@@ -74,6 +77,9 @@ class OllamaDialect:
         if api_key is not None and request.headers.get("authorization") != f"Bearer {api_key}":
             return _error(401, "unauthorized")
         return None
+
+    def chat_view(self, request: RecordedRequest) -> ChatView:
+        return NO_CHAT
 
     def check_request(self, request: RecordedRequest) -> Reply | None:
         body = request.json

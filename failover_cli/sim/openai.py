@@ -27,7 +27,9 @@ from __future__ import annotations
 
 from .wire import (
     JSON_TYPE,
+    NO_CHAT,
     Budget,
+    ChatView,
     End,
     Exchange,
     RecordedRequest,
@@ -80,6 +82,7 @@ class OpenAIDialect:
     default_model = "gpt-4o-mini"
     overloaded_status = 503
     id_prefix = "chatcmpl-"
+    tool_id_prefix = "call_"
     json_type = JSON_TYPE
 
     def route(self, request: RecordedRequest) -> Route | None:
@@ -96,6 +99,9 @@ class OpenAIDialect:
         if api_key is not None and key.strip() != api_key:
             return _error(401, "invalid_request_error", "invalid_api_key", _BAD_KEY)
         return None
+
+    def chat_view(self, request: RecordedRequest) -> ChatView:
+        return NO_CHAT
 
     def check_request(self, request: RecordedRequest) -> Reply | None:
         body = request.json

@@ -60,6 +60,34 @@ class Reply:
     headers: list[tuple[str, str]] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class SimToolCall:
+    """A tool call a simulator answers with; ``arguments`` is an object."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatView:
+    """What a completion request asks of the chat features, read from any dialect's body.
+
+    ``tools`` maps each offered tool's name (as sent) to its parameters schema; ``choice`` is
+    ``auto``, ``none``, ``required`` or the name of a forced tool; ``after_tool`` says the
+    last turn carries tool results; ``json`` says JSON output is asked for, ``schema`` (if
+    any) the schema it must match."""
+
+    tools: dict[str, Any] = field(default_factory=dict)
+    choice: str = "auto"
+    after_tool: bool = False
+    json: bool = False
+    schema: Any = None
+
+
+NO_CHAT = ChatView()
+
+
 @dataclass(slots=True)
 class Exchange:
     """One completion being answered: what the dialects need to render it."""
@@ -75,6 +103,7 @@ class Exchange:
     ttft: float = 0.0
     generation: float = 0.0
     refused: bool = False  # ended by a content filter / refusal instead of a normal stop
+    tool_calls: list[SimToolCall] = field(default_factory=list)  # answered instead of text
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +140,7 @@ class Dialect(Protocol):
     default_model: str
     overloaded_status: int  # what a non-streamed ``midstream_error`` answers with
     id_prefix: str  # of the request id a completion reports
+    tool_id_prefix: str  # of the ids of the tool calls it answers with
     json_type: str  # Content-Type of a JSON answer
 
     def route(self, request: RecordedRequest) -> Route | None: ...
@@ -121,6 +151,10 @@ class Dialect(Protocol):
 
     def check_request(self, request: RecordedRequest) -> Reply | None:
         """A rejection (or any early answer) for a completion request, else None."""
+        ...
+
+    def chat_view(self, request: RecordedRequest) -> ChatView:
+        """The tools, tool choice and structured output a (checked) request asks for."""
         ...
 
     def wants_stream(self, request: RecordedRequest) -> bool: ...
@@ -134,10 +168,13 @@ class Dialect(Protocol):
     def health(self, request: RecordedRequest, route: Route, models: list[str]) -> Reply: ...
 
     def message(self, exchange: Exchange, text: str, output_tokens: int) -> bytes:
-        """The JSON body of a whole answer."""
+        """The JSON body of a whole answer: ``text``, then ``exchange.tool_calls`` if any."""
         ...
 
-    def stream(self, exchange: Exchange, tokens: list[str], end: End) -> StreamFrames: ...
+    def stream(self, exchange: Exchange, tokens: list[str], end: End) -> StreamFrames:
+        """The frames of a streamed answer: ``tokens``, then ``exchange.tool_calls`` (if any)
+        in the dialect's tool-call deltas, in ``tail``."""
+        ...
 
     def status_error(self, status: int, exchange: Exchange | None) -> Reply: ...
 
@@ -255,3 +292,31 @@ def count_words(node: Any) -> int:
     if isinstance(node, dict):
         return sum(count_words(value) for key, value in node.items() if key in _TEXT_KEYS)
     return 0
+
+
+def example_of(schema: Any, depth: int = 0) -> Any:
+    """A small value matching a JSON schema: required (else all) properties of an object,
+    the first of an enum, a placeholder of each type."""
+    if not isinstance(schema, dict) or depth > 8:
+        return None
+    if "const" in schema:
+        return schema["const"]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if isinstance(schema.get(key), list) and schema[key]:
+            return example_of(schema[key][0], depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or (kind is None and "properties" in schema):
+        props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        required = schema.get("required")
+        names = [n for n in required if n in props] if isinstance(required, list) else list(props)
+        return {n: example_of(props[n], depth + 1) for n in names}
+    if kind == "array":
+        item = example_of(schema.get("items"), depth + 1)
+        return [] if item is None else [item]
+    return {"string": "example", "integer": 1, "number": 1.5, "boolean": True}.get(
+        kind if isinstance(kind, str) else ""
+    )

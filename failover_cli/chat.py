@@ -1,0 +1,468 @@
+"""The provider-neutral chat model: messages, content parts, tools, tool choice and structured
+output, validated once from OpenAI Chat Completions-shaped dicts and rendered back to them.
+
+OpenAI's Chat Completions shape is the lingua franca callers already write: roles ``system``,
+``developer``, ``user``, ``assistant`` and ``tool``; content as a string or a list of ``text``
+and ``image_url`` parts; assistant ``tool_calls`` with JSON-text ``arguments``; ``tool``
+messages answering one call by ``tool_call_id``. Adapters translate these typed values to each
+API and back. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+ROLES: tuple[Role, ...] = ("system", "developer", "user", "assistant", "tool")
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
+
+_DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)(?:;[^;,]*)*?;base64,(?P<data>.*)", re.S)
+MAX_TOOL_NAME = 64
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+@dataclass(frozen=True, slots=True)
+class TextPart:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image by URL (``url``) or inline (``data``: base64 of ``media_type``)."""
+
+    url: str | None = None
+    media_type: str | None = None
+    data: str | None = None
+    detail: str | None = None
+
+    @property
+    def data_url(self) -> str:
+        """The image as OpenAI takes it: its URL, or a ``data:`` URL."""
+        return self.url if self.url is not None else f"data:{self.media_type};base64,{self.data}"
+
+
+Part: TypeAlias = TextPart | ImagePart
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One call of a function tool; ``arguments`` is JSON text, as OpenAI reports it."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+    def parsed_arguments(self) -> Any:
+        """The arguments as an object; text that is not a JSON object becomes ``{}``."""
+        try:
+            value = json.loads(self.arguments or "{}")
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One turn. ``content`` is empty for an assistant turn made only of tool calls."""
+
+    role: Role
+    content: tuple[Part, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    @classmethod
+    def of(cls, role: Role, text: str) -> Message:
+        return cls(role, (TextPart(text),) if text else ())
+
+    @property
+    def text(self) -> str:
+        """The text parts joined (images left out)."""
+        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+
+    @property
+    def images(self) -> tuple[ImagePart, ...]:
+        return tuple(p for p in self.content if isinstance(p, ImagePart))
+
+    def to_dict(self) -> dict[str, Any]:
+        """This message in OpenAI Chat Completions shape."""
+        out: dict[str, Any] = {"role": self.role}
+        if all(isinstance(p, TextPart) for p in self.content):
+            out["content"] = self.text if self.content or not self.tool_calls else None
+        else:
+            out["content"] = [_part_dict(p) for p in self.content]
+        if self.tool_calls:
+            out["tool_calls"] = [c.to_dict() for c in self.tool_calls]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            out["name"] = self.name
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A function the model may call; ``parameters`` is its JSON schema."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = field(default_factory=lambda: {"type": "object"})
+    strict: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        function: dict[str, Any] = {"name": self.name, "parameters": dict(self.parameters)}
+        if self.description:
+            function["description"] = self.description
+        if self.strict is not None:
+            function["strict"] = self.strict
+        return {"type": "function", "function": function}
+
+
+@dataclass(frozen=True, slots=True)
+class ForcedTool:
+    """``tool_choice`` naming the one function the model must call."""
+
+    name: str
+
+
+ToolChoice: TypeAlias = Literal["auto", "none", "required"] | ForcedTool
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    """Structured output: any JSON object (``json_object``) or one matching ``schema``."""
+
+    type: Literal["json_object", "json_schema"]
+    schema: Mapping[str, Any] | None = None
+    name: str = "response"
+    strict: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.type == "json_object":
+            return {"type": "json_object"}
+        spec: dict[str, Any] = {"name": self.name, "schema": dict(self.schema or {})}
+        if self.strict is not None:
+            spec["strict"] = self.strict
+        return {"type": "json_schema", "json_schema": spec}
+
+
+def tool_choice_dict(choice: ToolChoice) -> str | dict[str, Any]:
+    """``choice`` in OpenAI's shape."""
+    if isinstance(choice, ForcedTool):
+        return {"type": "function", "function": {"name": choice.name}}
+    return choice
+
+
+def _part_dict(part: Part) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    image: dict[str, Any] = {"url": part.data_url}
+    if part.detail:
+        image["detail"] = part.detail
+    return {"type": "image_url", "image_url": image}
+
+
+# --- validation: OpenAI-shaped dicts in, typed values out -------------------------------------
+
+
+def _fail(where: str, problem: str) -> ValueError:
+    return ValueError(f"{where}: {problem}")
+
+
+def _string(value: Any, where: str, *, empty: bool = True) -> str:
+    if not isinstance(value, str):
+        raise _fail(where, f"must be a string, not {type(value).__name__}")
+    if not empty and not value:
+        raise _fail(where, "must not be empty")
+    return value
+
+
+def parse_image(url: Any, where: str, detail: Any = None) -> ImagePart:
+    """An image from an ``image_url`` URL: ``http(s)://`` or a base64 ``data:`` URL of a PNG,
+    JPEG, GIF or WebP image."""
+    url = _string(url, where, empty=False)
+    if detail is not None:
+        detail = _string(detail, where.rsplit(".", 1)[0] + ".detail")
+    match = _DATA_URL.fullmatch(url)
+    if match:
+        media_type = match["type"].lower()
+        if media_type not in IMAGE_TYPES:
+            raise _fail(where, f"image type {media_type} is not one of {', '.join(IMAGE_TYPES)}")
+        return ImagePart(media_type=media_type, data=match["data"].strip(), detail=detail)
+    if url.startswith("data:"):
+        raise _fail(where, "a data: URL must be base64 (data:image/png;base64,...)")
+    if not url.startswith(("https://", "http://")):
+        raise _fail(where, "must be an http(s) URL or a base64 data: URL")
+    return ImagePart(url=url, detail=detail)
+
+
+def _parts(content: Any, where: str, role: str) -> tuple[Part, ...]:
+    if content is None:
+        return ()
+    if isinstance(content, str):
+        return (TextPart(content),) if content else ()
+    if not isinstance(content, list):
+        raise _fail(where, "must be a string or a list of parts")
+    parts: list[Part] = []
+    for j, part in enumerate(content):
+        at = f"{where}[{j}]"
+        if isinstance(part, TextPart | ImagePart):
+            parts.append(part)
+            continue
+        if not isinstance(part, dict):
+            raise _fail(at, "must be an object with a type")
+        kind = part.get("type")
+        if kind == "text":
+            parts.append(TextPart(_string(part.get("text"), at + ".text")))
+        elif kind == "image_url":
+            if role not in ("user",):
+                raise _fail(at, f"images are taken in user messages, not {role}")
+            image = part.get("image_url")
+            if isinstance(image, str):
+                parts.append(parse_image(image, at + ".image_url"))
+            elif isinstance(image, dict):
+                parts.append(
+                    parse_image(image.get("url"), at + ".image_url.url", image.get("detail"))
+                )
+            else:
+                raise _fail(at + ".image_url", "must be an object with a url")
+        else:
+            raise _fail(at + ".type", f"unknown part type {kind!r} (expected text or image_url)")
+    return tuple(parts)
+
+
+def _tool_calls(value: Any, where: str) -> tuple[ToolCall, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _fail(where, "must be a list")
+    calls = []
+    for j, call in enumerate(value):
+        at = f"{where}[{j}]"
+        if isinstance(call, ToolCall):
+            calls.append(call)
+            continue
+        if not isinstance(call, dict):
+            raise _fail(at, "must be an object")
+        if call.get("type", "function") != "function":
+            raise _fail(at + ".type", "only function tool calls are supported")
+        function = call.get("function")
+        if not isinstance(function, dict):
+            raise _fail(at + ".function", "must be an object with a name and arguments")
+        arguments = function.get("arguments", "{}")
+        if isinstance(arguments, dict):
+            arguments = json.dumps(arguments, separators=(",", ":"), ensure_ascii=False)
+        calls.append(
+            ToolCall(
+                id=_string(call.get("id"), at + ".id", empty=False),
+                name=_string(function.get("name"), at + ".function.name", empty=False),
+                arguments=_string(arguments, at + ".function.arguments"),
+            )
+        )
+    return tuple(calls)
+
+
+def parse_messages(messages: Any) -> tuple[Message, ...]:
+    """Validate OpenAI-shaped message dicts (or :class:`Message` values) into messages.
+
+    Raises ValueError naming the message index and field on bad input, including a ``tool``
+    message answering no earlier tool call."""
+    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
+        raise ValueError("messages: must be a list of messages")
+    out: list[Message] = []
+    calls: set[str] = set()
+    for i, raw in enumerate(messages):
+        at = f"messages[{i}]"
+        if isinstance(raw, Message):
+            message = raw
+        elif isinstance(raw, dict):
+            role = raw.get("role")
+            if role not in ROLES:
+                raise _fail(at + ".role", f"must be one of {', '.join(ROLES)}, not {role!r}")
+            content = _parts(raw.get("content"), at + ".content", role)
+            tool_calls = _tool_calls(raw.get("tool_calls"), at + ".tool_calls")
+            if tool_calls and role != "assistant":
+                raise _fail(at + ".tool_calls", "only assistant messages carry tool calls")
+            tool_call_id = raw.get("tool_call_id")
+            if role == "tool":
+                tool_call_id = _string(tool_call_id, at + ".tool_call_id", empty=False)
+            elif tool_call_id is not None:
+                raise _fail(at + ".tool_call_id", "only tool messages answer a tool call")
+            name = raw.get("name")
+            if name is not None:
+                name = _string(name, at + ".name")
+            message = Message(role, content, tool_calls, tool_call_id, name)
+        else:
+            raise _fail(at, "must be an object with a role")
+        if message.role == "tool" and message.tool_call_id not in calls:
+            raise _fail(
+                at + ".tool_call_id",
+                f"{message.tool_call_id!r} answers no tool call of an earlier assistant message",
+            )
+        calls.update(c.id for c in message.tool_calls)
+        out.append(message)
+    return tuple(out)
+
+
+def parse_tools(tools: Any) -> tuple[Tool, ...]:
+    """Validate OpenAI-shaped function tools (``{"type": "function", "function": {...}}``)."""
+    if tools is None:
+        return ()
+    if isinstance(tools, str | bytes) or not isinstance(tools, Sequence):
+        raise ValueError("tools: must be a list of tools")
+    out: list[Tool] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(tools):
+        at = f"tools[{i}]"
+        if isinstance(raw, Tool):
+            tool = raw
+        elif isinstance(raw, dict):
+            if raw.get("type", "function") != "function":
+                raise _fail(at + ".type", "only function tools are supported")
+            function = raw.get("function")
+            if not isinstance(function, dict):
+                raise _fail(at + ".function", "must be an object with a name")
+            parameters = function.get("parameters", {"type": "object", "properties": {}})
+            if not isinstance(parameters, dict):
+                raise _fail(at + ".function.parameters", "must be a JSON schema object")
+            strict = function.get("strict")
+            if strict is not None and not isinstance(strict, bool):
+                raise _fail(at + ".function.strict", "must be true or false")
+            tool = Tool(
+                name=_string(function.get("name"), at + ".function.name", empty=False),
+                description=_string(function.get("description", ""), at + ".function.description"),
+                parameters=parameters,
+                strict=strict,
+            )
+        else:
+            raise _fail(at, "must be an object")
+        if tool.name in seen:
+            raise _fail(at + ".function.name", f"{tool.name!r} is defined twice")
+        seen.add(tool.name)
+        out.append(tool)
+    return tuple(out)
+
+
+def parse_tool_choice(choice: Any, tools: Sequence[Tool]) -> ToolChoice | None:
+    """``auto``, ``none``, ``required`` or ``{"type": "function", "function": {"name": ...}}``
+    naming one of ``tools``."""
+    if choice is None or isinstance(choice, ForcedTool):
+        forced = choice
+    elif choice in ("auto", "none", "required"):
+        return choice  # type: ignore[no-any-return]
+    elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        forced = ForcedTool(_string(choice["function"].get("name"), "tool_choice.function.name"))
+    else:
+        raise ValueError(
+            "tool_choice: must be auto, none, required or"
+            ' {"type": "function", "function": {"name": ...}}'
+        )
+    if forced is not None and forced.name not in {t.name for t in tools}:
+        raise ValueError(f"tool_choice: {forced.name!r} is not one of the tools")
+    if forced is None:
+        return None
+    return forced
+
+
+def parse_response_format(value: Any) -> ResponseFormat | None:
+    """``{"type": "json_object"}`` or ``{"type": "json_schema", "json_schema": {"name",
+    "schema", "strict"}}``; ``{"type": "text"}`` and None ask for nothing."""
+    if value is None or isinstance(value, ResponseFormat):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError("response_format: must be an object with a type")
+    kind = value.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return ResponseFormat("json_object")
+    if kind != "json_schema":
+        raise ValueError(
+            f"response_format.type: must be json_schema, json_object or text, not {kind!r}"
+        )
+    spec = value.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+        raise ValueError("response_format.json_schema.schema: must be a JSON schema object")
+    strict = spec.get("strict")
+    if strict is not None and not isinstance(strict, bool):
+        raise ValueError("response_format.json_schema.strict: must be true or false")
+    name = spec.get("name", "response")
+    return ResponseFormat(
+        "json_schema", spec["schema"], _string(name, "response_format.json_schema.name"), strict
+    )
+
+
+def parse_stop(stop: Any) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    if isinstance(stop, str):
+        return (stop,)
+    if isinstance(stop, Sequence) and all(isinstance(s, str) for s in stop):
+        return tuple(stop)
+    raise ValueError("stop: must be a string or a list of strings")
+
+
+# --- tool names a provider can take ------------------------------------------------------------
+
+
+def wire_tool_name(
+    name: str, limit: int = MAX_TOOL_NAME, pattern: re.Pattern[str] = _TOOL_NAME
+) -> str:
+    """``name`` as a provider that allows ``limit`` characters of ``pattern`` takes it: kept
+    when it fits, else its allowed characters cut short and a digest of the whole name, so
+    two long names never collide. Reverse with :class:`ToolNames`."""
+    if len(name) <= limit and pattern.fullmatch(name):
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    clean = re.sub(r"[^A-Za-z0-9_-]", "_", name)
+    return f"{clean[: limit - 9]}_{digest}"
+
+
+class ToolNames:
+    """The names of one request's tools as sent to a provider, and back."""
+
+    __slots__ = ("_back", "_out")
+
+    def __init__(self, names: Iterable[str], limit: int = MAX_TOOL_NAME) -> None:
+        self._out = {n: wire_tool_name(n, limit) for n in names}
+        self._back = {w: n for n, w in self._out.items()}
+
+    @classmethod
+    def of(
+        cls, tools: Sequence[Tool], messages: Sequence[Message], limit: int = MAX_TOOL_NAME
+    ) -> ToolNames:
+        names = [t.name for t in tools]
+        names += [c.name for m in messages for c in m.tool_calls]
+        return cls(names, limit)
+
+    def wire(self, name: str) -> str:
+        return self._out.get(name) or wire_tool_name(name)
+
+    def original(self, wire_name: str) -> str:
+        return self._back.get(wire_name, wire_name)
+
+
+def tool_names_by_id(messages: Sequence[Message]) -> dict[str, str]:
+    """Each earlier tool call's id → its function name (APIs that answer calls by name)."""
+    return {c.id: c.name for m in messages for c in m.tool_calls}
+
+
+def normalise_finish(reason: str | None, table: Mapping[str, FinishReason]) -> FinishReason | None:
+    """A provider's stop reason in OpenAI's words, by the adapter's ``table``; an unknown
+    reason is ``stop``, none is None."""
+    if reason is None:
+        return None
+    return table.get(reason, "stop")

@@ -55,6 +55,7 @@ class Capabilities:
     json_schema: bool = True
     native_json: bool = True
     stop: bool = True
+    image_urls: bool = True  # images by URL, not only inline
 
 
 def capabilities(provider: ProviderConfig) -> Capabilities:
@@ -92,6 +93,8 @@ def missing(caps: Capabilities, request: CompletionRequest) -> str | None:
         return "takes no tools"
     if request.has_images and not caps.vision:
         return "takes no images"
+    if not caps.image_urls and any(p.url is not None for m in request.messages for p in m.images):
+        return "takes images only inline, not by URL"
     if request.response_format is not None and not caps.json_schema:
         return "gives no structured output"
     return None
@@ -117,7 +120,12 @@ def _table(kind: str, model: str) -> Capabilities:
         return Capabilities((0.0, 2.0), ("instruct", "restart"))
     if kind == "ollama":
         vision = bool(_OLLAMA_VISION.search(model))
-        return Capabilities((0.0, float("inf")), ("prefill", "instruct", "restart"), vision=vision)
+        return Capabilities(
+            (0.0, float("inf")),
+            ("prefill", "instruct", "restart"),
+            vision=vision,
+            image_urls=False,
+        )
     return Capabilities((0.0, 2.0), ("instruct", "restart"))  # gemini
 
 

@@ -140,6 +140,7 @@ class CompletionRequest:
     model extends, ``instruct`` as an assistant turn followed by a user turn asking the model
     to continue exactly where it stops. ``extra`` is merged into the provider's request body
     as it is (the router picks the entry for the provider's name or kind): unportable.
+    Adapters send ``model`` when set, else the provider's configured model.
     """
 
     prompt: str = ""
@@ -155,6 +156,7 @@ class CompletionRequest:
     top_p: float | None = None
     stop: tuple[str, ...] = ()
     extra: Mapping[str, Any] | None = None
+    model: str | None = None  # this call's model, instead of the provider's configured one
 
     @property
     def uses_tools(self) -> bool:

@@ -97,7 +97,7 @@ class BreakerSnapshot:
             opened_at=_opt_float(d.get("opened_at")),
             open_until=_opt_float(d.get("open_until")),
             cooldown=float(d.get("cooldown") or 0.0),  # type: ignore[arg-type]
-            forced=forced if forced in ("open", "closed") else None,  # type: ignore[arg-type]
+            forced=forced if forced in ("open", "closed") else None,
             since=float(d.get("since") or 0.0),  # type: ignore[arg-type]
             updated_at=float(d.get("updated_at") or 0.0),  # type: ignore[arg-type]
             fingerprint=fingerprint if isinstance(fingerprint, str) else None,

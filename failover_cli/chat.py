@@ -362,7 +362,7 @@ def parse_tool_choice(choice: Any, tools: Sequence[Tool]) -> ToolChoice | None:
     if choice is None or isinstance(choice, ForcedTool):
         forced = choice
     elif choice in ("auto", "none", "required"):
-        return choice  # type: ignore[no-any-return]
+        return choice
     elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
         forced = ForcedTool(_string(choice["function"].get("name"), "tool_choice.function.name"))
     else:

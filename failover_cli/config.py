@@ -152,7 +152,7 @@ ENV_NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]*")
 _URL_KEYS = {"base_url": ("http", "https"), "proxy": ("http", "https")}
 
 
-def _yaml():
+def _yaml() -> Any:
     import yaml  # deferred: ~20 ms, only needed when a file is read
 
     return yaml
@@ -314,7 +314,7 @@ class _Decoder:
             f.name
             for f in known.values()
             if f.default is MISSING
-            and f.default_factory is MISSING  # type: ignore[misc]
+            and f.default_factory is MISSING
             and f.name not in values
             and f.name not in seen
         ]

@@ -23,7 +23,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .breaker import BreakerState, Permit, Transition
-from .capabilities import Capabilities, Strategy, adapt, capabilities
+from .capabilities import Capabilities, Strategy, adapt, capabilities, missing
+from .chat import ToolCall
 from .clock import SYSTEM_CLOCK, Clock
 from .config import Config, as_config, fingerprint, key_env
 from .errors import (
@@ -36,6 +37,7 @@ from .errors import (
     redact,
 )
 from .protocols import Provider, StateStore
+from .request import build_request, check_extra
 from .retry import decide
 from .scoring import ScoreBreakdown, order
 from .tracker import Tracker
@@ -54,9 +56,11 @@ from .types import (
     RateLimit,
     RouteResult,
     Segment,
+    StreamDone,
     StreamEnd,
     StreamSwitched,
     TextDelta,
+    ToolCallDelta,
     Usage,
 )
 from .waitqueue import WaitQueue
@@ -157,18 +161,41 @@ class FailoverRouter:
         self,
         prompt: str | None = None,
         *,
+        messages: Sequence[Any] | None = None,
         max_tokens: int = 1024,
         system: str | None = None,
         temperature: float | None = None,
+        top_p: float | None = None,
+        stop: str | Sequence[str] | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: Any = None,
+        response_format: Any = None,
+        extra: Mapping[str, Mapping[str, Any]] | None = None,
+        models: Mapping[str, str] | None = None,
         timeout: float | None = None,
         max_wait: float | None = None,
         only: Sequence[str] | None = None,
         request: CompletionRequest | None = None,
     ) -> RouteResult:
-        """Answer one prompt (not streamed). Raises AllProvidersFailed, RequestRejected,
+        """Answer one request (not streamed): a ``prompt``, or OpenAI-shaped ``messages``
+        with ``tools``, ``tool_choice`` and ``response_format``. ``extra`` maps a provider
+        kind or name to body fields merged into that provider's request (unportable);
+        ``models`` maps provider names to this call's model. Bad input raises ValueError
+        before anything is sent; routing raises AllProvidersFailed, RequestRejected,
         QueueFull."""
-        req = request or CompletionRequest(prompt or "", max_tokens, system, temperature)
-        run = _Run(self, req, timeout, max_wait, only)
+        req = request or build_request(
+            prompt,
+            messages=messages,
+            max_tokens=max_tokens,
+            system=system,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            tools=tools,
+            tool_choice=tool_choice,
+            response_format=response_format,
+        )
+        run = _Run(self, req, timeout, max_wait, only, check_extra(extra), models)
         name, comp, ttft = await run.drive(run.try_complete)
         latency = (self.clock.monotonic() - run.started) * 1000
         return RouteResult(
@@ -182,23 +209,46 @@ class FailoverRouter:
             attempts=tuple(run.attempts),
             segments=(Segment(name, comp.model, comp.text),),
             stop_reason=comp.stop_reason,
+            finish_reason=comp.finish_reason,
+            calls=comp.tool_calls,
         )
 
     def stream(
         self,
         prompt: str | None = None,
         *,
+        messages: Sequence[Any] | None = None,
         max_tokens: int = 1024,
         system: str | None = None,
         temperature: float | None = None,
+        top_p: float | None = None,
+        stop: str | Sequence[str] | None = None,
+        tools: Sequence[Any] | None = None,
+        tool_choice: Any = None,
+        response_format: Any = None,
+        extra: Mapping[str, Mapping[str, Any]] | None = None,
+        models: Mapping[str, str] | None = None,
         timeout: float | None = None,
         max_wait: float | None = None,
         only: Sequence[str] | None = None,
         request: CompletionRequest | None = None,
     ) -> RouteStream:
-        """Stream one answer as text chunks; ``.result`` holds the RouteResult afterwards."""
-        req = request or CompletionRequest(prompt or "", max_tokens, system, temperature)
-        return RouteStream(_Run(self, req, timeout, max_wait, only))
+        """Stream one answer (arguments as :meth:`route`): iterate it for text chunks, or
+        :meth:`RouteStream.events` for typed events; ``.result`` holds the RouteResult
+        afterwards. Bad input raises ValueError here, before anything is sent."""
+        req = request or build_request(
+            prompt,
+            messages=messages,
+            max_tokens=max_tokens,
+            system=system,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            tools=tools,
+            tool_choice=tool_choice,
+            response_format=response_format,
+        )
+        return RouteStream(_Run(self, req, timeout, max_wait, only, check_extra(extra), models))
 
     def order(self, only: Sequence[str] | None = None) -> list[str]:
         """The order providers would be tried in right now."""
@@ -363,10 +413,18 @@ class _Run:
         timeout: float | None,
         max_wait: float | None,
         only: Sequence[str] | None,
+        extra: Mapping[str, Mapping[str, Any]] | None = None,
+        models: Mapping[str, str] | None = None,
     ) -> None:
         self.r = router
         self.req = req
         self.only = only
+        self.extra = extra
+        self.models = models
+        if models:
+            unknown = [n for n in models if n not in router.providers]
+            if unknown:
+                raise ValueError(f"models: no provider named {', '.join(unknown)}")
         clock = router.clock
         self.started = clock.monotonic()
         self.deadline = self.started + (timeout if timeout is not None else router.timeout)
@@ -380,12 +438,39 @@ class _Run:
         self.partial = ""  # answer text delivered before a stream broke: to be continued
         self.broken: Attempt | None = None  # the failure that broke it
         self.strategy_at: dict[str, int] = {}  # per provider: index of its next strategy
+        self.restart = False  # a stream broke inside a tool call: the next one starts anew
         self._noted: set[str] = set()  # providers whose parameter changes were reported
+        self._caps = router._caps
+        if models:
+            self._caps = dict(router._caps)
+            for name, model in models.items():
+                self._caps[name] = capabilities(replace(router._configs[name], model=model))
+        if req.tools or req.messages or req.response_format is not None:
+            self._exclude_unfit()
+
+    def _exclude_unfit(self) -> None:
+        """Skip, with the reason, every provider that cannot serve this request at all."""
+        for name in self.r.order(self.only):
+            why = missing(self._caps[name], self.req)
+            if why is not None:
+                self.excluded.add(name)
+                message = f"{name} {why}"
+                self.attempts.append(
+                    Attempt(name, "skipped", message=message, reason="unsupported")
+                )
+                self.r.emit(ProviderSkipped(name, message))
 
     def request_for(self, name: str) -> CompletionRequest:
         """The request as ``name`` can take it, continuing the partial answer if any."""
         r = self.r
-        req, notes = adapt(self.req, r._configs[name], r._caps[name])
+        req, notes = adapt(self.req, r._configs[name], self._caps[name])
+        if self.models and name in self.models:
+            req = replace(req, model=self.models[name])
+        if self.extra:
+            kind = r._configs[name].kind
+            fields = {**self.extra.get(kind, {}), **self.extra.get(name, {})}
+            if fields:
+                req = replace(req, extra=fields)
         if notes and name not in self._noted:
             self._noted.add(name)
             for note in notes:
@@ -399,7 +484,7 @@ class _Run:
         return req
 
     def strategy(self, name: str) -> Strategy:
-        order = self.r._caps[name].continuation
+        order = self._caps[name].continuation
         return order[min(self.strategy_at.get(name, 0), len(order) - 1)]
 
     # --- the pass loop -----------------------------------------------------------------------
@@ -588,6 +673,8 @@ class _Run:
             )
         elif not tried and not_configured and len(not_configured) == len(last):
             head = "no provider is configured"
+        elif not tried and last and all(a.reason == "unsupported" for a in last.values()):
+            head = "no provider can serve this request"
         elif waited:
             head = "every provider is still down after waiting"
         elif not tried:
@@ -628,9 +715,10 @@ class _Run:
                     await _sleep_unless(clock, delay, r.tripped(name))
                 if r.tracker.must_wait(name):  # a retry is held like any other request
                     await self._hold_while_scouting(name)
-                permit = self._admit(name)
-                if permit is None:
+                again = self._admit(name)
+                if again is None:
                     return None
+                permit = again
                 continue
             except BaseException:
                 r.tracker.release(name, permit)
@@ -712,7 +800,7 @@ class _Run:
         r = self.r
         strategy = self.strategy(name)
         self.strategy_at[name] = self.strategy_at.get(name, 0) + 1
-        more = self.strategy_at[name] < len(r._caps[name].continuation)
+        more = self.strategy_at[name] < len(self._caps[name].continuation)
         text = f"continuing by {strategy} was refused: {msg}"
         self.attempts.append(
             Attempt(name, "failed", exc.error_class, exc.status, text, duration_ms)
@@ -775,7 +863,9 @@ class _Run:
             return None
         (events, first), t0, permit = out
         self.r.tracker.warm(name)
-        strategy = self.strategy(name) if self.partial else None
+        strategy: Strategy | None = self.strategy(name) if self.partial else None
+        if strategy is None and self.restart:
+            strategy = "restart"
         ttft = (clock.monotonic() - t0) * 1000
         return _Opened(name, permit, events, first, t0, ttft, strategy)
 
@@ -805,8 +895,10 @@ class RouteStream:
             self._iter = _generate(self._run, self._sink, typed=False)
         return self._iter
 
-    def events(self) -> AsyncIterator[TextDelta | StreamSwitched]:
-        """Iterate typed events: text deltas, and a StreamSwitched at each provider seam."""
+    def events(self) -> AsyncIterator[TextDelta | ToolCallDelta | StreamSwitched | StreamDone]:
+        """Iterate typed events: text and tool-call deltas, a StreamSwitched at each provider
+        seam (after a ``restart`` switch, discard what came before), and a final StreamDone
+        with the result: usage, finish reason, tool calls."""
         if self._iter is None:
             self._iter = _generate(self._run, self._sink, typed=True)
         return self._iter
@@ -844,11 +936,13 @@ async def _generate(run: _Run, sink: _Sink, typed: bool) -> AsyncGenerator[Any, 
             if opened.strategy == "restart":
                 segments.clear()
                 written = ""
+            run.restart = False
             switch = StreamSwitched(run.broken.provider, opened.name, opened.strategy, len(written))
             r.emit(switch)
             if typed:
                 yield switch
         seg_text = ""
+        calls = _Calls()
         end: StreamEnd | None = None
         try:
             ev = opened.first
@@ -857,6 +951,10 @@ async def _generate(run: _Run, sink: _Sink, typed: bool) -> AsyncGenerator[Any, 
                     if ev.text:
                         seg_text += ev.text
                         yield ev if typed else ev.text
+                elif isinstance(ev, ToolCallDelta):
+                    calls.add(ev)
+                    if typed:
+                        yield ev
                 else:
                     end = ev
                     break
@@ -874,6 +972,13 @@ async def _generate(run: _Run, sink: _Sink, typed: bool) -> AsyncGenerator[Any, 
             # Mid-stream failures move on at once: retrying would repeat the text.
             run._failed(opened.name, opened.permit, exc, duration, r.config.retry.attempts)
             run.excluded.add(opened.name)
+            if calls:  # never continued mid-call: the next provider writes the turn anew
+                segments.clear()
+                written = ""
+                run.partial = ""
+                run.restart = True
+                run.broken = run.attempts[-1]
+                continue
             if seg_text:
                 segments.append(Segment(opened.name, r._configs[opened.name].model, seg_text))
                 written += seg_text
@@ -906,8 +1011,38 @@ async def _generate(run: _Run, sink: _Sink, typed: bool) -> AsyncGenerator[Any, 
             attempts=tuple(run.attempts),
             segments=tuple(segments),
             stop_reason=end.stop_reason,
+            finish_reason=end.finish_reason,
+            calls=calls.done(),
         )
+        if typed:
+            yield StreamDone(sink.result)
         return
+
+
+class _Calls:
+    """Tool calls being assembled from their streamed deltas, by index."""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self) -> None:
+        self._parts: dict[int, list[str]] = {}  # index -> [id, name, argument fragments...]
+
+    def __bool__(self) -> bool:
+        return bool(self._parts)
+
+    def add(self, delta: ToolCallDelta) -> None:
+        parts = self._parts.setdefault(delta.index, ["", ""])
+        if delta.id:
+            parts[0] = delta.id
+        if delta.name:
+            parts[1] = delta.name
+        if delta.arguments:
+            parts.append(delta.arguments)
+
+    def done(self) -> tuple[ToolCall, ...]:
+        return tuple(
+            ToolCall(p[0], p[1], "".join(p[2:]) or "{}") for _, p in sorted(self._parts.items())
+        )
 
 
 async def _close_quietly(events: AsyncIterator[Any]) -> None:

@@ -348,6 +348,21 @@ class RouteResult:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class StreamDone:
+    """The last event of :meth:`RouteStream.events`: the whole answer's result."""
+
+    result: RouteResult
+
+    @property
+    def usage(self) -> Usage:
+        return self.result.usage
+
+    @property
+    def finish_reason(self) -> FinishReason | None:
+        return self.result.finish_reason
+
+
 # --- events emitted by the router to listeners (route trace, store recorder) ----------------
 
 

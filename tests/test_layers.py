@@ -24,7 +24,7 @@ LAYERS: dict[str, int] = {
     "tracker": 5, "waitqueue": 5, "router": 5, "health": 5, "prober": 5,
     # 6: the command line and its presentation
     "cli": 6, "cli_base": 6, "fast_ask": 6, "render": 6, "report": 6, "demo": 6,
-    "benchcmd": 6, "__main__": 6, "__init__": 6,
+    "benchcmd": 6, "testing": 6, "__main__": 6, "__init__": 6,
 }  # fmt: skip
 
 

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from urllib.parse import parse_qsl
 
@@ -41,7 +41,7 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._target = b""
         self._method = b""
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._headers: Sequence[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
         self._busy = False  # a response (or a hang) is in progress
         self._task: asyncio.Task[None] | None = None
@@ -107,11 +107,13 @@ class _Connection(asyncio.Protocol):
             except h11.RemoteProtocolError as error:
                 self._reject(error.error_status_hint)
                 return
-            kind = type(event)
+            kind = type(event)  # `type() is` beats isinstance chains on this hot path
             if kind is h11.Request:
+                assert isinstance(event, h11.Request)
                 self._method, self._target = event.method, event.target
                 self._headers, self._body = event.headers, []
             elif kind is h11.Data:
+                assert isinstance(event, h11.Data)
                 self._body.append(event.data)
             elif kind is h11.EndOfMessage:
                 self._dispatch()

@@ -1,0 +1,227 @@
+"""Rich requests through the router: messages, tools, images, structured output, capability
+skips, per-provider extra fields and models, tool calls in streams (never continued mid-call).
+Runs on failover_cli.testing's fake providers and virtual clock: the public testing mode."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from failover_cli.errors import AllProvidersFailed
+from failover_cli.testing import FakeProvider, Reply, VirtualClock, down, fake_router, outage
+from failover_cli.types import (
+    CapabilityOverrides,
+    ProviderSkipped,
+    StreamDone,
+    StreamSwitched,
+    TextDelta,
+    ToolCallDelta,
+)
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+async def routed(clock: VirtualClock, router, **kwargs):
+    """``router.route(**kwargs)`` with virtual time jumped over every retry's backoff."""
+    return await clock.run(router.route(**kwargs))
+
+
+async def streamed(clock: VirtualClock, router, **kwargs) -> list:
+    async def collect() -> list:
+        return [e async for e in router.stream(**kwargs).events()]
+
+    return await clock.run(collect())
+
+
+async def test_messages_and_tools_reach_the_provider_typed(clock):
+    gpt = FakeProvider("gpt", [Reply(tool_calls=[("get_weather", {"city": "Paris"})])])
+    router = fake_router(gpt, clock=clock)
+    result = await routed(
+        clock,
+        router,
+        messages=[
+            {"role": "system", "content": "Be terse."},
+            {"role": "user", "content": [{"type": "text", "text": "Weather?"}, IMAGE]},
+        ],
+        tools=[WEATHER],
+        tool_choice="auto",
+        max_tokens=50,
+        stop="\n\n",
+    )
+    sent = gpt.requests[0]
+    assert [m.role for m in sent.messages] == ["system", "user"]
+    assert sent.messages[1].images[0].media_type == "image/png"
+    assert sent.tools[0].name == "get_weather"
+    assert sent.stop == ("\n\n",)
+    assert result.finish_reason == "tool_calls"
+    assert result.tool_calls == [
+        {
+            "id": "call_fake0",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+        }
+    ]
+    assert result.message == {"role": "assistant", "content": None, "tool_calls": result.tool_calls}
+
+
+async def test_bad_messages_raise_value_error_naming_the_field(clock):
+    router = fake_router(FakeProvider("gpt"), clock=clock)
+    with pytest.raises(ValueError, match=r"messages\[1\]\.role"):
+        await router.route(messages=[{"role": "user", "content": "a"}, {"role": "robot"}])
+    with pytest.raises(ValueError, match=r"messages\[0\]\.tool_call_id"):
+        await router.route(messages=[{"role": "tool", "tool_call_id": "x", "content": "1"}])
+    with pytest.raises(ValueError, match="tool_choice"):
+        router.stream(messages=[{"role": "user", "content": "a"}], tool_choice="required")
+
+
+async def test_a_provider_without_a_needed_capability_is_skipped_with_the_reason(clock):
+    llama = FakeProvider("llama", kind="ollama", model="llama3.2")  # reads no images
+    gpt = FakeProvider("gpt", [Reply("a cat")])
+    seen: list[object] = []
+    router = fake_router(llama, gpt, clock=clock, listeners=[seen.append])
+    result = await routed(clock, router, messages=[{"role": "user", "content": [IMAGE]}])
+    assert result.provider == "gpt" and llama.calls == 0
+    skip = result.attempts[0]
+    assert (skip.provider, skip.outcome, skip.reason) == ("llama", "skipped", "unsupported")
+    assert "takes no images" in skip.message
+    assert any(isinstance(e, ProviderSkipped) and e.provider == "llama" for e in seen)
+
+
+async def test_every_provider_unfit_says_so(clock):
+    llama = FakeProvider("llama", kind="ollama", model="llama3.2")
+    router = fake_router(llama, clock=clock)
+    with pytest.raises(AllProvidersFailed, match="no provider can serve this request.*images"):
+        await router.route(messages=[{"role": "user", "content": [IMAGE]}])
+
+
+async def test_config_overrides_the_capability_table(clock):
+    gpt = FakeProvider("gpt")
+    gpt.config = gpt.config.__class__(
+        "gpt", "openai", "gpt-x", capabilities=CapabilityOverrides(tools=False)
+    )
+    backup = FakeProvider("backup", [Reply(tool_calls=[("get_weather", {})])])
+    router = fake_router(gpt, backup, clock=clock)
+    result = await routed(clock, router, prompt="hi", tools=[WEATHER])
+    assert result.provider == "backup" and gpt.calls == 0
+
+
+async def test_plain_prompts_are_never_checked_for_capabilities(clock):
+    llama = FakeProvider("llama", kind="ollama", model="llama3.2")
+    router = fake_router(llama, clock=clock)
+    assert (await router.route(prompt="hi")).provider == "llama"
+
+
+async def test_extra_fields_go_to_the_provider_they_name(clock):
+    claude = FakeProvider("claude", [Reply(error=down())], kind="anthropic")
+    gpt = FakeProvider("gpt")
+    router = fake_router(claude, gpt, clock=clock)
+    await routed(
+        clock,
+        router,
+        prompt="hi",
+        extra={
+            "anthropic": {"metadata": {"user_id": "u1"}},
+            "gpt": {"seed": 7},
+            "openai": {"n": 1},
+        },
+    )
+    assert claude.requests[0].extra == {"metadata": {"user_id": "u1"}}
+    assert gpt.requests[0].extra == {"n": 1, "seed": 7}  # by name over by kind
+
+
+async def test_extra_must_map_names_to_objects(clock):
+    router = fake_router(FakeProvider("gpt"), clock=clock)
+    with pytest.raises(ValueError, match="extra"):
+        await router.route(prompt="hi", extra={"openai": 3})  # type: ignore[dict-item]
+
+
+async def test_models_override_the_configured_model_for_one_call(clock):
+    gpt = FakeProvider("gpt")
+    router = fake_router(gpt, clock=clock)
+    result = await routed(clock, router, prompt="hi", models={"gpt": "gpt-5.4"})
+    assert gpt.requests[0].model == "gpt-5.4" and result.model == "gpt-5.4"
+    with pytest.raises(ValueError, match="no provider named nope"):
+        await router.route(prompt="hi", models={"nope": "m"})
+
+
+async def test_stream_yields_typed_tool_call_deltas_and_a_final_event(clock):
+    gpt = FakeProvider("gpt", [Reply(tool_calls=[("get_weather", {"city": "Oslo"})])])
+    router = fake_router(gpt, clock=clock)
+    events = await streamed(clock, router, prompt="hi", tools=[WEATHER])
+    deltas = [e for e in events if isinstance(e, ToolCallDelta)]
+    assert deltas[0].id == "call_fake0" and deltas[0].name == "get_weather"
+    assert json.loads("".join(d.arguments for d in deltas)) == {"city": "Oslo"}
+    done = events[-1]
+    assert isinstance(done, StreamDone)
+    assert done.finish_reason == "tool_calls"
+    assert done.result.calls[0].parsed_arguments() == {"city": "Oslo"}
+
+
+async def test_iterating_a_tool_stream_for_text_still_works(clock):
+    gpt = FakeProvider("gpt", [Reply("Let me check.", tool_calls=[("get_weather", {})])])
+    router = fake_router(gpt, clock=clock)
+    stream = router.stream(prompt="hi", tools=[WEATHER])
+    chunks = [c async for c in stream]
+    assert "".join(chunks) == "Let me check."
+    assert stream.result is not None and stream.result.tool_calls[0]["function"]["name"] == (
+        "get_weather"
+    )
+
+
+async def test_a_stream_broken_inside_a_tool_call_is_restarted_not_continued(clock):
+    broken = Reply(tool_calls=[("get_weather", {"city": "Rome"})], error=outage(), fail_after=0)
+    claude = FakeProvider("claude", [broken], kind="anthropic")
+    gpt = FakeProvider("gpt", [Reply(tool_calls=[("get_weather", {"city": "Rome"})])])
+    router = fake_router(claude, gpt, clock=clock)
+    events = await streamed(clock, router, prompt="hi", tools=[WEATHER])
+    switch = next(e for e in events if isinstance(e, StreamSwitched))
+    assert (switch.old, switch.new, switch.strategy, switch.kept) == ("claude", "gpt", "restart", 0)
+    assert gpt.requests[0].assistant_prefix is None  # nothing to continue from
+    done = events[-1]
+    assert isinstance(done, StreamDone)
+    assert [c.parsed_arguments() for c in done.result.calls] == [{"city": "Rome"}]
+    assert done.result.provider == "gpt"
+
+
+async def test_a_text_stream_broken_mid_answer_is_still_continued(clock):
+    claude = FakeProvider(
+        "claude", [Reply("one two three four", error=outage(), fail_after=2)], kind="ollama"
+    )
+    gpt = FakeProvider("gpt", [Reply("three four")])
+    router = fake_router(claude, gpt, clock=clock)
+    events = await streamed(clock, router, prompt="count")
+    text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert text == "one twothree four"
+    assert gpt.requests[0].assistant_prefix == "one two"
+
+
+async def test_same_message_shape_whichever_provider_answers(clock):
+    """The caller gets one shape, whoever answers after fail-overs."""
+    shapes = []
+    for failing in ((), ("claude",), ("claude", "gpt")):
+        claude = FakeProvider("claude", kind="anthropic", model="claude-sonnet-5-5")
+        gpt = FakeProvider("gpt")
+        llama = FakeProvider("llama", kind="ollama")
+        for p in (claude, gpt, llama):
+            p.script = [Reply(error=outage())] * 3 if p.name in failing else []
+            p.default = Reply(tool_calls=[("get_weather", {"city": "Lima"})])
+        router = fake_router(claude, gpt, llama, clock=clock)
+        result = await routed(clock, router, prompt="weather", tools=[WEATHER])
+        message = result.message
+        message["tool_calls"][0]["id"] = "<id>"
+        shapes.append((result.finish_reason, message))
+    assert shapes[0] == shapes[1] == shapes[2]

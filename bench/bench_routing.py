@@ -13,6 +13,8 @@ their own processes on 127.0.0.1, and reported as a median over several runs.
    later ones separately.
 3. stampede: 50 concurrent first requests on a fresh router whose primary is dead, vs the same
    burst sent straight to the secondary; how many reached the dead primary.
+1c. rich requests: a 10-message conversation with 5 tools and an image, routed, against the
+   same body posted raw; its added cost beside the plain prompt's.
 7. streaming: time to first token through router.stream vs raw httpx on the same SSE stream.
 
     python bench/bench_routing.py [--quick]
@@ -384,6 +386,123 @@ async def cpu_cost(n: int, runs: int) -> list[str]:
     ]
 
 
+def rich_conversation() -> dict[str, Any]:
+    """A 10-message conversation with 5 tools, an image reference and an answered tool call,
+    as OpenAI-shaped arguments of ``route``."""
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": f"tool_{i}",
+                "description": f"Tool number {i}",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+                    "required": ["city"],
+                },
+            },
+        }
+        for i in range(5)
+    ]
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+    call = {
+        "id": "call_abc123",
+        "type": "function",
+        "function": {"name": "tool_0", "arguments": '{"city":"Paris"}'},
+    }
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": [{"type": "text", "text": "What is this?"}, image]},
+        {"role": "assistant", "content": "A cat on a roof."},
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_abc123", "content": '{"temp": 21}'},
+        {"role": "assistant", "content": "21 degrees."},
+        {"role": "user", "content": "And tomorrow?"},
+        {"role": "assistant", "content": "Probably the same."},
+        {"role": "user", "content": "Thanks. One more question about the cat."},
+    ]
+    return {"messages": messages, "tools": tools, "max_tokens": 64}
+
+
+async def rich_cost(n: int, runs: int) -> list[str]:
+    """CPU per request of a rich request (rich_conversation) against the same body posted raw,
+    beside the plain prompt against its raw body: what the chat translation adds."""
+    answer = json.dumps(
+        {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "gpt-4o-mini",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "Hello there"},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+        }
+    ).encode()
+    client = httpx.AsyncClient(
+        transport=httpx.MockTransport(
+            lambda request: httpx.Response(
+                200, content=answer, headers={"content-type": "application/json"}
+            )
+        )
+    )
+    url = "http://sim.test"
+    router = router_for(link("only", url), client=client)
+    rurl, plain_body, headers = raw_request(url)
+    rich = rich_conversation()
+    rich_body = {"model": "gpt-4o-mini", **rich}
+
+    async def raw_plain() -> str:
+        return await raw_once(client, rurl, plain_body, headers)
+
+    async def raw_rich() -> str:
+        return await raw_once(client, rurl, rich_body, headers)
+
+    paths: dict[str, Callable[[], Awaitable[Any]]] = {
+        "raw httpx, plain body": raw_plain,
+        "route(prompt=...)": lambda: router.route(PROMPT, max_tokens=64),
+        "raw httpx, rich body": raw_rich,
+        "route(messages=..., tools=...)": lambda: router.route(**rich),
+    }
+    for fn in paths.values():
+        for _ in range(300):
+            await fn()
+    results: dict[str, list[float]] = {k: [] for k in paths}
+    for run in range(runs):
+        items = list(paths.items())
+        for name, fn in items if run % 2 == 0 else reversed(items):
+            results[name].append(await timed_seq(n, fn) * 1e6)
+    await client.aclose()
+    us = {k: median(v) for k, v in results.items()}
+    plain_added = us["route(prompt=...)"] - us["raw httpx, plain body"]
+    rich_added = us["route(messages=..., tools=...)"] - us["raw httpx, rich body"]
+    return [
+        table(
+            "1c. CPU per request, 10 messages + 5 tools + an image URL vs a plain prompt, each "
+            f"against its own body posted raw (httpx.MockTransport): {n} requests per run, "
+            f"median of {runs} runs",
+            ["path", "µs per request", "added vs raw", "target"],
+            [
+                ["raw httpx, plain body", us["raw httpx, plain body"], "", ""],
+                ["route(prompt=...)", us["route(prompt=...)"], f"+{plain_added:.0f} µs", ""],
+                ["raw httpx, rich body", us["raw httpx, rich body"], "", ""],
+                [
+                    "route(messages=..., tools=...)",
+                    us["route(messages=..., tools=...)"],
+                    f"+{rich_added:.0f} µs ({rich_added - plain_added:+.0f} vs plain)",
+                    "≤ plain + 30 µs",
+                ],
+            ],
+        )
+    ]
+
+
 async def streaming(url: str, n: int, runs: int) -> list[str]:
     client = make_client()
     router = router_for(link("sim", url), client=client)
@@ -433,7 +552,9 @@ async def streaming(url: str, n: int, runs: int) -> list[str]:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
-    parser.add_argument("--only", choices=["overhead", "cpu", "failover", "stampede", "streaming"])
+    parser.add_argument(
+        "--only", choices=["overhead", "cpu", "rich", "failover", "stampede", "streaming"]
+    )
     args = parser.parse_args()
     n, runs, trials = (200, 3, 5) if args.quick else (2000, 5, 15)
     print(f"bench_routing on {machine()}")
@@ -445,6 +566,7 @@ async def main() -> None:
             # The saturated (concurrency 50) ratio swings ±10% run to run on 2 shared cores.
             "overhead": lambda: overhead(ok_url, n, runs if args.quick else 11),
             "cpu": lambda: cpu_cost(n, runs + 2),
+            "rich": lambda: rich_cost(n, runs + 2),
             "failover": lambda: failover_cost(ok_url, failing_url, trials),
             "stampede": lambda: stampede(ok_url, failing_url, trials),
             "streaming": lambda: streaming(ok_url, n // 4, runs),

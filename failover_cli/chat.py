@@ -6,6 +6,9 @@ OpenAI's Chat Completions shape is the lingua franca callers already write: role
 and ``image_url`` parts; assistant ``tool_calls`` with JSON-text ``arguments``; ``tool``
 messages answering one call by ``tool_call_id``. Adapters translate these typed values to each
 API and back. Nothing here does I/O.
+
+The values are built for every message of every request, so they are plain slotted
+dataclasses (a frozen one costs five times as much to build): treat them as immutable.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from typing import Any, Literal, TypeAlias
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 ROLES: tuple[Role, ...] = ("system", "developer", "user", "assistant", "tool")
+_ROLE_SET = frozenset(ROLES)
+_NO_PARAMETERS: Mapping[str, Any] = {"type": "object", "properties": {}}
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 
@@ -27,12 +32,12 @@ MAX_TOOL_NAME = 64
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TextPart:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ImagePart:
     """An image by URL (``url``) or inline (``data``: base64 of ``media_type``)."""
 
@@ -50,7 +55,7 @@ class ImagePart:
 Part: TypeAlias = TextPart | ImagePart
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ToolCall:
     """One call of a function tool; ``arguments`` is JSON text, as OpenAI reports it."""
 
@@ -74,7 +79,7 @@ class ToolCall:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
     """One turn. ``content`` is empty for an assistant turn made only of tool calls."""
 
@@ -113,7 +118,7 @@ class Message:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Tool:
     """A function the model may call; ``parameters`` is its JSON schema."""
 
@@ -209,44 +214,49 @@ def parse_image(url: Any, where: str, detail: Any = None) -> ImagePart:
     return ImagePart(url=url, detail=detail)
 
 
-def _parts(content: Any, where: str, role: str) -> tuple[Part, ...]:
-    if content is None:
-        return ()
+def _parts(content: Any, i: int, role: str) -> tuple[Part, ...]:
+    """The content of ``messages[i]`` as parts. Locations are formatted only on error: this
+    runs for every message of every request."""
     if isinstance(content, str):
         return (TextPart(content),) if content else ()
+    if content is None:
+        return ()
+    where = f"messages[{i}].content"
     if not isinstance(content, list):
         raise _fail(where, "must be a string or a list of parts")
     parts: list[Part] = []
     for j, part in enumerate(content):
-        at = f"{where}[{j}]"
-        if isinstance(part, TextPart | ImagePart):
-            parts.append(part)
-            continue
-        if not isinstance(part, dict):
-            raise _fail(at, "must be an object with a type")
-        kind = part.get("type")
+        kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text":
-            parts.append(TextPart(_string(part.get("text"), at + ".text")))
+            text = part.get("text")
+            if type(text) is not str:
+                text = _string(text, f"{where}[{j}].text")
+            parts.append(TextPart(text))
         elif kind == "image_url":
-            if role not in ("user",):
+            at = f"{where}[{j}]"
+            if role != "user":
                 raise _fail(at, f"images are taken in user messages, not {role}")
             image = part.get("image_url")
             if isinstance(image, str):
                 parts.append(parse_image(image, at + ".image_url"))
             elif isinstance(image, dict):
-                parts.append(
-                    parse_image(image.get("url"), at + ".image_url.url", image.get("detail"))
-                )
+                url, detail = image.get("url"), image.get("detail")
+                parts.append(parse_image(url, at + ".image_url.url", detail))
             else:
                 raise _fail(at + ".image_url", "must be an object with a url")
+        elif isinstance(part, TextPart | ImagePart):
+            parts.append(part)
+        elif isinstance(part, dict):
+            raise _fail(
+                f"{where}[{j}].type", f"unknown part type {kind!r} (expected text or image_url)"
+            )
         else:
-            raise _fail(at + ".type", f"unknown part type {kind!r} (expected text or image_url)")
+            raise _fail(f"{where}[{j}]", "must be an object with a type")
     return tuple(parts)
 
 
-def _tool_calls(value: Any, where: str) -> tuple[ToolCall, ...]:
-    if value is None:
-        return ()
+def _tool_calls(value: Any, i: int) -> tuple[ToolCall, ...]:
+    where = f"messages[{i}].tool_calls"
     if not isinstance(value, list):
         raise _fail(where, "must be a list")
     calls = []
@@ -285,34 +295,46 @@ def parse_messages(messages: Any) -> tuple[Message, ...]:
     out: list[Message] = []
     calls: set[str] = set()
     for i, raw in enumerate(messages):
-        at = f"messages[{i}]"
-        if isinstance(raw, Message):
-            message = raw
-        elif isinstance(raw, dict):
+        if type(raw) is dict:
             role = raw.get("role")
-            if role not in ROLES:
-                raise _fail(at + ".role", f"must be one of {', '.join(ROLES)}, not {role!r}")
-            content = _parts(raw.get("content"), at + ".content", role)
-            tool_calls = _tool_calls(raw.get("tool_calls"), at + ".tool_calls")
-            if tool_calls and role != "assistant":
-                raise _fail(at + ".tool_calls", "only assistant messages carry tool calls")
-            tool_call_id = raw.get("tool_call_id")
+            if role not in _ROLE_SET:
+                raise _fail(
+                    f"messages[{i}].role", f"must be one of {', '.join(ROLES)}, not {role!r}"
+                )
+            content = _parts(raw.get("content"), i, role)
+            tool_calls: tuple[ToolCall, ...] = ()
+            tool_call_id = name = None
+            if len(raw) > 2:  # beyond role and content: the rarer fields
+                found = raw.get("tool_calls")
+                if found is not None:
+                    if role != "assistant":
+                        raise _fail(
+                            f"messages[{i}].tool_calls", "only assistant messages carry tool calls"
+                        )
+                    tool_calls = _tool_calls(found, i)
+                tool_call_id = raw.get("tool_call_id")
+                name = raw.get("name")
+                if name is not None:
+                    name = _string(name, f"messages[{i}].name")
             if role == "tool":
-                tool_call_id = _string(tool_call_id, at + ".tool_call_id", empty=False)
+                tool_call_id = _string(tool_call_id, f"messages[{i}].tool_call_id", empty=False)
+                if tool_call_id not in calls:
+                    raise _fail(
+                        f"messages[{i}].tool_call_id",
+                        f"{tool_call_id!r} answers no tool call of an earlier assistant message",
+                    )
             elif tool_call_id is not None:
-                raise _fail(at + ".tool_call_id", "only tool messages answer a tool call")
-            name = raw.get("name")
-            if name is not None:
-                name = _string(name, at + ".name")
+                raise _fail(f"messages[{i}].tool_call_id", "only tool messages answer a tool call")
             message = Message(role, content, tool_calls, tool_call_id, name)
+        elif isinstance(raw, Message):
+            message = raw
+            if message.role == "tool" and message.tool_call_id not in calls:
+                problem = "answers no tool call of an earlier assistant message"
+                raise _fail(f"messages[{i}].tool_call_id", f"{message.tool_call_id!r} {problem}")
         else:
-            raise _fail(at, "must be an object with a role")
-        if message.role == "tool" and message.tool_call_id not in calls:
-            raise _fail(
-                at + ".tool_call_id",
-                f"{message.tool_call_id!r} answers no tool call of an earlier assistant message",
-            )
-        calls.update(c.id for c in message.tool_calls)
+            raise _fail(f"messages[{i}]", "must be an object with a role")
+        if message.tool_calls:
+            calls.update(c.id for c in message.tool_calls)
         out.append(message)
     return tuple(out)
 
@@ -326,31 +348,31 @@ def parse_tools(tools: Any) -> tuple[Tool, ...]:
     out: list[Tool] = []
     seen: set[str] = set()
     for i, raw in enumerate(tools):
-        at = f"tools[{i}]"
-        if isinstance(raw, Tool):
-            tool = raw
-        elif isinstance(raw, dict):
-            if raw.get("type", "function") != "function":
-                raise _fail(at + ".type", "only function tools are supported")
+        if type(raw) is dict:
             function = raw.get("function")
-            if not isinstance(function, dict):
-                raise _fail(at + ".function", "must be an object with a name")
-            parameters = function.get("parameters", {"type": "object", "properties": {}})
-            if not isinstance(parameters, dict):
-                raise _fail(at + ".function.parameters", "must be a JSON schema object")
+            if raw.get("type", "function") != "function":
+                raise _fail(f"tools[{i}].type", "only function tools are supported")
+            if type(function) is not dict:
+                raise _fail(f"tools[{i}].function", "must be an object with a name")
+            name = function.get("name")
+            if type(name) is not str or not name:
+                name = _string(name, f"tools[{i}].function.name", empty=False)
+            parameters = function.get("parameters", _NO_PARAMETERS)
+            if type(parameters) is not dict:
+                raise _fail(f"tools[{i}].function.parameters", "must be a JSON schema object")
+            description = function.get("description", "")
+            if type(description) is not str:
+                description = _string(description, f"tools[{i}].function.description")
             strict = function.get("strict")
-            if strict is not None and not isinstance(strict, bool):
-                raise _fail(at + ".function.strict", "must be true or false")
-            tool = Tool(
-                name=_string(function.get("name"), at + ".function.name", empty=False),
-                description=_string(function.get("description", ""), at + ".function.description"),
-                parameters=parameters,
-                strict=strict,
-            )
+            if strict is not None and type(strict) is not bool:
+                raise _fail(f"tools[{i}].function.strict", "must be true or false")
+            tool = Tool(name, description, parameters, strict)
+        elif isinstance(raw, Tool):
+            tool = raw
         else:
-            raise _fail(at, "must be an object")
+            raise _fail(f"tools[{i}]", "must be an object")
         if tool.name in seen:
-            raise _fail(at + ".function.name", f"{tool.name!r} is defined twice")
+            raise _fail(f"tools[{i}].function.name", f"{tool.name!r} is defined twice")
         seen.add(tool.name)
         out.append(tool)
     return tuple(out)

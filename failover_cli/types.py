@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
-from .chat import FinishReason, Message, ResponseFormat, Tool, ToolCall, ToolChoice
+from .chat import FinishReason, Message, ResponseFormat, TextPart, Tool, ToolCall, ToolChoice
 
 KINDS = ("anthropic", "openai", "ollama", "gemini")
 Kind = Literal["anthropic", "openai", "ollama", "gemini"]
@@ -171,7 +171,11 @@ class CompletionRequest:
         """Characters of text the model reads (a stand-in for the prompt's length)."""
         chars = len(self.prompt) + len(self.system or "") + len(self.assistant_prefix or "")
         for m in self.messages:
-            chars += len(m.text) + sum(len(c.arguments) for c in m.tool_calls)
+            for part in m.content:
+                if type(part) is TextPart:
+                    chars += len(part.text)
+            for call in m.tool_calls:
+                chars += len(call.arguments)
         return chars
 
 

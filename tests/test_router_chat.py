@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from failover_cli.errors import AllProvidersFailed
+from failover_cli.errors import AllProvidersFailed, ConfigError
 from failover_cli.testing import FakeProvider, Reply, VirtualClock, down, fake_router, outage
 from failover_cli.types import (
     CapabilityOverrides,
@@ -104,7 +104,7 @@ async def test_a_provider_without_a_needed_capability_is_skipped_with_the_reason
 async def test_every_provider_unfit_says_so(clock):
     llama = FakeProvider("llama", kind="ollama", model="llama3.2")
     router = fake_router(llama, clock=clock)
-    with pytest.raises(AllProvidersFailed, match="no provider can serve this request.*images"):
+    with pytest.raises(AllProvidersFailed, match=r"no provider can serve this request.*images"):
         await router.route(messages=[{"role": "user", "content": [IMAGE]}])
 
 
@@ -225,3 +225,45 @@ async def test_same_message_shape_whichever_provider_answers(clock):
         message["tool_calls"][0]["id"] = "<id>"
         shapes.append((result.finish_reason, message))
     assert shapes[0] == shapes[1] == shapes[2]
+
+
+async def test_the_readme_testing_example_holds():
+    clock = VirtualClock()
+    claude = FakeProvider("claude", [Reply(error=outage())] * 3, kind="anthropic")
+    gpt = FakeProvider("gpt", [Reply(tool_calls=[("get_weather", {"city": "Paris"})])])
+    router = fake_router(claude, gpt, clock=clock)
+    result = await clock.run(router.route(prompt="Weather?", tools=[WEATHER]))
+    assert result.provider == "gpt" and claude.calls == 3
+    assert gpt.requests[0].tools[0].name == "get_weather"
+    assert clock.time() > 1_800_000_000.0  # the backoff ran on virtual time
+
+
+def test_cached_input_is_priced_at_its_own_rate():
+    from failover_cli.types import Cost, Usage
+
+    usage = Usage(input_tokens=1_000_000, output_tokens=0, cached_input_tokens=400_000)
+    assert Cost(3.0, 15.0).usd(usage) == pytest.approx(3.0)  # no cached rate: input price
+    assert Cost(3.0, 15.0, cached_input_per_mtok=0.3).usd(usage) == pytest.approx(
+        0.6 * 3.0 + 0.4 * 0.3
+    )
+
+
+def test_capabilities_and_cached_price_are_read_from_the_config(tmp_path):
+    from failover_cli.config import load_config
+
+    path = tmp_path / "providers.yaml"
+    path.write_text(
+        "providers:\n"
+        "  - name: llama\n    kind: ollama\n    model: llama3.2\n"
+        "    capabilities: {vision: true, tools: false}\n"
+        "    cost: {input_per_mtok: 1, output_per_mtok: 2, cached_input_per_mtok: 0.1}\n"
+    )
+    provider = load_config(str(path)).providers[0]
+    assert provider.capabilities == CapabilityOverrides(tools=False, vision=True)
+    assert provider.cost is not None and provider.cost.cached_input_per_mtok == 0.1
+    path.write_text(
+        "providers:\n  - name: llama\n    kind: ollama\n    model: m\n"
+        "    capabilities: {vison: true}\n"
+    )
+    with pytest.raises(ConfigError, match=r"vison.*did you mean"):
+        load_config(str(path))

@@ -36,8 +36,8 @@ class Provider(Protocol):
     async def complete(self, request: CompletionRequest, *, timeout: float) -> Completion: ...
 
     def stream(self, request: CompletionRequest, *, timeout: float) -> AsyncIterator[StreamEvent]:
-        """Yield ``TextDelta``s then exactly one ``StreamEnd``; a stream without its terminal
-        marker raises ``TransientError(reason="truncated")``."""
+        """Yield ``TextDelta``s and ``ToolCallDelta``s, then exactly one ``StreamEnd``; a
+        stream without its terminal marker raises ``TransientError(reason="truncated")``."""
         ...
 
     async def health(self, *, deep: bool = False, timeout: float = 5.0) -> HealthResult:

@@ -304,7 +304,7 @@ def parse_messages(messages: Any) -> tuple[Message, ...]:
             content = _parts(raw.get("content"), i, role)
             tool_calls: tuple[ToolCall, ...] = ()
             tool_call_id = name = None
-            if len(raw) > 2:  # beyond role and content: the rarer fields
+            if len(raw) > (2 if "content" in raw else 1):  # the rarer fields too
                 found = raw.get("tool_calls")
                 if found is not None:
                     if role != "assistant":

@@ -75,6 +75,10 @@ FAIL_FAST_REASONS = frozenset({"connect", "first_token_timeout", "stall", "timeo
 # The provider is not configured for this process (no key, or a key that cannot be sent):
 # skipped with the reason, never waited for.
 NOT_CONFIGURED_REASONS = frozenset({"no_key", "bad_key", "bad_header"})
+# The provider refused a feature the request uses (tools, images) that the capability table
+# thought it had: this provider cannot serve the request, another may. Failed over at once,
+# breaker untouched, never RequestRejected.
+UNSUPPORTED_REASONS = frozenset({"unsupported", "tools_unsupported", "vision_unsupported"})
 
 
 class FailoverRouter:
@@ -745,6 +749,14 @@ class _Run:
             return None
         if exc.reason == "stale_connection":
             return self._stale(name, permit, exc, msg, duration_ms, tries)
+        if exc.reason in UNSUPPORTED_REASONS:
+            r.tracker.release(name, permit)
+            self.excluded.add(name)
+            self.attempts.append(
+                Attempt(name, "failed", cls, exc.status, msg, duration_ms, reason=exc.reason)
+            )
+            r.emit(AttemptFailed(name, cls, exc.status, msg, duration_ms, False))
+            return None
         r.tracker.on_failure(name, permit, exc, duration_ms)
         r.recorded()
         r.note_ratelimit(name, exc.ratelimit)

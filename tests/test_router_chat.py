@@ -267,3 +267,36 @@ def test_capabilities_and_cached_price_are_read_from_the_config(tmp_path):
     )
     with pytest.raises(ConfigError, match=r"vison.*did you mean"):
         load_config(str(path))
+
+
+async def test_a_provider_refusing_a_feature_fails_over_without_blame(clock):
+    from failover_cli.errors import InvalidRequest
+
+    refused = InvalidRequest(
+        "registry.ollama.ai/library/llama2:latest does not support tools",
+        status=400,
+        reason="tools_unsupported",
+    )
+    llama = FakeProvider("llama", default=Reply(error=refused), kind="ollama")
+    gpt = FakeProvider("gpt", default=Reply(tool_calls=[("get_weather", {})]))
+    router = fake_router(llama, gpt, clock=clock)
+    for _ in range(5):  # more than the breaker's failure threshold
+        result = await routed(clock, router, prompt="hi", tools=[WEATHER])
+        assert result.provider == "gpt"
+        assert result.attempts[0].reason == "tools_unsupported"
+    assert llama.calls == 5  # once per request: not retried, and its breaker never opened
+    assert router.tracker.breakers["llama"].snap.state == "closed"
+
+
+def test_an_assistant_turn_of_only_tool_calls_keeps_them():
+    from failover_cli.chat import parse_messages
+
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages = parse_messages(
+        [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "tool_calls": [call]},  # no content key at all
+            {"role": "tool", "tool_call_id": "c1", "content": "done"},
+        ]
+    )
+    assert messages[1].tool_calls[0].id == "c1"

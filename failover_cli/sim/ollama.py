@@ -13,6 +13,28 @@ Wire format, as documented by Ollama:
 - An unknown model is a 404 ``model "x" not found, try pulling it first`` (ollama/ollama#718);
   an over-long input is a 400 ``the input length exceeds the context length``.
 
+Chat features, as the server takes them (ollama/ollama ``api/types.go``, ``server/routes.go``)
+and the official SDK ollama 0.6.3 parses them (``_types.py`` ``Message.ToolCall``):
+
+- ``tools`` are offered to the model; Ollama has no ``tool_choice``, so the view's choice is
+  always ``auto``; ``format`` is ``"json"`` or a JSON schema.
+- A tool call is answered as ``message.tool_calls: [{"id": "call_...", "function": {"index",
+  "name", "arguments": {...}}}]`` with ``content: ""`` and ``done_reason: "stop"`` (Ollama has no
+  tool-call finish reason). Streamed, the calls arrive whole in one chunk (``done: false``)
+  after the text, then the ``done`` chunk; a stream broken before its finish (``truncate``,
+  ``reset``, ``stall``, ``midstream_error``, ``malformed``) breaks before the call, too.
+- Rejections, 400 ``{"error": "..."}`` as the server answers a body it cannot bind: an image
+  that is not base64 (Go's ``illegal base64 data at input byte N``, as a ``data:`` URL sent
+  whole gives), tool-call ``arguments`` that are not an object (JSON text, as OpenAI sends
+  them: "Value looks like object, but can't find closing '}' symbol"), a field of the wrong
+  type (``json: cannot unmarshal ...``), and tools offered to a model without the tools
+  capability: ``registry.ollama.ai/library/<model>:<tag> does not support tools``. The
+  simulator's models all take tools except those whose name contains ``notools``
+  (``llama3-notools``), so a test picks the failure by the model it asks for.
+- Stricter than Ollama: an unknown ``role`` is a 400 here. The real server lower-cases the role
+  and hands it to the model's template, where most templates drop the message silently; a
+  simulator that accepted it would hide an adapter sending, say, ``developer``.
+
 Ollama has no authentication; when the simulator is given an ``api_key`` it expects
 ``Authorization: Bearer <key>`` (as a proxy or ollama.com would) and answers 401 otherwise.
 Ollama sends no rate-limit headers, and it continues a final assistant turn: ``reject_prefill``
@@ -23,6 +45,7 @@ Ollama sends no rate-limit headers, and it continues a final assistant turn: ``r
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from .wire import (
     COMPLETION,
@@ -35,6 +58,7 @@ from .wire import (
     RecordedRequest,
     Reply,
     Route,
+    SimToolCall,
     StreamFrames,
     Template,
     cut_json,
@@ -45,6 +69,11 @@ from .wire import (
 
 JSON_UTF8 = "application/json; charset=utf-8"
 NDJSON = "application/x-ndjson"
+ROLES = ("system", "user", "assistant", "tool")
+NO_TOOLS_MARK = "notools"  # models whose name holds it lack the tools capability
+_BASE64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+_CRLF = frozenset(b"\r\n")
+_PAD = ord("=")
 _MESSAGES = {
     400: "invalid request",
     401: "unauthorized",
@@ -79,14 +108,40 @@ class OllamaDialect:
         return None
 
     def chat_view(self, request: RecordedRequest) -> ChatView:
-        return NO_CHAT
+        body = request.json
+        tools: dict[str, Any] = {}
+        for tool in body.get("tools") or ():
+            function = tool.get("function") if isinstance(tool, dict) else None
+            if isinstance(function, dict) and isinstance(function.get("name"), str):
+                parameters = function.get("parameters")
+                tools[function["name"]] = parameters if isinstance(parameters, dict) else {}
+        fmt = body.get("format")
+        wants_json = fmt == "json" or isinstance(fmt, dict)
+        after_tool = (last_role(body.get("messages")) or "").lower() == "tool"
+        if not tools and not wants_json and not after_tool:
+            return NO_CHAT
+        schema = fmt if isinstance(fmt, dict) else None
+        return ChatView(tools, "auto", after_tool, wants_json, schema)
 
     def check_request(self, request: RecordedRequest) -> Reply | None:
         body = request.json
         if not isinstance(body, dict):
             return _error(400, "missing request body" if not request.body else "invalid JSON")
+        unbound = _bind_error(body)
+        if unbound is not None:
+            return _error(400, unbound)
         if not body.get("model"):
             return _error(400, "model is required")
+        for message in body.get("messages") or ():
+            role = message.get("role")
+            if not isinstance(role, str) or role.lower() not in ROLES:
+                return _error(
+                    400,
+                    f"invalid message role {dumps(role).decode()}: must be one of"
+                    ' "system", "user", "assistant" or "tool"',
+                )
+        if body.get("tools") and NO_TOOLS_MARK in str(body["model"]).lower():
+            return _error(400, f"{_full_name(str(body['model']))} does not support tools")
         if not body.get("messages"):  # Ollama loads the model and answers at once
             reply = {
                 "model": body["model"],
@@ -117,7 +172,10 @@ class OllamaDialect:
         return Reply(200, dumps({"models": [_model(name) for name in models]}), JSON_UTF8)
 
     def message(self, exchange: Exchange, text: str, output_tokens: int) -> bytes:
-        return dumps(_final(exchange, text, output_tokens))
+        final = _final(exchange, text, output_tokens + _call_tokens(exchange.tool_calls))
+        if exchange.tool_calls:
+            final["message"] = _assistant(text, exchange.tool_calls)
+        return dumps(final)
 
     def stream(self, exchange: Exchange, tokens: list[str], end: End) -> StreamFrames:
         stamp = _timestamp(exchange.created)
@@ -132,8 +190,13 @@ class OllamaDialect:
         elif end is End.ERROR:
             tail = [_line({"error": _MESSAGES[500]})]
         else:
-            final = _line(_final(exchange, "", len(tokens)))
+            calls = exchange.tool_calls
+            final = _line(_final(exchange, "", len(tokens) + _call_tokens(calls)))
             tail = [final if end is End.COMPLETE else final.rstrip(b"\n")]
+            if calls:
+                piece = _piece(exchange.model, stamp, "")
+                piece["message"] = _assistant("", calls)
+                tail.insert(0, _line(piece))
         return StreamFrames([], frames, tail)
 
     def status_error(self, status: int, exchange: Exchange | None) -> Reply:
@@ -192,6 +255,132 @@ def _final(exchange: Exchange, text: str, output_tokens: int) -> dict[str, objec
         "eval_count": output_tokens,
         "eval_duration": generation,
     }
+
+
+def _assistant(text: str, calls: list[SimToolCall]) -> dict[str, object]:
+    """An assistant message with tool calls, as ``server/routes.go`` writes them."""
+    return {
+        "role": "assistant",
+        "content": text,
+        "tool_calls": [
+            {
+                "id": call.id,
+                "function": {"index": i, "name": call.name, "arguments": call.arguments},
+            }
+            for i, call in enumerate(calls)
+        ],
+    }
+
+
+def _call_tokens(calls: list[SimToolCall]) -> int:
+    """Tokens a model spends writing ``calls`` (a stand-in: one per argument, plus one)."""
+    return sum(len(dumps(c.arguments).split(b",")) + 1 for c in calls)
+
+
+def _bind_error(body: dict[str, Any]) -> str | None:
+    """What Go's JSON decoding of a ChatRequest says of ``body``'s messages, or None."""
+    messages = body.get("messages")
+    if messages is None:
+        return None
+    if not isinstance(messages, list):
+        return _unmarshal(messages, "ChatRequest.messages", "[]api.Message")
+    for message in messages:
+        if not isinstance(message, dict):
+            return _unmarshal(message, "ChatRequest.messages", "api.Message")
+        for name in ("role", "content", "tool_name", "tool_call_id"):
+            value = message.get(name)
+            if value is not None and not isinstance(value, str):
+                return _unmarshal(value, f"Message.messages.{name}", "string")
+        unbound = _calls_error(message.get("tool_calls")) or _images_error(message.get("images"))
+        if unbound is not None:
+            return unbound
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        return _unmarshal(tools, "ChatRequest.tools", "api.Tools")
+    return None
+
+
+def _images_error(images: Any) -> str | None:
+    if images is None:
+        return None
+    if not isinstance(images, list):
+        return _unmarshal(images, "Message.messages.images", "[]api.ImageData")
+    for image in images:
+        if not isinstance(image, str):
+            return _unmarshal(image, "Message.messages.images", "api.ImageData")
+        at = _corrupt_base64(image)
+        if at is not None:
+            return f"illegal base64 data at input byte {at}"
+    return None
+
+
+def _calls_error(calls: Any) -> str | None:
+    """Arguments must be an object: the server reads them with go-ordered-map, whose
+    ``UnmarshalJSON`` (buger/jsonparser ``ObjectEach``) refuses anything else, such as the
+    JSON text OpenAI sends."""
+    if calls is None:
+        return None
+    if not isinstance(calls, list):
+        return _unmarshal(calls, "Message.messages.tool_calls", "[]api.ToolCall")
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            return _unmarshal(
+                function, "ToolCall.messages.tool_calls.function", "api.ToolCallFunction"
+            )
+        arguments = function.get("arguments")
+        if arguments is not None and not isinstance(arguments, dict):
+            return "Value looks like object, but can't find closing '}' symbol"
+    return None
+
+
+def _unmarshal(value: object, field: str, go_type: str) -> str:
+    kinds = {bool: "bool", str: "string", list: "array", dict: "object", type(None): "null"}
+    kind = kinds.get(type(value), "number")
+    return f"json: cannot unmarshal {kind} into Go struct field {field} of type {go_type}"
+
+
+def _corrupt_base64(text: str) -> int | None:
+    """The byte offset where Go's ``base64.StdEncoding`` finds ``text`` corrupt, or None when
+    it decodes: Go's ``decodeQuantum`` (padding required, CR and LF skipped), step by step."""
+    data, si = text.encode(), 0
+    size = len(data)
+    while True:
+        j = 0  # characters of the current quantum
+        while j < 4:
+            if si == size:
+                return None if j == 0 else si - j
+            byte = data[si]
+            si += 1
+            if byte in _BASE64:
+                j += 1
+            elif byte in _CRLF:
+                continue
+            elif byte != _PAD or j < 2:
+                return si - 1
+            else:  # padding ends the data
+                if j == 2:  # "==" expected: the first is consumed
+                    while si < size and data[si] in _CRLF:
+                        si += 1
+                    if si == size:
+                        return size
+                    if data[si] != _PAD:
+                        return si - 1
+                    si += 1
+                while si < size and data[si] in _CRLF:
+                    si += 1
+                return si if si < size else None
+
+
+def _full_name(model: str) -> str:
+    """A model's full name as Ollama prints it: ``registry.ollama.ai/library/<name>:latest``."""
+    name = model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"
+    parts = name.split("/")
+    if len(parts) == 1:
+        parts.insert(0, "library")
+    if len(parts) == 2:
+        parts.insert(0, "registry.ollama.ai")
+    return "/".join(parts)
 
 
 def _nanos(seconds: float) -> int:

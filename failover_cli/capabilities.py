@@ -35,6 +35,7 @@ _CLAUDE_JSON = re.compile(
 )
 # OpenAI reasoning models take only the default temperature (1), and no top_p or stop.
 _OPENAI_REASONING = re.compile(r"(?:^|/)(?:o\d|gpt-5|gpt-6)(?!.*chat)")
+_GEMINI_IMAGES = frozenset({"image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"})
 # Ollama model families that read images.
 _OLLAMA_VISION = re.compile(
     r"llava|vision|-vl|vl:|gemma3|minicpm-v|moondream|llama4|mistral-small3|granite3\.2-vision"
@@ -56,6 +57,7 @@ class Capabilities:
     native_json: bool = True
     stop: bool = True
     image_urls: bool = True  # images by URL, not only inline
+    image_types: frozenset[str] | None = None  # inline image media types taken; None: all four
 
 
 def capabilities(provider: ProviderConfig) -> Capabilities:
@@ -95,6 +97,11 @@ def missing(caps: Capabilities, request: CompletionRequest) -> str | None:
         return "takes no images"
     if not caps.image_urls and any(p.url is not None for m in request.messages for p in m.images):
         return "takes images only inline, not by URL"
+    if caps.image_types is not None:
+        for m in request.messages:
+            for image in m.images:
+                if image.media_type is not None and image.media_type not in caps.image_types:
+                    return f"takes no {image.media_type} images"
     if request.response_format is not None and not caps.json_schema:
         return "gives no structured output"
     return None
@@ -126,7 +133,8 @@ def _table(kind: str, model: str) -> Capabilities:
             vision=vision,
             image_urls=False,
         )
-    return Capabilities((0.0, 2.0), ("instruct", "restart"))  # gemini
+    # Gemini: PNG, JPEG, WebP, HEIC and HEIF, but not GIF (ai.google.dev, "Image understanding").
+    return Capabilities((0.0, 2.0), ("instruct", "restart"), image_types=_GEMINI_IMAGES)
 
 
 def adapt(

@@ -300,3 +300,16 @@ def test_an_assistant_turn_of_only_tool_calls_keeps_them():
         ]
     )
     assert messages[1].tool_calls[0].id == "c1"
+
+
+async def test_gemini_is_skipped_for_a_gif_it_cannot_read(clock):
+    gemini = FakeProvider("gemini", kind="gemini", model="gemini-3-flash")
+    gpt = FakeProvider("gpt")
+    router = fake_router(gemini, gpt, clock=clock)
+    gif = {"type": "image_url", "image_url": {"url": "data:image/gif;base64,R0lGODlhAQABAAAAACw="}}
+    result = await routed(clock, router, messages=[{"role": "user", "content": [gif]}])
+    assert result.provider == "gpt" and gemini.calls == 0
+    assert "takes no image/gif images" in result.attempts[0].message
+    png = {**gif, "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    result = await routed(clock, router, messages=[{"role": "user", "content": [png]}])
+    assert result.provider == "gemini"

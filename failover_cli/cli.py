@@ -32,6 +32,7 @@ from .cli_base import (  # noqa: F401 - the exit codes are this module's public 
     EXIT_USAGE,
     MAX_SECONDS,
     MAX_TOKENS,
+    BadOption,
     UnknownProvider,
     _Answer,
     _close_store,
@@ -142,10 +143,37 @@ ASK_EPILOG = """\
   failover ask - < prompt.txt                    (the prompt from stdin alone)
   failover ask -p gpt --no-stream --json "Hi" | jq .provider
   failover ask -v --timeout 20 --wait 0 "Quick question"
+  failover ask -a screenshot.png "What is wrong in this dialog?"
+  failover ask -a app.py -a README.md "Does the README match the code?"
+  curl -s https://example.com/chart.png | failover ask -a - "Summarise this chart"
+  failover ask --schema person.json "Invent a person" | jq .name
+  failover ask --schema '{"properties": {"prime": {"type": "boolean"}}}' "Is 7 prime?"
+  failover ask -p claude -m claude-opus-4-5 "A hard question"
+  failover ask -m claude=claude-haiku-4-5 -m gpt=gpt-4o-mini "A quick one"
 
 stdout carries only the answer; the trace (-v), spinner and errors go to stderr.
 Piped stdin must be UTF-8 text (no NUL bytes) of at most 16 MiB: anything else is a
 usage error.
+
+[bold]Attachments[/bold] (-a, repeatable): an image is told by its content, not its name:
+PNG, JPEG, GIF or WebP of at most 20 MiB, sent inline (base64). Anything else must be
+UTF-8 text of at most 16 MiB, sent as its name as given, then its content in a ``` code
+fence. Attachments come in order before PROMPT, in one user message. Directories, FIFOs
+and devices are refused; a symbolic link is followed to a regular file. With '-a -' the
+attachment is stdin, so PROMPT must be an argument (not '-'; stdin is not appended to it).
+
+[bold]Structured output[/bold] (--schema): a value starting with '{' is the JSON schema
+itself, anything else the path of a .json file holding one. The answer is read whole
+(streamed from the provider), then printed as JSON: indented on a terminal, one line when
+piped; with --json, the parsed object is in "parsed". An answer that is not JSON is
+printed as received, and failover exits 1.
+
+[bold]Models[/bold] (-m, repeatable): -m NAME=MODEL sets provider NAME's model for this
+call. A bare -m MODEL goes to the one provider given with -p; without exactly one -p, to
+every provider (among the -p ones, if any) of the kind MODEL's name starts like:
+claude* anthropic; gpt*, chatgpt*, o1*, o3*, o4* openai; gemini* gemini. Anything else
+needs NAME=MODEL or a single -p. Other providers keep their configured model.
+
 Exit: 0 answered, 1 no provider could answer, 2 usage or configuration error,
 3 request rejected, 130 interrupted, 143 terminated.
 """
@@ -164,6 +192,27 @@ def ask(
     system: Annotated[
         str | None, typer.Option("--system", "-s", help="System prompt.", show_default=False)
     ] = None,
+    attach: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--attach",
+            "-a",
+            metavar="FILE",
+            help="Attach an image (PNG, JPEG, GIF, WebP) or a UTF-8 text file (repeatable; "
+            "'-' reads stdin). See Attachments below.",
+            show_default=False,
+        ),
+    ] = None,
+    schema: Annotated[
+        str | None,
+        typer.Option(
+            "--schema",
+            metavar="JSON|FILE",
+            help="Answer with JSON matching this JSON schema (inline '{...}' or a .json "
+            "file); prints the JSON answer. See Structured output below.",
+            show_default=False,
+        ),
+    ] = None,
     max_tokens: Annotated[
         int, typer.Option("--max-tokens", min=1, max=MAX_TOKENS, help="Most tokens to generate.")
     ] = 1024,
@@ -180,6 +229,18 @@ def ask(
             "-p",
             metavar="NAME",
             help="Use only this provider (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            metavar="[NAME=]MODEL",
+            help="This call's model: NAME=MODEL for provider NAME; a bare MODEL for the one "
+            "-p provider, else by its name (claude*, gpt*/o1*/o3*/o4*, gemini*). See Models "
+            "below.",
             show_default=False,
         ),
     ] = None,
@@ -214,9 +275,10 @@ def ask(
         bool,
         typer.Option(
             "--json",
-            help="Print one JSON object: text, provider, model, usage, cost_usd, latency_ms, "
-            "ttft_ms, attempts, segments, switches, adjustments (also on failure: error and "
-            "attempts).",
+            help="Print one JSON object: text, message, finish_reason, provider, model, usage, "
+            "cost_usd, latency_ms, ttft_ms, attempts, segments, switches, adjustments, and "
+            "attachments (with -a) and parsed (with --schema); on failure: error and "
+            "attempts.",
         ),
     ] = False,
     verbose: Annotated[
@@ -233,6 +295,9 @@ def ask(
             max_tokens=max_tokens,
             temperature=temperature,
             provider=provider,
+            model=model,
+            attach=attach,
+            schema=schema,
             timeout=timeout,
             wait=wait,
             no_stream=no_stream,
@@ -241,7 +306,7 @@ def ask(
             config=config,
             state=state,
         )
-    except UnknownProvider as exc:
+    except BadOption as exc:
         raise typer.BadParameter(str(exc), param_hint=exc.option) from None
 
 

@@ -41,12 +41,17 @@ class Terminated(BaseException):
     """SIGTERM arrived. Unwinds like Ctrl-C (state is saved), then exits 143."""
 
 
-class UnknownProvider(ValueError):
-    """A provider name given on the command line is not in the chain (a usage error)."""
+class BadOption(ValueError):
+    """An option's value does not fit the chain (a usage error Typer reports, naming
+    ``option``). Raised before standard input is read, so Typer can run the command again."""
 
     def __init__(self, message: str, option: str) -> None:
         super().__init__(message)
         self.option = option
+
+
+class UnknownProvider(BadOption):
+    """A provider name given on the command line is not in the chain (a usage error)."""
 
 
 # --- output and exit codes --------------------------------------------------------------------
@@ -387,6 +392,9 @@ def run_ask(
     max_tokens: int = 1024,
     temperature: float | None = None,
     provider: Sequence[str] | None = None,
+    model: Sequence[str] | None = None,
+    attach: Sequence[str] | None = None,
+    schema: str | None = None,
     timeout: float | None = None,
     wait: float | None = None,
     no_stream: bool = False,
@@ -396,16 +404,34 @@ def run_ask(
     state: str | None = None,
 ) -> None:
     """Ask the chain one question; the answer streams to stdout as it arrives. Raises
-    SystemExit with the documented code on failure, UnknownProvider for a bad ``provider``."""
+    SystemExit with the documented code on failure, BadOption (UnknownProvider) for a bad
+    ``provider``, ``model`` or ``schema``, before standard input is read."""
     from .errors import AllProvidersFailed
 
     with _handled():
-        from .prompt import read_prompt
+        from .prompt import STDIN_MARKER, read_prompt
 
         cfg = _load_config(config)
         only = _check_names(cfg, provider, "--provider")
-        text = read_prompt(prompt, _stdin())
-        request = dict(
+        models = model_overrides(cfg, model, only)
+        response_format = _schema(schema) if schema is not None else None
+        stdin = _stdin()
+        attachments: list[Any] = []
+        if attach:
+            from .attach import read_attachments
+
+            if STDIN_MARKER in attach:
+                if prompt in (None, STDIN_MARKER):
+                    from .prompt import PromptError
+
+                    raise PromptError(
+                        "'-a -' reads an attachment from standard input, so the prompt cannot "
+                        'come from it too: give the prompt as an argument (failover ask -a - "...")'
+                    )
+                stdin = None  # the attachment's: not appended to the prompt
+            attachments = read_attachments(attach, _raw_stdin(), text_limit=MAX_STDIN)
+        text = read_prompt(prompt, stdin)
+        request: dict[str, Any] = dict(
             prompt=text,
             max_tokens=max_tokens,
             system=system,
@@ -414,15 +440,105 @@ def run_ask(
             max_wait=wait,
             only=only,
         )
+        shown: dict[str, Any] = {}
+        if attachments:
+            from .attach import user_message
+
+            request["prompt"] = None
+            request["messages"] = [user_message(text, attachments)]
+            shown["attachments"] = [a.summary() for a in attachments]
+        if response_format is not None:
+            request["response_format"] = response_format
+        if models:
+            request["models"] = models
         location = _state_location(state, cfg)
         try:
             _run_async(
                 _ask(cfg, location, request, stream=not no_stream, json_out=json_out,
-                     verbose=verbose)
+                     verbose=verbose, structured=response_format is not None, shown=shown)
             )  # fmt: skip
         except AllProvidersFailed as exc:
             _explain_keys(cfg, exc)
             raise
+
+
+def _schema(value: str) -> dict[str, Any]:
+    """``--schema``'s response format; BadOption (a usage error) when it is not usable."""
+    from .attach import AttachmentError, load_schema
+
+    try:
+        return load_schema(value)
+    except AttachmentError as exc:
+        raise BadOption(str(exc).removeprefix("--schema").lstrip(": "), "--schema") from None
+
+
+# --- -m/--model ---------------------------------------------------------------------------------
+
+# A bare model id goes to the chain's providers of the kind its name starts like.
+MODEL_PREFIXES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("claude",), "anthropic"),
+    (("gpt", "chatgpt", "o1", "o3", "o4"), "openai"),
+    (("gemini",), "gemini"),
+)
+
+
+def model_kind(model: str) -> str | None:
+    """The provider kind a bare ``-m MODEL`` is for, by the start of its name, or None."""
+    lowered = model.lower()
+    return next((kind for starts, kind in MODEL_PREFIXES if lowered.startswith(starts)), None)
+
+
+def model_overrides(
+    config: Config, specs: Sequence[str] | None, only: Sequence[str] | None
+) -> dict[str, str] | None:
+    """Provider name -> this call's model, from ``-m`` values (see ``failover ask --help``):
+    ``NAME=MODEL`` for a named provider; a bare ``MODEL`` for the one ``-p`` provider, else
+    for every provider (among ``-p`` ones, if given) of the kind ``MODEL`` starts like.
+    Raises UnknownProvider or BadOption (usage errors) before anything is read or sent."""
+    if not specs:
+        return None
+    kinds = {p.name: p.kind for p in config.providers}
+    out: dict[str, str] = {}
+    for spec in specs:
+        name, eq, model = spec.partition("=")
+        if not eq:
+            name, model = "", spec
+        if not model.strip():
+            raise BadOption(f"'{spec}' names no model (-m MODEL or -m NAME=MODEL)", "--model")
+        if eq:
+            _check_names(config, [name], "--model")
+            targets = [name]
+        elif only and len(only) == 1:
+            targets = list(only)
+        else:
+            targets = _providers_for(model, kinds, only)
+        for target in targets:
+            if out.setdefault(target, model) != model:
+                raise BadOption(
+                    f"two models for {target}: '{out[target]}' and '{model}'", "--model"
+                )
+    return out
+
+
+def _providers_for(model: str, kinds: Mapping[str, str], only: Sequence[str] | None) -> list[str]:
+    kind = model_kind(model)
+    if kind is None:
+        starts = "; ".join(f"{', '.join(p + '*' for p in s)} {k}" for s, k in MODEL_PREFIXES)
+        raise BadOption(
+            f"cannot tell which provider '{model}' is for (a bare model goes by its name: "
+            f"{starts}); give -m NAME={model}, or one -p NAME",
+            "--model",
+        )
+    pool = list(only) if only else list(kinds)
+    targets = [n for n in pool if kinds[n] == kind]
+    if not targets:
+        where = "the providers given with --provider" if only else "the chain"
+        raise BadOption(
+            f"'{model}' is for a {kind} provider, but {where} has none ({', '.join(pool)}); "
+            f"give -m NAME={model}",
+            "--model",
+        )
+    return targets
 
 
 # --- standard input -----------------------------------------------------------------------------
@@ -466,8 +582,12 @@ class _BoundedStdin:
         return data
 
 
+def _raw_stdin() -> BinaryIO | None:
+    return None if sys.stdin is None else getattr(sys.stdin, "buffer", None)
+
+
 def _stdin() -> BinaryIO | None:
-    raw = None if sys.stdin is None else getattr(sys.stdin, "buffer", None)
+    raw = _raw_stdin()
     return None if raw is None else cast(BinaryIO, _BoundedStdin(raw))
 
 
@@ -482,14 +602,21 @@ async def _ask(
     stream: bool,
     json_out: bool,
     verbose: bool,
+    structured: bool = False,
+    shown: Mapping[str, Any] | None = None,
 ) -> None:
+    """Route ``request``; print the answer as it streams, or whole (``--json``; with
+    ``structured``, the JSON answer once complete), plus ``shown`` in ``--json`` output."""
     from .errors import AllProvidersFailed, RoutingError
     from .router import FailoverRouter
 
     answer = _Answer()
-    display = _display(verbose, None if json_out else answer)
+    display = _display(verbose, None if json_out or structured else answer)
     if verbose:
         display.header(_config_line(cfg))
+        if request.get("models"):
+            pairs = ", ".join(f"{n}={m}" for n, m in request["models"].items())
+            display.header(f"models for this call: {pairs}")
     changes = _Changes()
     store = _open_store(location)
     try:
@@ -506,7 +633,7 @@ async def _ask(
         raise
     display.start("asking…")
     try:
-        if stream and not json_out:
+        if stream and not json_out and not structured:
             route_stream = router.stream(**request)
             chunks = aiter(route_stream)
             try:
@@ -528,15 +655,47 @@ async def _ask(
                 _print_json(_error_json(exc, changes, keys))
             raise
         display.stop()
+        parsed, problem = _structured(result.text) if structured else (None, None)
         if json_out:
-            _print_json(changes.added_to(result.to_dict()))
+            out = changes.added_to(result.to_dict())
+            out.update(shown or {})
+            if structured:
+                out["parsed"] = parsed
+            _print_json(out)
+        elif structured and problem is None:
+            _print_answer_json(answer, parsed)
         else:
             answer.write(result.text)
             answer.finish_line()
+        if problem is not None:
+            from .errors import FailoverError
+
+            raise FailoverError(f"{result.provider} answered, but not with JSON ({problem})")
     finally:
         display.stop()
         await router.aclose()  # the one save of this invocation, also after Ctrl-C
         _close_store(store)
+
+
+def _structured(text: str) -> tuple[Any, str | None]:
+    """(the JSON value of a --schema answer, None), or (None, why it is not JSON)."""
+    from .attach import parse_answer
+
+    try:
+        return parse_answer(text), None
+    except ValueError as exc:
+        return None, str(exc)
+
+
+def _print_answer_json(answer: _Answer, value: Any) -> None:
+    """A --schema answer on stdout: indented (and coloured, unless NO_COLOR) on a terminal,
+    one line otherwise (one JSON Lines record per answer)."""
+    if answer.isatty and _styled(sys.stdout):
+        from .render import make_console, print_json
+
+        print_json(make_console(stderr=False), json_text(value))
+        return
+    answer.write(json_text(value, indent=2 if answer.isatty else None) + "\n")
 
 
 def _display(verbose: bool, answer: _Answer | None) -> Any:
@@ -758,7 +917,7 @@ def _run_guarded(main: Callable[[], Any], stdout: tuple[int, int] | None) -> Non
         if exc.code not in (0, None, EXIT_BROKEN_PIPE) and _silenced_by_rich(stdout):
             sys.exit(EXIT_BROKEN_PIPE)
         raise
-    except UnknownProvider:
+    except BadOption:
         raise  # a usage error for the caller to report (see fast_ask)
     except Exception as exc:  # a bug: one line, no locals; FAILOVER_DEBUG=1 for the traceback
         if os.environ.get("FAILOVER_DEBUG"):

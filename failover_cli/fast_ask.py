@@ -36,10 +36,15 @@ def _number(cast: type, lo: float, hi: float) -> _Convert:
 OPTIONS: dict[str, tuple[str, str | _Convert]] = {
     "--system": ("system", "str"),
     "-s": ("system", "str"),
+    "--attach": ("attach", "list"),
+    "-a": ("attach", "list"),
+    "--schema": ("schema", "str"),
     "--max-tokens": ("max_tokens", _number(int, 1, MAX_TOKENS)),
     "--temperature": ("temperature", _number(float, 0.0, 2.0)),
     "--provider": ("provider", "list"),
     "-p": ("provider", "list"),
+    "--model": ("model", "list"),
+    "-m": ("model", "list"),
     "--timeout": ("timeout", _number(float, 0.001, MAX_SECONDS)),
     "--wait": ("wait", _number(float, 0.0, MAX_SECONDS)),
     "--no-stream": ("no_stream", "flag"),
@@ -103,11 +108,11 @@ def main(args: Sequence[str]) -> bool:
     kwargs = parse(args)
     if kwargs is None:
         return False
-    from .cli_base import UnknownProvider, guarded, run_ask
+    from .cli_base import BadOption, guarded, run_ask
 
     prompt = kwargs.pop("prompt")
     try:
         guarded(lambda: run_ask(prompt, **kwargs))
-    except UnknownProvider:
+    except BadOption:  # an unknown provider, a bad -m or --schema, found before stdin is read
         return False  # Typer says it, with its usual usage line
     return True

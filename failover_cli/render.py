@@ -272,6 +272,14 @@ def message(console: Console, kind: str, text: str) -> None:
     console.print(line, soft_wrap=True)
 
 
+def print_json(console: Console, text: str) -> None:
+    """A JSON answer (``ask --schema``) on a terminal: indented and highlighted, long lines
+    left unbroken (soft-wrapped) so a copy of it is still JSON."""
+    from rich.json import JSON
+
+    console.print(JSON(text, indent=2, ensure_ascii=False), soft_wrap=True)
+
+
 # --- tables -------------------------------------------------------------------------------------
 
 

@@ -22,9 +22,10 @@ providers:                    # tried in this order; the first is the primary
     idle_timeout: 15          # longest silence between two stream events before the stream counts as stalled
     timeout: 300              # seconds per attempt, whole answer included (long enough for a long answer)
     priority: 1               # optional; equal priorities form a tier ordered by score
-    cost: {input_per_mtok: 3.0, output_per_mtok: 15.0}   # USD per million tokens, optional
+    cost: {input_per_mtok: 3.0, output_per_mtok: 15.0, cached_input_per_mtok: 0.3}   # USD per million tokens, optional
     # continuation: auto      # how a stream broken mid-answer is continued here: auto | prefill | instruct | restart
     # drop_params: [temperature]   # parameters never sent to this provider
+    # capabilities: {tools: true, vision: true, json_schema: true, prefill: false}   # where the built-in table is wrong for this model
     # proxy: http://proxy.corp:3128   # else HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY from the environment
     # ca_bundle: /etc/ssl/certs/corp-ca.pem   # added to the OS trust store (also SSL_CERT_FILE / SSL_CERT_DIR)
     # headers: {HTTP-Referer: https://example.org}   # extra headers; a value ${VAR} is read from the environment

@@ -294,7 +294,7 @@ async def test_lines_split_on_cr_lf_and_crlf_across_chunks():
     provider, _ = make("openai", stream_response("openai", Chunks(*pieces)))
     got = await collect(provider)
     assert "".join(e.text for e in got if isinstance(e, TextDelta)) == "abcd"
-    assert got[-1] == StreamEnd("gpt-x", Usage(11, 7), "stop")
+    assert got[-1] == StreamEnd("gpt-x", Usage(11, 7), "stop", finish_reason="stop")
 
 
 # --- a raw HTTP server on 127.0.0.1 ------------------------------------------------------------

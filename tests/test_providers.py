@@ -799,7 +799,9 @@ async def test_stream_yields_deltas_then_one_end(kind):
     provider, _ = make(kind, stream_response(kind, stream_body(kind, "Hel", "lo", " you")))
     got = await collect(provider)
     assert got[:-1] == [TextDelta("Hel"), TextDelta("lo"), TextDelta(" you")]
-    assert got[-1] == StreamEnd(STREAM_MODELS[kind], Usage(11, 7), STREAM_STOPS[kind])
+    assert got[-1] == StreamEnd(
+        STREAM_MODELS[kind], Usage(11, 7), STREAM_STOPS[kind], finish_reason="stop"
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -828,14 +830,19 @@ async def test_anthropic_stream_ignores_ping_and_unknown_events_and_non_text_del
     )
     provider, _ = make("anthropic", sse_response(events(*pairs)))
     got = await collect(provider)
-    assert got == [TextDelta("A"), StreamEnd("claude-x", Usage(11, 7), "end_turn")]
+    assert got == [
+        TextDelta("A"),
+        StreamEnd("claude-x", Usage(11, 7), "end_turn", finish_reason="stop"),
+    ]
 
 
 async def test_anthropic_stream_usage_is_cumulative_and_zero_counts():
     pairs = anthropic_stream()  # no text: message_start says 1 output token, message_delta 0
     pairs[-2][1]["usage"] = {"output_tokens": 0, "input_tokens": 15}
     provider, _ = make("anthropic", sse_response(events(*pairs)))
-    assert await collect(provider) == [StreamEnd("claude-x", Usage(15, 0), "end_turn")]
+    assert await collect(provider) == [
+        StreamEnd("claude-x", Usage(15, 0), "end_turn", finish_reason="stop")
+    ]
 
 
 async def test_anthropic_stream_stops_reading_after_message_stop():
@@ -859,7 +866,10 @@ async def test_stream_without_terminal_marker_is_truncated_with_partial_text(kin
 async def test_openai_finish_reason_without_done_is_complete():
     pairs = openai_stream("x")[:-1]  # everything but [DONE]
     provider, _ = make("openai", sse_response(events(*pairs)))
-    assert await collect(provider) == [TextDelta("x"), StreamEnd("gpt-x", Usage(11, 7), "stop")]
+    assert await collect(provider) == [
+        TextDelta("x"),
+        StreamEnd("gpt-x", Usage(11, 7), "stop", finish_reason="stop"),
+    ]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -1595,7 +1605,7 @@ def _finished_without_marker(kind: str) -> str:
 @pytest.mark.parametrize("kind", KINDS)
 async def test_a_finished_stream_ending_without_its_marker_is_complete(kind):
     provider, _ = make(kind, stream_response(kind, _finished_without_marker(kind)))
-    end = StreamEnd(STREAM_MODELS[kind], Usage(11, 7), STREAM_STOPS[kind])
+    end = StreamEnd(STREAM_MODELS[kind], Usage(11, 7), STREAM_STOPS[kind], finish_reason="stop")
     assert await collect(provider) == [TextDelta("Hi"), end]
 
 

@@ -42,6 +42,24 @@ from failover_cli.types import AttemptStarted, BreakerTransition, ProviderConfig
 
 PROMPT = "Say hello."
 ENV = {"BENCH_KEY": KEY}
+# A whole OpenAI answer, served by the in-process MockTransport of sections 1b and 1c.
+OPENAI_ANSWER = json.dumps(
+    {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello there"},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+    }
+).encode()
 
 
 def link(name: str, url: str, kind: str = "openai") -> ProviderConfig:
@@ -313,23 +331,7 @@ async def stampede(secondary: str, failing: str, trials: int) -> list[str]:
 async def cpu_cost(n: int, runs: int) -> list[str]:
     """The router's own CPU per request, without sockets: raw httpx and FailoverRouter on one
     httpx.MockTransport serving a fixed OpenAI answer; and skipping an open breaker."""
-    body = json.dumps(
-        {
-            "id": "x",
-            "object": "chat.completion",
-            "created": 1,
-            "model": "gpt-4o-mini",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "Hello there"},
-                    "finish_reason": "stop",
-                    "logprobs": None,
-                }
-            ],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
-        }
-    ).encode()
+    body = OPENAI_ANSWER
     transport = httpx.MockTransport(
         lambda request: httpx.Response(
             200, content=body, headers={"content-type": "application/json"}
@@ -428,23 +430,7 @@ def rich_conversation() -> dict[str, Any]:
 async def rich_cost(n: int, runs: int) -> list[str]:
     """CPU per request of a rich request (rich_conversation) against the same body posted raw,
     beside the plain prompt against its raw body: what the chat translation adds."""
-    answer = json.dumps(
-        {
-            "id": "x",
-            "object": "chat.completion",
-            "created": 1,
-            "model": "gpt-4o-mini",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "Hello there"},
-                    "finish_reason": "stop",
-                    "logprobs": None,
-                }
-            ],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
-        }
-    ).encode()
+    answer = OPENAI_ANSWER
     client = httpx.AsyncClient(
         transport=httpx.MockTransport(
             lambda request: httpx.Response(

@@ -188,17 +188,10 @@ class FailoverRouter:
         before anything is sent; routing raises AllProvidersFailed, RequestRejected,
         QueueFull."""
         req = request or build_request(
-            prompt,
-            messages=messages,
-            max_tokens=max_tokens,
-            system=system,
-            temperature=temperature,
-            top_p=top_p,
-            stop=stop,
-            tools=tools,
-            tool_choice=tool_choice,
-            response_format=response_format,
-        )
+            prompt, messages=messages, max_tokens=max_tokens, system=system,
+            temperature=temperature, top_p=top_p, stop=stop, tools=tools,
+            tool_choice=tool_choice, response_format=response_format,
+        )  # fmt: skip
         run = _Run(self, req, timeout, max_wait, only, check_extra(extra), models)
         name, comp, ttft = await run.drive(run.try_complete)
         latency = (self.clock.monotonic() - run.started) * 1000
@@ -241,17 +234,10 @@ class FailoverRouter:
         :meth:`RouteStream.events` for typed events; ``.result`` holds the RouteResult
         afterwards. Bad input raises ValueError here, before anything is sent."""
         req = request or build_request(
-            prompt,
-            messages=messages,
-            max_tokens=max_tokens,
-            system=system,
-            temperature=temperature,
-            top_p=top_p,
-            stop=stop,
-            tools=tools,
-            tool_choice=tool_choice,
-            response_format=response_format,
-        )
+            prompt, messages=messages, max_tokens=max_tokens, system=system,
+            temperature=temperature, top_p=top_p, stop=stop, tools=tools,
+            tool_choice=tool_choice, response_format=response_format,
+        )  # fmt: skip
         return RouteStream(_Run(self, req, timeout, max_wait, only, check_extra(extra), models))
 
     def order(self, only: Sequence[str] | None = None) -> list[str]:

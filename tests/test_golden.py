@@ -16,6 +16,9 @@ A fixture ``tests/golden/<kind>/<case>.json`` holds:
   ``events``, a list of ``{"text": ...}``, ``{"tool_call": {"index", "id", "name",
   "arguments"}}`` and finally ``{"end": {"finish_reason", "stop_reason", "usage"}}``.
 
+``newer_than_spec`` (``{"fields": [...], "source": ...}``) names fields the official SDK has
+but the vendored OpenAPI spec predates; spec errors about them are ignored.
+
 The HTTP exchange goes through ``httpx.MockTransport``: these tests pin translation; the
 adapters' HTTP behaviour is tested against the loopback simulators elsewhere.
 """
@@ -157,8 +160,14 @@ async def test_golden(path: Path) -> None:
     assert got == want
     validator = _schema_validator(config.kind)
     if validator is not None:
+        # A fixture may name fields newer than the vendored spec (say, Anthropic's
+        # output_config, from SDK 2.16's output_config_param.py): errors mentioning them are
+        # the spec's age, not the body's fault; everything else must validate.
+        exempt = case.get("newer_than_spec", {}).get("fields", [])
         errors = [
-            f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(sent[0])
+            f"{'/'.join(map(str, e.path))}: {e.message}"
+            for e in validator.iter_errors(sent[0])
+            if not any(f in e.message or f in "/".join(map(str, e.path)) for f in exempt)
         ]
         assert not errors, errors
 

@@ -58,6 +58,7 @@ class Capabilities:
     stop: bool = True
     image_urls: bool = True  # images by URL, not only inline
     image_types: frozenset[str] | None = None  # inline image media types taken; None: all four
+    max_stop: int | None = None  # stop sequences taken at most; None: no limit known
 
 
 def capabilities(provider: ProviderConfig) -> Capabilities:
@@ -124,7 +125,8 @@ def _table(kind: str, model: str) -> Capabilities:
             return Capabilities(
                 None, ("instruct", "restart"), "reasoning models take only the default", stop=False
             )
-        return Capabilities((0.0, 2.0), ("instruct", "restart"))
+        # StopConfiguration: maxItems 4 (OpenAI's OpenAPI spec).
+        return Capabilities((0.0, 2.0), ("instruct", "restart"), max_stop=4)
     if kind == "ollama":
         vision = bool(_OLLAMA_VISION.search(model))
         return Capabilities(
@@ -171,4 +173,8 @@ def adapt(
         why = "this model takes no stop sequences"
         notes.append(ParameterAdjusted(provider.name, "stop", "dropped", why))
         request = replace(request, stop=())
+    elif caps.max_stop is not None and len(request.stop) > caps.max_stop:
+        why = f"{len(request.stop)} stop sequences; this API takes {caps.max_stop}: sent the first"
+        notes.append(ParameterAdjusted(provider.name, "stop", "clamped", why))
+        request = replace(request, stop=request.stop[: caps.max_stop])
     return request, notes

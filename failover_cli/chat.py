@@ -456,9 +456,10 @@ def wire_tool_name(
 class ToolNames:
     """The names of one request's tools as sent to a provider, and back."""
 
-    __slots__ = ("_back", "_out")
+    __slots__ = ("_back", "_limit", "_out")
 
     def __init__(self, names: Iterable[str], limit: int = MAX_TOOL_NAME) -> None:
+        self._limit = limit
         self._out = {n: wire_tool_name(n, limit) for n in names}
         self._back = {w: n for n, w in self._out.items()}
 
@@ -471,7 +472,7 @@ class ToolNames:
         return cls(names, limit)
 
     def wire(self, name: str) -> str:
-        return self._out.get(name) or wire_tool_name(name)
+        return self._out.get(name) or wire_tool_name(name, self._limit)
 
     def original(self, wire_name: str) -> str:
         return self._back.get(wire_name, wire_name)

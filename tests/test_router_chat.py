@@ -313,3 +313,22 @@ async def test_gemini_is_skipped_for_a_gif_it_cannot_read(clock):
     png = {**gif, "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
     result = await routed(clock, router, messages=[{"role": "user", "content": [png]}])
     assert result.provider == "gemini"
+
+
+async def test_openai_gets_at_most_four_stop_sequences_and_the_trace_says_so(clock):
+    from failover_cli.types import ParameterAdjusted
+
+    gpt = FakeProvider("gpt", model="gpt-4o-mini")
+    seen: list[object] = []
+    router = fake_router(gpt, clock=clock, listeners=[seen.append])
+    await routed(clock, router, prompt="hi", stop=["a", "b", "c", "d", "e"])
+    assert gpt.requests[0].stop == ("a", "b", "c", "d")
+    notes = [e for e in seen if isinstance(e, ParameterAdjusted)]
+    assert [(n.parameter, n.action) for n in notes] == [("stop", "clamped")]
+
+
+def test_unknown_tool_names_are_shortened_to_the_instance_limit():
+    from failover_cli.chat import ToolNames
+
+    names = ToolNames([], limit=20)
+    assert len(names.wire("x" * 50)) == 20

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from email.utils import formatdate
@@ -1883,3 +1885,16 @@ async def test_anthropic_429_waits_until_its_rfc3339_reset():
     with pytest.raises(TransientError) as info:
         await provider.complete(CompletionRequest("hi"), timeout=5)
     assert info.value.retry_after is None and info.value.ratelimit is not None
+
+
+def test_only_the_adapters_a_chain_uses_are_imported() -> None:
+    code = (
+        "import sys\n"
+        "from failover_cli.providers import create_provider\n"
+        "from failover_cli.types import ProviderConfig\n"
+        "create_provider(ProviderConfig('gpt', 'openai', 'm'))\n"
+        "print(sorted(m for m in sys.modules if m.startswith('failover_cli.providers.')"
+        " and not m.split('.')[-1].startswith('_')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['failover_cli.providers.openai']"

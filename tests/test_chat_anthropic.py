@@ -17,6 +17,7 @@ import anthropic
 import httpx
 import pytest
 from conftest import SIM_KEY
+from streams import assembled, events_of, text_of
 
 from failover_cli.errors import InvalidRequest, ProviderError, TransientError
 from failover_cli.providers import create_provider
@@ -75,26 +76,6 @@ async def over_sim(sim: Any) -> AsyncIterator[Callable[..., tuple[Any, Simulator
     yield start
     for provider in made:
         await provider.aclose()
-
-
-async def events_of(provider: Any, request: CompletionRequest) -> list[StreamEvent]:
-    return [event async for event in provider.stream(request, timeout=5)]
-
-
-def assembled(events: list[StreamEvent]) -> dict[int, dict[str, str]]:
-    """The streamed tool calls put back together, by index."""
-    calls: dict[int, dict[str, str]] = {}
-    for e in events:
-        if isinstance(e, ToolCallDelta):
-            call = calls.setdefault(e.index, {"id": "", "name": "", "arguments": ""})
-            call["id"] = e.id or call["id"]
-            call["name"] = e.name or call["name"]
-            call["arguments"] += e.arguments
-    return calls
-
-
-def text_of(events: list[StreamEvent]) -> str:
-    return "".join(e.text for e in events if isinstance(e, TextDelta))
 
 
 class Scripted:

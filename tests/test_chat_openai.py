@@ -18,6 +18,7 @@ import pytest
 from conftest import SIM_KEY
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel
+from streams import assembled, events_of
 
 from failover_cli.chat import Message, TextPart, ToolCall
 from failover_cli.errors import InvalidRequest, ProviderError, TransientError
@@ -85,22 +86,6 @@ async def over_sim(sim: Any) -> AsyncIterator[Any]:
     yield start
     for provider in made:
         await provider.aclose()
-
-
-async def events_of(provider: Any, request: CompletionRequest) -> list[StreamEvent]:
-    return [event async for event in provider.stream(request, timeout=5)]
-
-
-def assembled(events: list[StreamEvent]) -> dict[int, dict[str, str]]:
-    """The streamed tool calls put back together, by index."""
-    calls: dict[int, dict[str, str]] = {}
-    for e in events:
-        if isinstance(e, ToolCallDelta):
-            call = calls.setdefault(e.index, {"id": "", "name": "", "arguments": ""})
-            call["id"] = e.id or call["id"]
-            call["name"] = e.name or call["name"]
-            call["arguments"] += e.arguments
-    return calls
 
 
 def last_body(s: Simulator) -> dict[str, Any]:

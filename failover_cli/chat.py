@@ -288,12 +288,14 @@ def _tool_calls(value: Any, i: int) -> tuple[ToolCall, ...]:
 def parse_messages(messages: Any) -> tuple[Message, ...]:
     """Validate OpenAI-shaped message dicts (or :class:`Message` values) into messages.
 
-    Raises ValueError naming the message index and field on bad input, including a ``tool``
-    message answering no earlier tool call."""
+    Raises ValueError naming the message index and field on bad input, including tool results
+    out of place: every API wants an assistant turn's tool calls answered by ``tool`` messages
+    right after it, one per call, before anything else."""
     if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
         raise ValueError("messages: must be a list of messages")
     out: list[Message] = []
-    calls: set[str] = set()
+    calls: set[str] = set()  # the calls of the last assistant turn still unanswered
+    asked_at = -1  # that turn's index
     for i, raw in enumerate(messages):
         if type(raw) is dict:
             role = raw.get("role")
@@ -321,7 +323,8 @@ def parse_messages(messages: Any) -> tuple[Message, ...]:
                 if tool_call_id not in calls:
                     raise _fail(
                         f"messages[{i}].tool_call_id",
-                        f"{tool_call_id!r} answers no tool call of an earlier assistant message",
+                        f"{tool_call_id!r} answers no open tool call of the assistant message "
+                        "just before",
                     )
             elif tool_call_id is not None:
                 raise _fail(f"messages[{i}].tool_call_id", "only tool messages answer a tool call")
@@ -329,14 +332,33 @@ def parse_messages(messages: Any) -> tuple[Message, ...]:
         elif isinstance(raw, Message):
             message = raw
             if message.role == "tool" and message.tool_call_id not in calls:
-                problem = "answers no tool call of an earlier assistant message"
+                problem = "answers no open tool call of the assistant message just before"
                 raise _fail(f"messages[{i}].tool_call_id", f"{message.tool_call_id!r} {problem}")
         else:
             raise _fail(f"messages[{i}]", "must be an object with a role")
+        if message.role == "tool":
+            calls.discard(message.tool_call_id or "")
+        elif calls:
+            raise _unanswered(calls, asked_at, i)
         if message.tool_calls:
-            calls.update(c.id for c in message.tool_calls)
+            calls = {c.id for c in message.tool_calls}
+            asked_at = i
         out.append(message)
+    if calls:
+        raise _unanswered(calls, asked_at, None)
     return tuple(out)
+
+
+def _unanswered(calls: set[str], asked_at: int, at: int | None) -> ValueError:
+    """The error for tool calls of ``messages[asked_at]`` left unanswered before
+    ``messages[at]`` (None: by the end of the conversation)."""
+    ids = ", ".join(sorted(calls))
+    if at is None:
+        return _fail("messages", f"the tool calls of messages[{asked_at}] ({ids}) have no answer")
+    return _fail(
+        f"messages[{at}]",
+        f"the tool calls of messages[{asked_at}] ({ids}) need a tool message each before this",
+    )
 
 
 def parse_tools(tools: Any) -> tuple[Tool, ...]:

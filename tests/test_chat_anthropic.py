@@ -19,6 +19,7 @@ import pytest
 from conftest import SIM_KEY
 from streams import assembled, events_of, text_of
 
+from failover_cli.chat import Message, ToolCall
 from failover_cli.errors import InvalidRequest, ProviderError, TransientError
 from failover_cli.providers import create_provider
 from failover_cli.providers.anthropic import JSON_TOOL, MAX_PAUSES, _Unwrap, tool_use_id
@@ -616,19 +617,27 @@ async def test_consecutive_user_turns_are_accepted(over_sim):
 
 async def test_unanswered_tool_use_is_rejected_as_an_invalid_request(over_sim):
     provider, _ = over_sim()
-    request = build_request(
-        messages=[
-            {"role": "user", "content": "Weather?"},
-            {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {"id": "toolu_9", "type": "function", "function": {"name": "get_weather"}}
-                ],
-            },
-            {"role": "user", "content": "Never mind."},
-        ],
-        tools=[WEATHER],
+    turns = [
+        {"role": "user", "content": "Weather?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "toolu_9", "type": "function", "function": {"name": "get_weather"}}
+            ],
+        },
+        {"role": "user", "content": "Never mind."},
+    ]
+    with pytest.raises(ValueError, match=r"messages\[2\]: the tool calls of messages\[1\]"):
+        build_request(messages=turns, tools=[WEATHER])  # the library refuses it up front
+    # Built past that check, the simulator refuses it as the API does.
+    request = replace(
+        build_request(messages=turns[:1], tools=[WEATHER]),
+        messages=(
+            Message.of("user", "Weather?"),
+            Message("assistant", (), (ToolCall("toolu_9", "get_weather"),)),
+            Message.of("user", "Never mind."),
+        ),
     )
     with pytest.raises(InvalidRequest) as info:
         await provider.complete(request, timeout=5)

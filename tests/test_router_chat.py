@@ -332,3 +332,19 @@ def test_unknown_tool_names_are_shortened_to_the_instance_limit():
 
     names = ToolNames([], limit=20)
     assert len(names.wire("x" * 50)) == 20
+
+
+def test_tool_results_must_answer_the_assistant_turn_just_before():
+    from failover_cli.chat import parse_messages
+
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    asked = {"role": "assistant", "content": None, "tool_calls": [call]}
+    answer = {"role": "tool", "tool_call_id": "c1", "content": "1"}
+    user = {"role": "user", "content": "go"}
+    assert len(parse_messages([user, asked, answer, user])) == 4
+    with pytest.raises(ValueError, match=r"messages\[2\]: the tool calls of messages\[1\] \(c1\)"):
+        parse_messages([user, asked, user, answer])  # a turn between the call and its answer
+    with pytest.raises(ValueError, match=r"^messages: the tool calls of messages\[1\]"):
+        parse_messages([user, asked])  # never answered
+    with pytest.raises(ValueError, match=r"messages\[3\]\.tool_call_id: 'c1' answers no open"):
+        parse_messages([user, asked, answer, answer])  # answered twice

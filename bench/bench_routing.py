@@ -103,6 +103,22 @@ async def timed_seq(n: int, once: Callable[[], Awaitable[Any]]) -> float:
     return (time.perf_counter() - start) / n
 
 
+async def interleaved_us(
+    paths: dict[str, Callable[[], Awaitable[Any]]], n: int, runs: int
+) -> dict[str, float]:
+    """Median µs per request of each path: warmed up, then ``runs`` runs of ``n`` sequential
+    requests, the paths' order reversed every other run."""
+    for fn in paths.values():
+        for _ in range(300):
+            await fn()
+    results: dict[str, list[float]] = {k: [] for k in paths}
+    for run in range(runs):
+        items = list(paths.items())
+        for name, fn in items if run % 2 == 0 else reversed(items):
+            results[name].append(await timed_seq(n, fn) * 1e6)
+    return {k: median(v) for k, v in results.items()}
+
+
 async def timed_conc(n: int, concurrency: int, once: Callable[[], Awaitable[Any]]) -> float:
     """Requests per second for ``n`` requests with ``concurrency`` workers."""
     remaining = n
@@ -352,18 +368,11 @@ async def cpu_cost(n: int, runs: int) -> list[str]:
         "FailoverRouter.route": lambda: direct.route(PROMPT, max_tokens=64),
         "route, primary's breaker open": lambda: skipping.route(PROMPT, max_tokens=64),
     }
-    for fn in paths.values():
-        for _ in range(300):
-            await fn()
-    results: dict[str, list[float]] = {k: [] for k in paths}
-    for run in range(runs):
-        items = list(paths.items())
-        for name, fn in items if run % 2 == 0 else reversed(items):
-            results[name].append(await timed_seq(n, fn) * 1e6)
+    us = await interleaved_us(paths, n, runs)
     await client.aclose()
-    raw_us = median(results["raw httpx"])
-    route_us = median(results["FailoverRouter.route"])
-    skip_us = median(results["route, primary's breaker open"])
+    raw_us = us["raw httpx"]
+    route_us = us["FailoverRouter.route"]
+    skip_us = us["route, primary's breaker open"]
     return [
         table(
             f"1b. CPU per request in one process, no sockets (httpx.MockTransport): "
@@ -456,16 +465,8 @@ async def rich_cost(n: int, runs: int) -> list[str]:
         "raw httpx, rich body": raw_rich,
         "route(messages=..., tools=...)": lambda: router.route(**rich),
     }
-    for fn in paths.values():
-        for _ in range(300):
-            await fn()
-    results: dict[str, list[float]] = {k: [] for k in paths}
-    for run in range(runs):
-        items = list(paths.items())
-        for name, fn in items if run % 2 == 0 else reversed(items):
-            results[name].append(await timed_seq(n, fn) * 1e6)
+    us = await interleaved_us(paths, n, runs)
     await client.aclose()
-    us = {k: median(v) for k, v in results.items()}
     plain_added = us["route(prompt=...)"] - us["raw httpx, plain body"]
     rich_added = us["route(messages=..., tools=...)"] - us["raw httpx, rich body"]
     return [

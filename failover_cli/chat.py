@@ -403,10 +403,10 @@ def parse_tools(tools: Any) -> tuple[Tool, ...]:
 def parse_tool_choice(choice: Any, tools: Sequence[Tool]) -> ToolChoice | None:
     """``auto``, ``none``, ``required`` or ``{"type": "function", "function": {"name": ...}}``
     naming one of ``tools``."""
-    if choice is None or isinstance(choice, ForcedTool):
-        forced = choice
-    elif choice in ("auto", "none", "required"):
+    if choice is None or choice in ("auto", "none", "required"):
         return choice
+    if isinstance(choice, ForcedTool):
+        forced = choice
     elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
         forced = ForcedTool(_string(choice["function"].get("name"), "tool_choice.function.name"))
     else:
@@ -414,10 +414,8 @@ def parse_tool_choice(choice: Any, tools: Sequence[Tool]) -> ToolChoice | None:
             "tool_choice: must be auto, none, required or"
             ' {"type": "function", "function": {"name": ...}}'
         )
-    if forced is not None and forced.name not in {t.name for t in tools}:
+    if forced.name not in {t.name for t in tools}:
         raise ValueError(f"tool_choice: {forced.name!r} is not one of the tools")
-    if forced is None:
-        return None
     return forced
 
 

@@ -86,6 +86,9 @@ async def test_bad_messages_raise_value_error_naming_the_field(clock):
         await router.route(messages=[{"role": "tool", "tool_call_id": "x", "content": "1"}])
     with pytest.raises(ValueError, match="tool_choice"):
         router.stream(messages=[{"role": "user", "content": "a"}], tool_choice="required")
+    forced = {"type": "function", "function": {"name": "nope"}}
+    with pytest.raises(ValueError, match="tool_choice: 'nope' is not one of the tools"):
+        router.stream(prompt="a", tools=[WEATHER], tool_choice=forced)
 
 
 async def test_a_provider_without_a_needed_capability_is_skipped_with_the_reason(clock):

@@ -96,13 +96,12 @@ def missing(caps: Capabilities, request: CompletionRequest) -> str | None:
         return "takes no tools"
     if request.has_images and not caps.vision:
         return "takes no images"
-    if not caps.image_urls and any(p.url is not None for m in request.messages for p in m.images):
+    if not caps.image_urls and request.url_images:
         return "takes images only inline, not by URL"
     if caps.image_types is not None:
-        for m in request.messages:
-            for image in m.images:
-                if image.media_type is not None and image.media_type not in caps.image_types:
-                    return f"takes no {image.media_type} images"
+        for media_type in sorted(request.image_types):
+            if media_type not in caps.image_types:
+                return f"takes no {media_type} images"
     if request.response_format is not None and not caps.json_schema:
         return "gives no structured output"
     return None

@@ -22,14 +22,12 @@ from typing import Any, Literal, TypeAlias
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 ROLES: tuple[Role, ...] = ("system", "developer", "user", "assistant", "tool")
-_ROLE_SET = frozenset(ROLES)
 _NO_PARAMETERS: Mapping[str, Any] = {"type": "object", "properties": {}}
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 
-_DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)(?:;[^;,]*)*?;base64,(?P<data>.*)", re.S)
 MAX_TOOL_NAME = 64
-_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(slots=True)
@@ -180,185 +178,19 @@ def _part_dict(part: Part) -> dict[str, Any]:
     return {"type": "image_url", "image_url": image}
 
 
-# --- validation: OpenAI-shaped dicts in, typed values out -------------------------------------
+# --- validation: OpenAI-shaped dicts in, typed values out (messages: see failover_cli.messages)
 
 
-def _fail(where: str, problem: str) -> ValueError:
+def invalid(where: str, problem: str) -> ValueError:
     return ValueError(f"{where}: {problem}")
 
 
-def _string(value: Any, where: str, *, empty: bool = True) -> str:
+def checked_string(value: Any, where: str, *, empty: bool = True) -> str:
     if not isinstance(value, str):
-        raise _fail(where, f"must be a string, not {type(value).__name__}")
+        raise invalid(where, f"must be a string, not {type(value).__name__}")
     if not empty and not value:
-        raise _fail(where, "must not be empty")
+        raise invalid(where, "must not be empty")
     return value
-
-
-def parse_image(url: Any, where: str, detail: Any = None) -> ImagePart:
-    """An image from an ``image_url`` URL: ``http(s)://`` or a base64 ``data:`` URL of a PNG,
-    JPEG, GIF or WebP image."""
-    url = _string(url, where, empty=False)
-    if detail is not None:
-        detail = _string(detail, where.rsplit(".", 1)[0] + ".detail")
-    match = _DATA_URL.fullmatch(url)
-    if match:
-        media_type = match["type"].lower()
-        if media_type not in IMAGE_TYPES:
-            raise _fail(where, f"image type {media_type} is not one of {', '.join(IMAGE_TYPES)}")
-        return ImagePart(media_type=media_type, data=match["data"].strip(), detail=detail)
-    if url.startswith("data:"):
-        raise _fail(where, "a data: URL must be base64 (data:image/png;base64,...)")
-    if not url.startswith(("https://", "http://")):
-        raise _fail(where, "must be an http(s) URL or a base64 data: URL")
-    return ImagePart(url=url, detail=detail)
-
-
-def _parts(content: Any, i: int, role: str) -> tuple[Part, ...]:
-    """The content of ``messages[i]`` as parts. Locations are formatted only on error: this
-    runs for every message of every request."""
-    if isinstance(content, str):
-        return (TextPart(content),) if content else ()
-    if content is None:
-        return ()
-    where = f"messages[{i}].content"
-    if not isinstance(content, list):
-        raise _fail(where, "must be a string or a list of parts")
-    parts: list[Part] = []
-    for j, part in enumerate(content):
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text":
-            text = part.get("text")
-            if type(text) is not str:
-                text = _string(text, f"{where}[{j}].text")
-            parts.append(TextPart(text))
-        elif kind == "image_url":
-            at = f"{where}[{j}]"
-            if role != "user":
-                raise _fail(at, f"images are taken in user messages, not {role}")
-            image = part.get("image_url")
-            if isinstance(image, str):
-                parts.append(parse_image(image, at + ".image_url"))
-            elif isinstance(image, dict):
-                url, detail = image.get("url"), image.get("detail")
-                parts.append(parse_image(url, at + ".image_url.url", detail))
-            else:
-                raise _fail(at + ".image_url", "must be an object with a url")
-        elif isinstance(part, TextPart | ImagePart):
-            parts.append(part)
-        elif isinstance(part, dict):
-            raise _fail(
-                f"{where}[{j}].type", f"unknown part type {kind!r} (expected text or image_url)"
-            )
-        else:
-            raise _fail(f"{where}[{j}]", "must be an object with a type")
-    return tuple(parts)
-
-
-def _tool_calls(value: Any, i: int) -> tuple[ToolCall, ...]:
-    where = f"messages[{i}].tool_calls"
-    if not isinstance(value, list):
-        raise _fail(where, "must be a list")
-    calls = []
-    for j, call in enumerate(value):
-        at = f"{where}[{j}]"
-        if isinstance(call, ToolCall):
-            calls.append(call)
-            continue
-        if not isinstance(call, dict):
-            raise _fail(at, "must be an object")
-        if call.get("type", "function") != "function":
-            raise _fail(at + ".type", "only function tool calls are supported")
-        function = call.get("function")
-        if not isinstance(function, dict):
-            raise _fail(at + ".function", "must be an object with a name and arguments")
-        arguments = function.get("arguments", "{}")
-        if isinstance(arguments, dict):
-            arguments = json.dumps(arguments, separators=(",", ":"), ensure_ascii=False)
-        calls.append(
-            ToolCall(
-                id=_string(call.get("id"), at + ".id", empty=False),
-                name=_string(function.get("name"), at + ".function.name", empty=False),
-                arguments=_string(arguments, at + ".function.arguments"),
-            )
-        )
-    return tuple(calls)
-
-
-def parse_messages(messages: Any) -> tuple[Message, ...]:
-    """Validate OpenAI-shaped message dicts (or :class:`Message` values) into messages.
-
-    Raises ValueError naming the message index and field on bad input, including tool results
-    out of place: every API wants an assistant turn's tool calls answered by ``tool`` messages
-    right after it, one per call, before anything else."""
-    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
-        raise ValueError("messages: must be a list of messages")
-    out: list[Message] = []
-    calls: set[str] = set()  # the calls of the last assistant turn still unanswered
-    asked_at = -1  # that turn's index
-    for i, raw in enumerate(messages):
-        if type(raw) is dict:
-            role = raw.get("role")
-            if role not in _ROLE_SET:
-                raise _fail(
-                    f"messages[{i}].role", f"must be one of {', '.join(ROLES)}, not {role!r}"
-                )
-            content = _parts(raw.get("content"), i, role)
-            tool_calls: tuple[ToolCall, ...] = ()
-            tool_call_id = name = None
-            if len(raw) > (2 if "content" in raw else 1):  # the rarer fields too
-                found = raw.get("tool_calls")
-                if found is not None:
-                    if role != "assistant":
-                        raise _fail(
-                            f"messages[{i}].tool_calls", "only assistant messages carry tool calls"
-                        )
-                    tool_calls = _tool_calls(found, i)
-                tool_call_id = raw.get("tool_call_id")
-                name = raw.get("name")
-                if name is not None:
-                    name = _string(name, f"messages[{i}].name")
-            if role == "tool":
-                tool_call_id = _string(tool_call_id, f"messages[{i}].tool_call_id", empty=False)
-                if tool_call_id not in calls:
-                    raise _fail(
-                        f"messages[{i}].tool_call_id",
-                        f"{tool_call_id!r} answers no open tool call of the assistant message "
-                        "just before",
-                    )
-            elif tool_call_id is not None:
-                raise _fail(f"messages[{i}].tool_call_id", "only tool messages answer a tool call")
-            message = Message(role, content, tool_calls, tool_call_id, name)
-        elif isinstance(raw, Message):
-            message = raw
-            if message.role == "tool" and message.tool_call_id not in calls:
-                problem = "answers no open tool call of the assistant message just before"
-                raise _fail(f"messages[{i}].tool_call_id", f"{message.tool_call_id!r} {problem}")
-        else:
-            raise _fail(f"messages[{i}]", "must be an object with a role")
-        if message.role == "tool":
-            calls.discard(message.tool_call_id or "")
-        elif calls:
-            raise _unanswered(calls, asked_at, i)
-        if message.tool_calls:
-            calls = {c.id for c in message.tool_calls}
-            asked_at = i
-        out.append(message)
-    if calls:
-        raise _unanswered(calls, asked_at, None)
-    return tuple(out)
-
-
-def _unanswered(calls: set[str], asked_at: int, at: int | None) -> ValueError:
-    """The error for tool calls of ``messages[asked_at]`` left unanswered before
-    ``messages[at]`` (None: by the end of the conversation)."""
-    ids = ", ".join(sorted(calls))
-    if at is None:
-        return _fail("messages", f"the tool calls of messages[{asked_at}] ({ids}) have no answer")
-    return _fail(
-        f"messages[{at}]",
-        f"the tool calls of messages[{asked_at}] ({ids}) need a tool message each before this",
-    )
 
 
 def parse_tools(tools: Any) -> tuple[Tool, ...]:
@@ -373,28 +205,28 @@ def parse_tools(tools: Any) -> tuple[Tool, ...]:
         if type(raw) is dict:
             function = raw.get("function")
             if raw.get("type", "function") != "function":
-                raise _fail(f"tools[{i}].type", "only function tools are supported")
+                raise invalid(f"tools[{i}].type", "only function tools are supported")
             if type(function) is not dict:
-                raise _fail(f"tools[{i}].function", "must be an object with a name")
+                raise invalid(f"tools[{i}].function", "must be an object with a name")
             name = function.get("name")
             if type(name) is not str or not name:
-                name = _string(name, f"tools[{i}].function.name", empty=False)
+                name = checked_string(name, f"tools[{i}].function.name", empty=False)
             parameters = function.get("parameters", _NO_PARAMETERS)
             if type(parameters) is not dict:
-                raise _fail(f"tools[{i}].function.parameters", "must be a JSON schema object")
+                raise invalid(f"tools[{i}].function.parameters", "must be a JSON schema object")
             description = function.get("description", "")
             if type(description) is not str:
-                description = _string(description, f"tools[{i}].function.description")
+                description = checked_string(description, f"tools[{i}].function.description")
             strict = function.get("strict")
             if strict is not None and type(strict) is not bool:
-                raise _fail(f"tools[{i}].function.strict", "must be true or false")
+                raise invalid(f"tools[{i}].function.strict", "must be true or false")
             tool = Tool(name, description, parameters, strict)
         elif isinstance(raw, Tool):
             tool = raw
         else:
-            raise _fail(f"tools[{i}]", "must be an object")
+            raise invalid(f"tools[{i}]", "must be an object")
         if tool.name in seen:
-            raise _fail(f"tools[{i}].function.name", f"{tool.name!r} is defined twice")
+            raise invalid(f"tools[{i}].function.name", f"{tool.name!r} is defined twice")
         seen.add(tool.name)
         out.append(tool)
     return tuple(out)
@@ -408,7 +240,9 @@ def parse_tool_choice(choice: Any, tools: Sequence[Tool]) -> ToolChoice | None:
     if isinstance(choice, ForcedTool):
         forced = choice
     elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
-        forced = ForcedTool(_string(choice["function"].get("name"), "tool_choice.function.name"))
+        forced = ForcedTool(
+            checked_string(choice["function"].get("name"), "tool_choice.function.name")
+        )
     else:
         raise ValueError(
             "tool_choice: must be auto, none, required or"
@@ -443,7 +277,10 @@ def parse_response_format(value: Any) -> ResponseFormat | None:
         raise ValueError("response_format.json_schema.strict: must be true or false")
     name = spec.get("name", "response")
     return ResponseFormat(
-        "json_schema", spec["schema"], _string(name, "response_format.json_schema.name"), strict
+        "json_schema",
+        spec["schema"],
+        checked_string(name, "response_format.json_schema.name"),
+        strict,
     )
 
 
@@ -461,7 +298,7 @@ def parse_stop(stop: Any) -> tuple[str, ...]:
 
 
 def wire_tool_name(
-    name: str, limit: int = MAX_TOOL_NAME, pattern: re.Pattern[str] = _TOOL_NAME
+    name: str, limit: int = MAX_TOOL_NAME, pattern: re.Pattern[str] = TOOL_NAME
 ) -> str:
     """``name`` as a provider that allows ``limit`` characters of ``pattern`` takes it: kept
     when it fits, else its allowed characters cut short and a digest of the whole name, so

@@ -9,12 +9,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .chat import (
-    parse_messages,
     parse_response_format,
     parse_stop,
     parse_tool_choice,
     parse_tools,
 )
+from .messages import check_messages
 from .types import CompletionRequest
 
 
@@ -55,7 +55,7 @@ def build_request(
     choice = parse_tool_choice(tool_choice, parsed_tools)
     if choice is not None and choice != "none" and not parsed_tools:
         raise ValueError("tool_choice: given without tools")
-    parsed = parse_messages(messages) if messages is not None else ()
+    parsed = check_messages(messages) if messages is not None else ()
     if not parsed and not prompt:
         raise ValueError("messages: there must be at least one message (or a prompt)")
     return CompletionRequest(

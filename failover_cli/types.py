@@ -6,12 +6,13 @@ typed chat values requests carry).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
 from .chat import FinishReason, Message, ResponseFormat, TextPart, Tool, ToolCall, ToolChoice
+from .messages import Messages
 
 KINDS = ("anthropic", "openai", "ollama", "gemini")
 Kind = Literal["anthropic", "openai", "ollama", "gemini"]
@@ -149,7 +150,7 @@ class CompletionRequest:
     temperature: float | None = None
     assistant_prefix: str | None = None
     continuation: Literal["prefill", "instruct"] = "prefill"
-    messages: tuple[Message, ...] = ()
+    messages: Sequence[Message] = ()  # a Messages from build_request, or typed values
     tools: tuple[Tool, ...] = ()
     tool_choice: ToolChoice | None = None
     response_format: ResponseFormat | None = None
@@ -161,15 +162,39 @@ class CompletionRequest:
     @property
     def uses_tools(self) -> bool:
         """Whether the request offers tools or carries earlier tool calls."""
-        return bool(self.tools) or any(m.tool_calls or m.role == "tool" for m in self.messages)
+        if self.tools:
+            return True
+        if type(self.messages) is Messages:
+            return self.messages.uses_tools
+        return any(m.tool_calls or m.role == "tool" for m in self.messages)
 
     @property
     def has_images(self) -> bool:
+        if type(self.messages) is Messages:
+            return self.messages.has_images
         return any(m.images for m in self.messages)
+
+    @property
+    def url_images(self) -> bool:
+        """Whether an image is sent by URL (not inline)."""
+        if type(self.messages) is Messages:
+            return self.messages.url_images
+        return any(p.url is not None for m in self.messages for p in m.images)
+
+    @property
+    def image_types(self) -> frozenset[str]:
+        """The media types of the inline images."""
+        if type(self.messages) is Messages:
+            return self.messages.image_types
+        return frozenset(
+            p.media_type for m in self.messages for p in m.images if p.media_type is not None
+        )
 
     def text_chars(self) -> int:
         """Characters of text the model reads (a stand-in for the prompt's length)."""
         chars = len(self.prompt) + len(self.system or "") + len(self.assistant_prefix or "")
+        if type(self.messages) is Messages:
+            return chars + self.messages.text_chars
         for m in self.messages:
             for part in m.content:
                 if type(part) is TextPart:

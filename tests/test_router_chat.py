@@ -292,7 +292,7 @@ async def test_a_provider_refusing_a_feature_fails_over_without_blame(clock):
 
 
 def test_an_assistant_turn_of_only_tool_calls_keeps_them():
-    from failover_cli.chat import parse_messages
+    from failover_cli.messages import parse_messages
 
     call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
     messages = parse_messages(
@@ -338,7 +338,7 @@ def test_unknown_tool_names_are_shortened_to_the_instance_limit():
 
 
 def test_tool_results_must_answer_the_assistant_turn_just_before():
-    from failover_cli.chat import parse_messages
+    from failover_cli.messages import parse_messages
 
     call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
     asked = {"role": "assistant", "content": None, "tool_calls": [call]}

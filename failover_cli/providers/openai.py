@@ -81,6 +81,7 @@ from ..chat import (
     wire_tool_name,
 )
 from ..errors import ContextLengthExceeded, ProviderError, ProviderUnavailable, TransientError
+from ..messages import Messages
 from ..types import (
     Completion,
     CompletionRequest,
@@ -190,9 +191,21 @@ class OpenAIProvider(BaseProvider):
     def _chat_body(self, request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
         """The body of a request with messages, tools, structured output or stop sequences."""
         names = _tool_names(request)
-        developer = "developer" if self.official else "system"
-        history = conversation(request, keep_system=True).turns
-        messages = [_message(m, names, developer) for m in history]
+        given = request.messages
+        if (
+            type(given) is Messages
+            and given.wire is not None
+            and not request.assistant_prefix
+            and (self.official or not given.developer)
+        ):  # the caller's dicts are already what Chat Completions takes
+            messages = [{"role": "system", "content": request.system}] if request.system else []
+            messages += given.wire
+            if request.prompt:
+                messages.append({"role": "user", "content": request.prompt})
+        else:
+            developer = "developer" if self.official else "system"
+            history = conversation(request, keep_system=True).turns
+            messages = [_message(m, names, developer) for m in history]
         body = self._finish_body(request, messages, stream=stream)
         if request.stop:
             body["stop"] = list(request.stop)
@@ -337,7 +350,10 @@ class _StreamCalls:
 def _tool_names(request: CompletionRequest | None) -> ToolNames | None:
     if request is None or not request.uses_tools:
         return None
-    return ToolNames.of(request.tools, request.messages)
+    given = request.messages
+    if type(given) is Messages and given.wire is not None:  # its tool names all fit
+        return ToolNames(t.name for t in request.tools)
+    return ToolNames.of(request.tools, given)
 
 
 def _message(message: Message, names: ToolNames | None, developer: str) -> dict[str, Any]:

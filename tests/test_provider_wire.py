@@ -154,6 +154,7 @@ FAULT_MATRIX += [(kind, *case) for kind in KINDS for case in HOSTILE_FAULTS]
 # Short clocks for the matrix; requests ask for few tokens, so a whole answer's head is due
 # after 0.3 s + 8 tokens at 25/s.
 MATRIX_CLOCKS = {"first_token_timeout": 0.3, "idle_timeout": 0.3}
+ENDLESS_CLOCKS = {"first_token_timeout": 3.0, "idle_timeout": 3.0}
 MATRIX_REQUEST = CompletionRequest("hi", max_tokens=8)
 
 # Scripted statuses: (status, error class, reason), the same for every dialect's error body.
@@ -362,7 +363,9 @@ async def test_fault_matrix(sims, client, kind, fault, streamed, cls, reason, pa
     sim = sims[kind]
     # A fast drip (16-byte slices) so a whole answer arrives in many pieces within the test.
     sim.behavior = Behavior(text=TEXT, fault=fault, drip_bytes=16, drip_interval=0.001)
-    provider = adapter(kind, sim.base_url, client, **MATRIX_CLOCKS)
+    # An endless answer must hit the size bound, not a stall timeout of a loaded machine.
+    clocks = ENDLESS_CLOCKS if fault == "endless" else MATRIX_CLOCKS
+    provider = adapter(kind, sim.base_url, client, **clocks)
     timeout = HANG_TIMEOUT if fault == "hang" else 5.0
     if cls is None:
         text, events = await run(provider, streamed, MATRIX_REQUEST, timeout)

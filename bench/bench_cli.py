@@ -9,12 +9,13 @@
    (``--state``, in a temporary directory) starts with a full history, as after some use.
 
    Then what ``ask`` loads and why it is slower, medians over ``--import-runs`` fresh
-   processes each: the top of ``python -X importtime -c "import failover_cli.cli"``; the chain
-   ``ask`` actually imports (``python -X importtime -m failover_cli ask ...``) per top-level
-   package, next to the bare script's; failover_cli's own modules; the import cost of each
-   package the bare script does not load; the work redone at every start that the bytecode
-   cache does not save (dataclass methods are generated and exec'd, regexes compiled); the
-   phases of one ``ask`` timed in-process; adapters loaded for provider kinds not configured.
+   processes each: the top of ``python -X importtime -c "import failover_cli.cli.commands"``
+   (the Typer app); the chain ``ask`` actually imports (``python -X importtime -m
+   failover_cli ask ...``) per top-level package, next to the bare script's; failover_cli's
+   own modules; the import cost of each package the bare script does not load; the work
+   redone at every start that the bytecode cache does not save (dataclass methods are
+   generated and exec'd, regexes compiled); the phases of one ``ask`` timed in-process;
+   adapters loaded for provider kinds not configured.
 
 Child processes run with the bytecode cache on: PYTHONDONTWRITEBYTECODE is removed from their
 environment (some shells and CI images set it; every start would then recompile failover_cli)
@@ -145,7 +146,7 @@ PHASES_PROBE = """\
 import time
 t0 = time.perf_counter()
 import asyncio, json, sys
-import failover_cli.cli_base, failover_cli.fast_ask
+import failover_cli.cli.ask, failover_cli.cli.fast
 from failover_cli.config import load_config
 from failover_cli.paths import cache_dir
 from failover_cli.router import FailoverRouter
@@ -338,7 +339,7 @@ def cli_import_table(runs: list[list[Imported]], top: int) -> str:
     names = sorted(cum, key=lambda n: -median(cum[n]))[:top]
     rows = [[". " * depth[n] + n, median(selfs[n]), median(cum[n])] for n in names]
     return table(
-        f'python -X importtime -c "import failover_cli.cli": top {top} by cumulative, '
+        f'python -X importtime -c "import failover_cli.cli.commands": top {top} by cumulative, '
         f"median of {len(runs)} runs (total {total_ms(runs):.1f} ms)",
         ["module (. = nesting)", "self ms", "cumulative ms"],
         rows,
@@ -657,7 +658,7 @@ def cli_setup(tmpdir: Path, url: str) -> Setup:
         json.dumps({"model": MODEL, "max_tokens": MAX_TOKENS, "messages": [message]}),
         encoding="utf-8",
     )
-    ask = ["ask", PROMPT, "--max-tokens", str(MAX_TOKENS), "-c", str(config)]
+    ask = ["ask", PROMPT, "--max-tokens", str(MAX_TOKENS), "--config", str(config)]
     ask += ["--state", str(state)]
     commands = []
     curl = shutil.which("curl")
@@ -724,7 +725,7 @@ def main() -> None:
         walls = wall_times(setup.commands, env, runs, expected)
         print(wall_table(setup.commands, walls, setup.bare.label, runs), flush=True)
 
-        cli_runs = importtime_runs(["-c", "import failover_cli.cli"], env, probe_runs)
+        cli_runs = importtime_runs(["-c", "import failover_cli.cli.commands"], env, probe_runs)
         print(cli_import_table(cli_runs, 15), flush=True)
         ask_target = ["failover_cli", *setup.ask, "--no-stream"]
         ask_runs = importtime_runs(["-m", *ask_target], env, probe_runs)

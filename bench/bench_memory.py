@@ -37,10 +37,10 @@ from bench_cli import BYTECODE_NOTE, Command, cli_setup, warm_up
 
 from failover_cli.breaker import MAX_OUTCOMES
 
-# What a plain `failover ask` imports (see failover_cli/fast_ask.py; bench_cli lists it).
+# What a plain `failover ask` imports (see failover_cli/cli/fast.py; bench_cli lists it).
 ASK_IMPORTS = (
-    "failover_cli.cli_base",
-    "failover_cli.fast_ask",
+    "failover_cli.cli.ask",
+    "failover_cli.cli.fast",
     "failover_cli.config",
     "failover_cli.router",
     "failover_cli.store.jsonfile",

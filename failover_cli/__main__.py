@@ -4,16 +4,9 @@ from __future__ import annotations
 
 
 def main() -> None:
-    import sys
+    from .cli import main as cli_main
 
-    if sys.argv[1:2] == ["ask"]:
-        from .fast_ask import main as fast_ask
-
-        if fast_ask(sys.argv[2:]):
-            return
-    from .cli import run
-
-    run()
+    cli_main()
 
 
 if __name__ == "__main__":

@@ -537,7 +537,7 @@ def test_health_watch_repeats_until_interrupted(sandbox: Sandbox, sim) -> None:
 
 
 def test_prometheus_text_escapes_label_values() -> None:
-    from failover_cli.render import prometheus_text
+    from failover_cli.cli.health import prometheus_text
 
     row = {"name": 'a"b\\c\nd', "kind": "openai", "model": "m", "ok": True}
     text = prometheus_text(
@@ -682,7 +682,7 @@ def test_demo_fast_shows_the_failover_and_the_recovery(sandbox: Sandbox) -> None
 def test_every_command_has_help_with_examples(command: list[str]) -> None:
     from typer.testing import CliRunner
 
-    from failover_cli.cli import app
+    from failover_cli.cli.commands import app
 
     result = CliRunner().invoke(app, [*command, "--help"], prog_name="failover")
     assert result.exit_code == 0
@@ -705,7 +705,7 @@ def test_top_level_help_documents_exit_codes(sandbox: Sandbox) -> None:
 
 def test_importing_the_cli_loads_no_heavy_module() -> None:
     code = (
-        "import sys, failover_cli.cli\n"
+        "import sys, failover_cli.cli.commands\n"
         "heavy = ('rich', 'httpx', 'yaml', 'failover_cli.router', 'failover_cli.providers')\n"
         "print(sorted(m for m in sys.modules if m.startswith(heavy)))"
     )

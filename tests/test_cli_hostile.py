@@ -290,13 +290,13 @@ def test_prometheus_file_refuses_a_planted_symlink(sandbox: Sandbox, sim) -> Non
 
 
 def test_prometheus_temporary_name_is_not_predictable(tmp_path: Path) -> None:
-    from failover_cli import cli
+    from failover_cli.cli.wiring import write_atomically
 
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
     target = tmp_path / "failover.prom"
     (tmp_path / f"failover.prom.{os.getpid()}.tmp").symlink_to(victim)
-    cli._write_atomically(str(target), "failover_health_status 0\n")
+    write_atomically(str(target), "failover_health_status 0\n")
     assert victim.read_text() == "precious\n"
     assert target.read_text() == "failover_health_status 0\n"
     assert oct(target.stat().st_mode & 0o777) == oct(0o644)  # node_exporter reads it
@@ -411,15 +411,15 @@ def test_a_key_in_a_stored_error_message_is_never_printed(sandbox: Sandbox, sim)
     ],
 )
 def test_urls_are_shown_without_their_secrets(url: str, shown: str) -> None:
-    from failover_cli.cli_base import _redact_url
+    from failover_cli.cli.output import redact_url
 
-    assert _redact_url(url) == shown
+    assert redact_url(url) == shown
 
 
 def test_clean_redacts_every_spelling_of_a_key_and_drops_non_finite_numbers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from failover_cli.cli_base import clean, json_text
+    from failover_cli.cli.output import clean, json_text
 
     monkeypatch.setenv("SOME_VENDOR_API_KEY", " sk-dirty-key-77c1\n")
     data = {

@@ -168,7 +168,7 @@ def _console():
 
 
 def test_waiting_text_counts_the_seconds_of_the_current_attempt() -> None:
-    from failover_cli.render import Waiting
+    from failover_cli.cli.render import Waiting
 
     clock = _Clock()
     waiting = Waiting("claude", 3, clock)
@@ -178,7 +178,7 @@ def test_waiting_text_counts_the_seconds_of_the_current_attempt() -> None:
 
 
 def test_the_spinner_follows_attempt_started_events() -> None:
-    from failover_cli.render import RouteDisplay, Waiting
+    from failover_cli.cli.render import RouteDisplay, Waiting
     from failover_cli.types import AttemptStarted
 
     updates: list[object] = []
@@ -196,7 +196,7 @@ def test_the_spinner_follows_attempt_started_events() -> None:
 
 
 def test_a_switch_ends_the_answer_line_before_its_note() -> None:
-    from failover_cli.render import RouteDisplay
+    from failover_cli.cli.render import RouteDisplay
     from failover_cli.types import StreamSwitched
 
     console, buf = _console()
@@ -211,7 +211,7 @@ def test_a_switch_ends_the_answer_line_before_its_note() -> None:
 
 
 def test_trace_lines_are_scrubbed_of_secrets() -> None:
-    from failover_cli.render import RouteDisplay
+    from failover_cli.cli.render import RouteDisplay
     from failover_cli.types import AttemptFailed, ErrorClass, ParameterAdjusted
 
     console, buf = _console()

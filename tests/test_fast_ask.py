@@ -9,14 +9,14 @@ import pytest
 from typer.main import get_command
 from typer.testing import CliRunner
 
-import failover_cli.cli as cli
-from failover_cli import fast_ask
-from failover_cli.cli_base import UnknownProvider, guarded, run_ask
+from failover_cli.cli import ask, fast, options
+from failover_cli.cli.commands import app
+from failover_cli.cli.exits import UnknownProvider, guarded
 
-ASK = get_command(cli.app).commands["ask"]  # type: ignore[attr-defined]
+ASK = get_command(app).commands["ask"]  # type: ignore[attr-defined]
 
 
-def test_the_table_lists_exactly_the_typer_commands_options():
+def test_the_typer_command_is_built_from_the_table_the_fast_path_reads():
     typer_options = {
         opt: p.name
         for p in ASK.params
@@ -24,44 +24,46 @@ def test_the_table_lists_exactly_the_typer_commands_options():
         for opt in p.opts
         if opt not in ("-h", "--help")
     }
-    assert {k: v[0] for k, v in fast_ask.OPTIONS.items()} == typer_options
+    table = options.by_flag(options.ASK)
+    assert {flag: o.param for flag, o in table.items()} == typer_options
     for p in ASK.params:
         if p.param_type_name != "option" or p.name is None:
             continue
-        kinds = {v[1] for v in fast_ask.OPTIONS.values() if v[0] == p.name}
-        assert ("flag" in kinds) == p.is_flag, p.name
-        assert ("list" in kinds) == p.multiple, p.name
-        assert fast_ask.ENVVARS.get(p.name) == p.envvar, p.name
+        (opt,) = {o for o in table.values() if o.param == p.name}
+        assert (opt.kind == "flag") == p.is_flag, p.name
+        assert (opt.kind == "list") == p.multiple, p.name
+        assert opt.envvar == p.envvar, p.name
+        assert opt.default == p.default, p.name
+
+
+def test_run_ask_takes_every_parameter_with_the_tables_defaults():
+    params = inspect.signature(ask.run_ask).parameters.values()
+    assert {p.name: p.default for p in params} == options.defaults(options.ASK)
 
 
 def typer_reading(monkeypatch, args: list[str], env: dict[str, str]) -> dict | None:
     """The keyword arguments Typer's ``ask`` passes to run_ask, or None if Typer rejects."""
     seen: list[dict] = []
 
-    def capture(prompt, **kwargs):
-        seen.append({"prompt": prompt, **kwargs})
+    def capture(**kwargs):
+        seen.append(kwargs)
 
-    monkeypatch.setattr(cli, "run_ask", capture)
-    result = CliRunner().invoke(cli.app, ["ask", *args], env=env, prog_name="failover")
+    monkeypatch.setattr(ask, "run_ask", capture)
+    result = CliRunner().invoke(app, ["ask", *args], env=env, prog_name="failover")
     if result.exit_code != 0:
         return None
     (kwargs,) = seen
-    if kwargs["provider"] is not None:
-        kwargs["provider"] = list(kwargs["provider"])
-    return kwargs
-
-
-def with_defaults(parsed: dict) -> dict:
-    """What run_ask receives from the fast path: its defaults, then what was parsed."""
-    params = inspect.signature(run_ask).parameters.values()
-    return {**{p.name: p.default for p in params}, **parsed}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
 
 
 HANDLED = [
     ["hello"],
     [],
     ["-"],
-    ["hi", "--max-tokens", "64", "-c", "p.yaml", "--state", "s.json", "--no-stream"],
+    ["hi", "--max-tokens", "64", "--config", "p.yaml", "--state", "s.json", "--no-stream"],
+    ["-c", "q"],
+    ["--continue", "--cid", "01JX", "q"],
+    ["--cid=01JX", "-c", "-c", "q"],
     ["--json", "-v", "--system", "be brief", "q"],
     ["-s", "", "--temperature", "0", "q", "--wait", "0"],
     ["--temperature=2", "--timeout=0.5", "--max-tokens=1", "q"],
@@ -94,6 +96,11 @@ UNSURE = [
     ["--max-tokens", "1000001", "q"],
     ["--max-tokens", "1" + "0" * 30, "q"],
     ["--no-stream=yes", "q"],
+    ["--continue=yes", "q"],
+    ["-cv", "q"],
+    ["-c=p.yaml", "q"],
+    ["q", "--cid"],
+    ["-c", "p.yaml", "q"],  # -c was --config: now a flag, so this is two prompts
     ["-vp", "gpt", "q"],
     ["-sbrief", "q"],
     ["one", "two"],
@@ -105,14 +112,14 @@ UNSURE = [
 @pytest.mark.parametrize("args", HANDLED, ids=" ".join)
 def test_what_it_reads_it_reads_as_typer_does(monkeypatch, args):
     env = {"FAILOVER_STATE": ""}
-    ours = fast_ask.parse(args, env)
+    ours = fast.parse(args, env)
     assert ours is not None
-    assert with_defaults(ours) == typer_reading(monkeypatch, args, env)
+    assert ours == typer_reading(monkeypatch, args, env)
 
 
 @pytest.mark.parametrize("args", UNSURE, ids=" ".join)
 def test_anything_unusual_goes_to_typer(args):
-    assert fast_ask.parse(args, {}) is None
+    assert fast.parse(args, {}) is None
 
 
 NUMBERS = [a for a in UNSURE if {"--max-tokens", "--temperature", "--timeout", "--wait"} & set(a)]
@@ -123,10 +130,14 @@ def test_numbers_it_leaves_to_typer_are_usage_errors_there(monkeypatch, args):
     assert typer_reading(monkeypatch, args, {}) is None
 
 
+def test_the_old_short_config_flag_is_a_usage_error_not_a_config(monkeypatch):
+    assert typer_reading(monkeypatch, ["-c", "p.yaml", "q"], {}) is None
+
+
 def test_the_state_option_falls_back_to_its_environment_variable(monkeypatch):
     env = {"FAILOVER_STATE": "/tmp/elsewhere.json"}
-    assert fast_ask.parse(["q"], env)["state"] == "/tmp/elsewhere.json"
-    assert fast_ask.parse(["q", "--state", "x"], env)["state"] == "x"
+    assert fast.parse(["q"], env)["state"] == "/tmp/elsewhere.json"
+    assert fast.parse(["q", "--state", "x"], env)["state"] == "x"
     assert typer_reading(monkeypatch, ["q"], env)["state"] == "/tmp/elsewhere.json"
 
 

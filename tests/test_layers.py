@@ -13,19 +13,18 @@ PACKAGE = Path(__file__).resolve().parent.parent / "failover_cli"
 
 LAYERS: dict[str, int] = {
     # 1: vocabulary, no policy
-    "types": 1, "chat": 1, "request": 1, "errors": 1, "clock": 1, "protocols": 1, "paths": 1,
-    "prompt": 1, "fsutil": 1, "attach": 1,
+    "types": 1, "chat": 1, "messages": 1, "request": 1, "errors": 1, "clock": 1, "protocols": 1,
+    "paths": 1, "prompt": 1, "fsutil": 1, "attach": 1,
     # 2: pure policy
-    "breaker": 2, "retry": 2, "scoring": 2, "state": 2, "ratelimit": 2,
+    "breaker": 2, "retry": 2, "scoring": 2, "state": 2, "ratelimit": 2, "budget": 2,
     # 3: configuration
     "config": 3, "config_cache": 3, "starter": 3, "capabilities": 3,
     # 4: the outside world, behind protocols
-    "providers": 4, "store": 4, "sim": 4,
+    "providers": 4, "store": 4, "sim": 4, "history": 4,
     # 5: the core
     "tracker": 5, "waitqueue": 5, "router": 5, "health": 5, "prober": 5,
     # 6: the command line and its presentation
-    "cli": 6, "cli_base": 6, "fast_ask": 6, "render": 6, "report": 6, "demo": 6,
-    "benchcmd": 6, "testing": 6, "__main__": 6, "__init__": 6,
+    "cli": 6, "testing": 6, "__main__": 6, "__init__": 6,
 }  # fmt: skip
 
 

@@ -1078,7 +1078,7 @@ async def test_without_a_store_nothing_accumulates_for_a_flush_that_never_comes(
 
 async def test_status_scores_what_the_router_scores(clock):
     """`failover status` rebuilds the scores from stored state: they must be the router's."""
-    from failover_cli.report import status_report
+    from failover_cli.cli.status import status_report
     from failover_cli.store import MemoryStore
 
     store = MemoryStore()

@@ -370,8 +370,8 @@ async def test_a_stale_pooled_connection_is_an_attempt_retried_at_once_without_a
 
 def test_status_agrees_with_the_router_once_a_wrong_key_is_fixed():
     from failover_cli.breaker import BreakerSnapshot
+    from failover_cli.cli.status import status_report
     from failover_cli.config import fingerprint
-    from failover_cli.report import status_report
     from failover_cli.state import ChainState, ProviderState
 
     cfg = ProviderConfig(name="a", kind="anthropic", model="claude-3-5-haiku")

@@ -18,15 +18,16 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from .breaker import BreakerPolicy
-from .config import Config, QueueConfig, StateConfig
+from ..breaker import BreakerPolicy
+from ..config import Config, QueueConfig, StateConfig
+from ..retry import RetryPolicy
+from ..router import FailoverRouter
+from ..sim import Behavior, Simulator
+from ..store import open_store
+from ..types import Cost, Kind, ProviderConfig
+from .exits import handled, run_async
 from .render import RouteDisplay, make_console, status_details, status_table
-from .report import status_report
-from .retry import RetryPolicy
-from .router import FailoverRouter
-from .sim import Behavior, Simulator
-from .store import open_store
-from .types import Cost, Kind, ProviderConfig
+from .status import status_report
 
 DEMO_KEYS = {"DEMO_ANTHROPIC_KEY": "demo-anthropic-key", "DEMO_OPENAI_KEY": "demo-openai-key"}
 FAILING = Behavior(statuses=[503], failure_rate=1.0, failure_status=529)
@@ -182,3 +183,9 @@ async def _scenario(
         await router.aclose()
         store.close()
     return 0 if ok else 1
+
+
+def run_demo_command(*, fast: bool) -> None:
+    """``failover demo``: run the scenario; exit 0 when every step behaved as narrated."""
+    with handled():
+        raise SystemExit(run_async(run_demo(fast=fast)))

@@ -13,13 +13,19 @@ import io
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import ProviderError
-from .protocols import Provider
-from .scoring import percentile
-from .tracker import Tracker
-from .types import CompletionRequest, ErrorClass, StreamEnd, TextDelta, Usage
+from ..errors import ProviderError
+from ..protocols import Provider
+from ..scoring import percentile
+from ..tracker import Tracker
+from ..types import CompletionRequest, ErrorClass, StreamEnd, TextDelta, Usage
+from .exits import EXIT_FAILED, BadOption, handled, run_async
+from .output import Answer, clean, err_console, print_json, warn
+from .wiring import check_names, close_store, load_config, open_store, state_location
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 CSV_FIELDS = (
     "provider",
@@ -230,3 +236,83 @@ class BenchProgress:
     def advance(self, name: str) -> None:
         if self._progress is not None and name in self._tasks:
             self._progress.advance(self._tasks[name])
+
+
+def run_bench_command(
+    *,
+    requests: int,
+    concurrency: int,
+    prompt: str,
+    max_tokens: int,
+    provider: Sequence[str] | None,
+    json_out: bool,
+    csv_out: bool,
+    config: str | None,
+    state: str | None,
+) -> None:
+    """Measure each provider (see ``failover bench --help``); exit 1 if none answered."""
+    with handled():
+        if json_out and csv_out:
+            raise BadOption("choose one of --json and --csv", "--csv")
+        if not prompt.strip():
+            raise BadOption("the prompt is empty", "--prompt")
+        cfg = load_config(config)
+        names = check_names(cfg, provider, "--provider") or [p.name for p in cfg.providers]
+        results = run_async(
+            _bench(cfg, state_location(state, cfg), names, requests, concurrency, prompt,
+                   max_tokens)
+        )  # fmt: skip
+        if json_out:
+            print_json({"providers": results})
+        elif csv_out:
+            Answer().write(to_csv(clean(results, finite=False)))
+        else:
+            from .render import bench_table, make_console
+
+            make_console(stderr=False).print(bench_table(clean(results, finite=False)))
+    if not any(r["successes"] for r in results):
+        raise SystemExit(EXIT_FAILED)
+
+
+async def _bench(
+    cfg: Config,
+    location: str | None,
+    names: list[str],
+    requests: int,
+    concurrency: int,
+    prompt: str,
+    max_tokens: int,
+) -> list[dict[str, Any]]:
+    from ..clock import SYSTEM_CLOCK
+    from ..providers import create_provider, make_client
+    from .render import animated
+
+    store = open_store(location)
+    tracker = Tracker(
+        [p.name for p in cfg.providers],
+        cfg.breaker,
+        SYSTEM_CLOCK,
+        store=store,
+        chain=cfg.chain,
+        history=cfg.state.history,
+        on_warning=warn,
+    )
+    client = make_client()
+    configs = {p.name: p for p in cfg.providers}
+    providers = [create_provider(configs[n], client) for n in names]
+    progress = BenchProgress(err_console(), enabled=animated(err_console()))
+    try:
+        with progress:
+            return await run_bench(
+                providers,
+                CompletionRequest(prompt, max_tokens),
+                requests=requests,
+                concurrency=concurrency,
+                tracker=tracker,
+                on_done=progress.advance,
+                on_start=progress.add,
+            )
+    finally:
+        await tracker.flush()
+        await client.aclose()
+        close_store(store)

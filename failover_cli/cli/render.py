@@ -1,8 +1,10 @@
-"""Everything the command line shows: consoles, the route trace, tables, metrics text.
+"""Everything the command line draws with Rich: consoles, the route trace and spinner,
+messages, tables.
 
 No decisions are made here. Colour and animation appear only on a terminal; ``NO_COLOR``
 (any non-empty value) or ``TERM=dumb`` turns off every escape sequence, animation included.
-Imported lazily by :mod:`failover_cli.cli` (Rich costs start-up time).
+Imported lazily (Rich costs start-up time): plain output is written by
+:mod:`failover_cli.cli.output` without it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .types import (
+from ..types import (
     AttemptFailed,
     AttemptStarted,
     AttemptSucceeded,
@@ -252,7 +254,7 @@ class RouteDisplay:
             if line is not None:
                 self._print(line)
         elif self.animate and isinstance(event, StreamSwitched):
-            from .cli_base import switch_text
+            from .output import switch_text
 
             self._print(Text(f"failover: {switch_text(event)}", style="dim"))
 
@@ -495,59 +497,3 @@ def _plain(value: Any) -> str:
     if isinstance(value, Mapping):
         return "{" + ", ".join(f"{k}={_plain(v)}" for k, v in value.items()) + "}"
     return "null" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
-
-
-# --- Prometheus node_exporter textfile --------------------------------------------------------
-
-BREAKER_VALUE = {"closed": 0, "half_open": 1, "open": 2}
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def prometheus_text(rows: Sequence[Mapping[str, Any]], exit_code: int, now: float) -> str:
-    """Health results in the Prometheus text exposition format (node_exporter textfile)."""
-    lines: list[str] = []
-
-    def family(name: str, help_text: str, values: Sequence[tuple[str, float]]) -> None:
-        lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} gauge")
-        lines.extend(f"{name}{labels} {_number(value)}" for labels, value in values)
-
-    def labels(r: Mapping[str, Any]) -> str:
-        return (
-            f'{{provider="{_label(r["name"])}",kind="{_label(r["kind"])}",'
-            f'model="{_label(r["model"])}"}}'
-        )
-
-    family(
-        "failover_provider_up",
-        "1 if the provider's last health check passed, else 0.",
-        [(labels(r), 1 if r["ok"] else 0) for r in rows],
-    )
-    family(
-        "failover_provider_latency_seconds",
-        "Duration of the provider's last health check in seconds.",
-        [(labels(r), round(r["latency_ms"] / 1000, 6)) for r in rows],
-    )
-    family(
-        "failover_breaker_state",
-        "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
-        [(labels(r), BREAKER_VALUE.get(r["breaker"], 2)) for r in rows],
-    )
-    family(
-        "failover_health_status",
-        "Overall status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
-        [("", exit_code)],
-    )
-    family(
-        "failover_health_last_run_timestamp_seconds",
-        "When the health check ran (Unix time).",
-        [("", round(now, 3))],
-    )
-    return "\n".join(lines) + "\n"

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .ask_input import MAX_STDIN, bounded_stdin, model_overrides, raw_stdin, schema_format
-from .exits import EXIT_FAILED, exit_code_of, handled, run_async
+from .exits import EXIT_FAILED, BadOption, exit_code_of, handled, run_async
 from .output import (
     Answer,
     PlainNotes,
@@ -59,9 +59,13 @@ def run_ask(
     those of :data:`failover_cli.cli.options.ASK` (a test holds them equal).
 
     ``continue_last`` (``-c``/``--continue``) and ``cid`` (``--cid``) name the conversation
-    to continue; conversations are not implemented yet, and both are accepted and unused."""
+    to continue; conversations are not implemented yet, so either is a usage error that says
+    so rather than a question asked without its conversation."""
     from ..errors import AllProvidersFailed
 
+    if continue_last or cid is not None:
+        option = "--continue" if continue_last else "--cid"
+        raise BadOption("conversations are not available yet: ask without it", option)
     with handled():
         from ..prompt import STDIN_MARKER, read_prompt
 

@@ -71,11 +71,24 @@ def test_ask_on_a_terminal_shows_colour_and_the_answer(sandbox: Sandbox, sim) ->
     assert ANSWER.encode() in plain
 
 
-def test_no_color_turns_off_every_escape_sequence(sandbox: Sandbox, sim) -> None:
+def test_no_color_removes_colour_but_keeps_the_spinner(sandbox: Sandbox, sim) -> None:
+    claude = sim("anthropic", Behavior(failure_rate=1.0, failure_status=503))
+    gpt = sim("openai", Behavior(text=ANSWER, ttft=1.0))
+    sandbox.config(provider("claude", claude), provider("gpt", gpt))
+    code, out = run_in_pty(sandbox, "ask", "-v", "hello", env={"NO_COLOR": "1"})
+    assert code == 0, out
+    assert not SGR.search(out)  # no colour or style...
+    assert b"waiting for gpt" in out  # ...but still the spinner (no-color.org: colour only)
+    plain = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]|\r", b"", out)
+    assert b"  FAIL  claude transient 503" in plain
+    assert ANSWER.encode() in plain and b"  OK    gpt answered" in plain
+
+
+def test_term_dumb_turns_off_every_escape_sequence(sandbox: Sandbox, sim) -> None:
     claude = sim("anthropic", Behavior(failure_rate=1.0, failure_status=503))
     gpt = sim("openai", Behavior(text=ANSWER, ttft=0.2))
     sandbox.config(provider("claude", claude), provider("gpt", gpt))
-    code, out = run_in_pty(sandbox, "ask", "-v", "hello", env={"NO_COLOR": "1"})
+    code, out = run_in_pty(sandbox, "ask", "-v", "hello", env={"TERM": "dumb"})
     assert code == 0, out
     assert b"\x1b" not in out
     assert b"  FAIL  claude transient 503" in out
@@ -90,7 +103,7 @@ def test_health_table_on_a_terminal_is_coloured_unless_no_color(sandbox: Sandbox
     assert SGR.search(out) and b"WARNING" in SGR.sub(b"", out)
     code, out = run_in_pty(sandbox, "health", env={"NO_COLOR": "1"})
     assert code == 1
-    assert b"\x1b" not in out and b"WARNING" in out
+    assert not SGR.search(out) and b"WARNING" in out
 
 
 def test_a_terminal_on_stdin_is_never_read_as_the_prompt(sandbox: Sandbox, sim) -> None:
@@ -105,10 +118,10 @@ def test_health_watch_redraws_a_live_table_until_ctrl_c(sandbox: Sandbox, sim) -
     up = sim("openai")
     sandbox.config(provider("up", up))
     code, out = run_in_pty(sandbox, "health", "--watch", "0.1", interrupt_at=4000)
-    assert code == 130
+    assert code == 0  # Ctrl-C is how a watch ends, not a failure
     assert out.count(b"Ctrl-C to stop") >= 2  # redrawn in place...
     assert b"\x1b[1A" in out  # ...by moving the cursor up
-    assert up.count >= 2 and b"interrupted" in out
+    assert up.count >= 2 and b"interrupted" not in out
 
 
 def test_the_spinner_names_the_provider_the_attempt_and_the_time_waited(

@@ -17,6 +17,7 @@ from .exits import EXIT_FAILED, BadOption, exit_code_of, handled, run_async
 from .output import (
     Answer,
     PlainNotes,
+    animates,
     err_console,
     json_text,
     print_json,
@@ -227,7 +228,7 @@ def _print_answer_json(answer: Answer, value: Any) -> None:
 
 def _display(verbose: bool, answer: Answer | None) -> Any:
     """The route listener: the trace and spinner on a terminal or with -v, else plain notes."""
-    animate = styled(sys.stderr)
+    animate = animates(sys.stderr)
     if not (verbose or animate):
         return PlainNotes()  # without a trace or spinner, still say why nothing happens
     from .render import RouteDisplay

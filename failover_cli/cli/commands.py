@@ -80,7 +80,7 @@ HEALTH_EPILOG = """\
 [bold]Examples[/bold]
   failover health                  (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)
   failover health --deep --json    (a 1-token completion per provider)
-  failover health --watch 10       (refresh every 10 s until Ctrl-C)
+  failover health --watch 10       (refresh every 10 s until Ctrl-C, then exit 0)
   failover health --prometheus /var/lib/node_exporter/failover.prom   (cron)
 """
 

@@ -28,9 +28,16 @@ def run_health(
     """Check every provider (see ``failover health --help``); exits with the overall status."""
     with handled(config_exit=HEALTH_UNKNOWN, failure_exit=HEALTH_UNKNOWN):
         cfg = load_config(config)
-        code = run_async(
-            _health(cfg, state_location(state, cfg), deep, timeout, json_out, watch, prometheus)
+        checking = _health(
+            cfg, state_location(state, cfg), deep, timeout, json_out, watch, prometheus
         )
+        if watch is None:
+            code = run_async(checking)
+        else:
+            try:
+                code = run_async(checking)
+            except KeyboardInterrupt:  # Ctrl-C is how a watch ends (state is saved by then)
+                code = 0
     raise SystemExit(code)
 
 

@@ -17,14 +17,20 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
-def styled(stream: Any) -> bool:
-    """Whether ``stream`` gets colour and animation: a terminal, without NO_COLOR or
-    TERM=dumb. When it does not, plain lines are written without importing Rich at all."""
+def animates(stream: Any) -> bool:
+    """Whether ``stream`` may show a spinner or redraw in place: a terminal that is not
+    TERM=dumb. NO_COLOR does not stop animation (it asks for no colour, per no-color.org)."""
     try:
         tty = stream is not None and stream.isatty()
     except (AttributeError, ValueError):
         tty = False
-    return tty and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+    return tty and os.environ.get("TERM") != "dumb"
+
+
+def styled(stream: Any) -> bool:
+    """Whether ``stream`` gets colour: an animating terminal without NO_COLOR. When it does
+    not, plain lines are written without importing Rich at all."""
+    return animates(stream) and not os.environ.get("NO_COLOR")
 
 
 class Answer:
@@ -76,7 +82,7 @@ def err_console() -> Console:
 def say(kind: str, text: str) -> None:
     """One ``failover: KIND: text`` line on stderr (secrets redacted)."""
     text = scrub(text)
-    if not styled(sys.stderr):
+    if not animates(sys.stderr):  # no spinner to keep clear of: a plain line, without Rich
         print(f"failover: {kind}: {text}", file=sys.stderr, flush=True)
         return
     from .render import message

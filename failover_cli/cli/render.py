@@ -2,7 +2,8 @@
 messages, tables.
 
 No decisions are made here. Colour and animation appear only on a terminal; ``NO_COLOR``
-(any non-empty value) or ``TERM=dumb`` turns off every escape sequence, animation included.
+(any non-empty value) turns off colour but not the spinner or live tables; ``TERM=dumb`` turns
+off every escape sequence, animation included.
 Imported lazily (Rich costs start-up time): plain output is written by
 :mod:`failover_cli.cli.output` without it.
 """
@@ -77,8 +78,8 @@ def make_console(*, stderr: bool) -> Console:
 
 
 def animated(console: Console) -> bool:
-    """Whether spinners and live tables may be drawn on ``console``."""
-    return console.is_terminal and not plain_env()
+    """Whether spinners and live tables may be drawn on ``console`` (NO_COLOR allows them)."""
+    return console.is_terminal and os.environ.get("TERM") != "dumb"
 
 
 # --- the route trace and the waiting indicator -----------------------------------------------

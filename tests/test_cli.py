@@ -758,3 +758,16 @@ def test_status_shows_what_each_provider_last_reported_of_its_rate_limits(
     assert limits["requests_reset_at"] > report["generated_at"]
     table = sandbox.run("status").stdout
     assert "rate limits" in table and "7 requests" in table
+
+
+def test_status_fits_80_columns_without_cutting_names(sandbox: Sandbox, sim) -> None:
+    long_name = "claude-primary-production-eu-west"
+    sandbox.config(provider(long_name, sim("anthropic")), provider("gpt", sim("openai")))
+    assert sandbox.run("ask", "hello").returncode == 0
+    out = sandbox.run("status", env={"COLUMNS": "80"}).stdout
+    table = out.split("\n\n")[0].splitlines()
+    assert max(len(line) for line in table) <= 80, out
+    assert long_name in out and "…" not in out  # names wrap or stay whole, never elided
+    assert "in a row" in out  # the fails column says what it counts
+    wide = sandbox.run("status", env={"COLUMNS": "200"}).stdout
+    assert "trend" in wide and "trend" not in out  # the least useful column goes first

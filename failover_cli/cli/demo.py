@@ -171,7 +171,7 @@ async def _scenario(
         await n.scene("Status, from the state file (what `failover status` shows):")
         await router.flush()
         report = status_report(cfg, store.load(cfg.chain), time.time())
-        out.print(status_table(report))
+        out.print(status_table(report, out.width))
         out.print(status_details(report), end="")
         out.print()
         verdict = "done" if ok else "done, but a step did not behave as narrated"

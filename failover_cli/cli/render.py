@@ -336,46 +336,81 @@ def health_summary(status_name: str, exit_code: int) -> Text:
     return Text.assemble("overall: ", (status_name, style), f" (exit {exit_code})")
 
 
-def status_table(report: Mapping[str, Any]) -> Table:
-    table = Table(title=f"Chain '{report['chain']}'", title_justify="left")
-    for col, just in (
-        ("provider", "left"),
-        ("model", "left"),
-        ("breaker", "left"),
-        ("fails", "right"),
-        ("reqs", "right"),
-        ("ok", "right"),
-        ("p50", "right"),
-        ("p95", "right"),
-        ("p99", "right"),
-        ("ttft p50", "right"),
-        ("score", "right"),
-        ("trend", "left"),
-    ):
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
-    for p in report["providers"]:
-        extra = ""
-        if p["forced"]:
-            extra = " (forced)"
-        elif p["state"] == "open" and p["cooldown_remaining_s"] is not None:
-            extra = f" {p['cooldown_remaining_s']:.0f}s"
-        rate = p["success_rate"]
-        lat = p["latency_ms"]
-        table.add_row(
-            p["name"],
-            p["model"],
-            _state(p["state"], extra),
-            str(p["consecutive_failures"]),
-            str(p["requests"]),
-            "-" if rate is None else f"{rate * 100:.0f}%",
-            _ms(lat["p50"]),
-            _ms(lat["p95"]),
-            _ms(lat["p99"]),
-            _ms(p["ttft_ms"]["p50"]),
-            f"{p['score']:.2f}",
-            sparkline(p["sparkline_ms"]),
-        )
+# status columns: header, justification, and the order they are dropped in to fit the
+# terminal (1 goes first; 0 is never dropped)
+_STATUS_COLUMNS = (
+    ("provider", "left", 0),
+    ("model", "left", 7),
+    ("breaker", "left", 0),
+    ("fails in a row", "right", 0),
+    ("reqs", "right", 5),
+    ("ok", "right", 0),
+    ("p50", "right", 0),
+    ("p95", "right", 6),
+    ("p99", "right", 3),
+    ("ttft p50", "right", 2),
+    ("score", "right", 4),
+    ("trend", "left", 1),
+)
+
+
+def status_table(report: Mapping[str, Any], width: int | None = None) -> Table:
+    """The chain's providers, one row each; within ``width`` columns when given, by leaving
+    out the least useful columns (provider names and models are never cut short)."""
+    rows = [_status_row(p) for p in report["providers"]]
+    keep = [i for i, _ in enumerate(_STATUS_COLUMNS)]
+    table = _status_table(report, rows, keep)
+    if width is None:
+        return table
+    for _, i in sorted((c[2], i) for i, c in enumerate(_STATUS_COLUMNS) if c[2]):
+        if _table_width(table) <= width:
+            break
+        keep.remove(i)
+        table = _status_table(report, rows, keep)
     return table
+
+
+def _table_width(table: Table) -> int:
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    console = Console(width=10_000)
+    return Measurement.get(console, console.options, table).maximum
+
+
+def _status_table(report: Mapping[str, Any], rows: list[list[Any]], keep: list[int]) -> Table:
+    table = Table(title=f"Chain '{report['chain']}'", title_justify="left")
+    for i in keep:
+        header, just, _ = _STATUS_COLUMNS[i]
+        whole = i in (0, 1)  # names wrap onto a second line rather than lose their end
+        table.add_column(header, justify=just, overflow="fold" if whole else "ellipsis")  # type: ignore[arg-type]
+    for row in rows:
+        table.add_row(*(row[i] for i in keep))
+    return table
+
+
+def _status_row(p: Mapping[str, Any]) -> list[Any]:
+    extra = ""
+    if p["forced"]:
+        extra = " (forced)"
+    elif p["state"] == "open" and p["cooldown_remaining_s"] is not None:
+        extra = f" {p['cooldown_remaining_s']:.0f}s"
+    rate = p["success_rate"]
+    lat = p["latency_ms"]
+    return [
+        p["name"],
+        p["model"],
+        _state(p["state"], extra),
+        str(p["consecutive_failures"]),
+        str(p["requests"]),
+        "-" if rate is None else f"{rate * 100:.0f}%",
+        _ms(lat["p50"]),
+        _ms(lat["p95"]),
+        _ms(lat["p99"]),
+        _ms(p["ttft_ms"]["p50"]),
+        f"{p['score']:.2f}",
+        sparkline(p["sparkline_ms"]),
+    ]
 
 
 def status_details(report: Mapping[str, Any]) -> Text:

@@ -61,7 +61,7 @@ def run_status(
 
             out = make_console(stderr=False)
             report = clean(report, finite=False)
-            out.print(status_table(report))
+            out.print(status_table(report, out.width))
             out.print(status_details(report), end="")
 
 

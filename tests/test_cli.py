@@ -771,3 +771,22 @@ def test_status_fits_80_columns_without_cutting_names(sandbox: Sandbox, sim) -> 
     assert "in a row" in out  # the fails column says what it counts
     wide = sandbox.run("status", env={"COLUMNS": "200"}).stdout
     assert "trend" in wide and "trend" not in out  # the least useful column goes first
+
+
+def test_ask_usage_ends_with_one_line_of_provider_tokens_and_cost(sandbox: Sandbox, sim) -> None:
+    claude = sim("anthropic", Behavior(failure_rate=1.0, failure_status=503))
+    gpt = sim("openai", Behavior(text="four words of answer"))
+    cost = {"input_per_mtok": 1000.0, "output_per_mtok": 2000.0}
+    sandbox.config(provider("claude", claude), provider("gpt", gpt, cost=cost))
+    for extra in ([], ["--no-stream"]):
+        proc = sandbox.run("ask", "--usage", *extra, "hello")
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == "four words of answer\n"  # stdout still carries only the answer
+        last = proc.stderr.strip().splitlines()[-1]
+        found = re.fullmatch(
+            r"gpt \(gpt-model\): (\d+) input \+ (\d+) output tokens, \$(\d+\.\d+)", last
+        )
+        assert found, proc.stderr
+        inp, out, usd = int(found[1]), int(found[2]), float(found[3])
+        assert out > 0 and usd == pytest.approx((inp * 1000 + out * 2000) / 1e6, rel=0.01)
+    assert "tokens" not in sandbox.run("ask", "hello").stderr  # only when asked for

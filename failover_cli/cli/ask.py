@@ -20,10 +20,12 @@ from .output import (
     animates,
     err_console,
     json_text,
+    note_dim,
     print_json,
     say,
     scrub,
     styled,
+    usage_text,
     warn,
 )
 from .wiring import check_names, close_store, load_config, open_store, state_location
@@ -49,6 +51,7 @@ def run_ask(
     no_stream: bool = False,
     json_out: bool = False,
     verbose: bool = False,
+    usage: bool = False,
     continue_last: bool = False,
     cid: str | None = None,
     config: str | None = None,
@@ -114,7 +117,8 @@ def run_ask(
         try:
             run_async(
                 _ask(cfg, location, request, stream=not no_stream, json_out=json_out,
-                     verbose=verbose, structured=response_format is not None, shown=shown)
+                     verbose=verbose, structured=response_format is not None, shown=shown,
+                     usage=usage)
             )  # fmt: skip
         except AllProvidersFailed as exc:
             _explain_keys(cfg, exc)
@@ -131,6 +135,7 @@ async def _ask(
     verbose: bool,
     structured: bool = False,
     shown: Mapping[str, Any] | None = None,
+    usage: bool = False,
 ) -> None:
     """Route ``request``; print the answer as it streams, or whole (``--json``; with
     ``structured``, the JSON answer once complete), plus ``shown`` in ``--json`` output."""
@@ -170,6 +175,8 @@ async def _ask(
             finally:
                 await chunks.aclose()  # type: ignore[attr-defined]
             answer.finish_line()
+            if usage or verbose:
+                note_dim(usage_text(route_stream.result))
             return
         try:
             if stream:
@@ -194,6 +201,8 @@ async def _ask(
         else:
             answer.write(result.text)
             answer.finish_line()
+        if (usage or verbose) and not json_out:
+            note_dim(usage_text(result))
         if problem is not None:
             from ..errors import FailoverError
 

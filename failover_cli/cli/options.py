@@ -180,6 +180,12 @@ ASK: tuple[Param, ...] = (
     ),
     Opt("--verbose", "verbose", "flag", "Print the route trace on stderr.", short="-v"),
     Opt(
+        "--usage",
+        "usage",
+        "flag",
+        "End with one line on stderr: provider, model, tokens and cost (also with -v).",
+    ),
+    Opt(
         "--continue",
         "continue_last",
         "flag",

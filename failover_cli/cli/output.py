@@ -97,6 +97,25 @@ def warn(text: str) -> None:
         say("warning", text)
 
 
+def usage_text(result: Any) -> str:
+    """One line on what an answer took: ``gpt (gpt-5.4-mini): 12 input + 30 output tokens,
+    $0.000123`` (a RouteResult; the cost is unknown without prices in the config)."""
+    usage = result.usage
+    cost = "cost unknown" if result.cost is None else f"${result.cost:.6f}"
+    return (
+        f"{result.provider} ({result.model}): {usage.input_tokens} input + "
+        f"{usage.output_tokens} output tokens, {cost}"
+    )
+
+
+def note_dim(text: str) -> None:
+    """A line on stderr, dim on a terminal."""
+    if not styled(sys.stderr):
+        print(text, file=sys.stderr, flush=True)
+        return
+    err_console().print(text, style="dim", markup=False, highlight=False)
+
+
 def switch_text(event: Any) -> str:
     """One line on a mid-answer switch of provider (a StreamSwitched)."""
     head = f"{event.old} broke off mid-answer; switched to {event.new}"

@@ -790,3 +790,18 @@ def test_ask_usage_ends_with_one_line_of_provider_tokens_and_cost(sandbox: Sandb
         inp, out, usd = int(found[1]), int(found[2]), float(found[3])
         assert out > 0 and usd == pytest.approx((inp * 1000 + out * 2000) / 1e6, rel=0.01)
     assert "tokens" not in sandbox.run("ask", "hello").stderr  # only when asked for
+
+
+BOX = re.compile("[\u2500-\u257f]")  # box-drawing characters
+
+
+@pytest.mark.parametrize("command", [["status"], ["health"], ["config", "show"]])
+def test_piped_tables_have_no_boxes_or_padding_unless_asked(
+    sandbox: Sandbox, sim, command: list[str]
+) -> None:
+    sandbox.config(provider("gpt", sim("openai")))
+    plain = sandbox.run(*command).stdout
+    assert "gpt" in plain and not BOX.search(plain), plain
+    assert all(line == line.rstrip() for line in plain.splitlines()), plain
+    boxed = sandbox.run(*command, "--table").stdout
+    assert BOX.search(boxed) and "gpt" in boxed

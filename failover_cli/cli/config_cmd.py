@@ -40,7 +40,7 @@ def run_validate(*, config: str | None) -> None:
         print(f"{found}: OK ({len(cfg.providers)} providers: {names})")
 
 
-def run_show(*, config: str | None, json_out: bool) -> None:
+def run_show(*, config: str | None, json_out: bool, boxed: bool = False) -> None:
     """Print the effective chain; keys are never shown, only whether each variable is set."""
     with handled():
         from dataclasses import asdict
@@ -58,11 +58,12 @@ def run_show(*, config: str | None, json_out: bool) -> None:
         if json_out:
             print_json({"source": source, "chain": cfg.chain, "providers": rows, **sections})
             return
-        from .render import config_table, make_console, sections_text
+        from .render import config_table, make_console, print_table, sections_text
 
         out = make_console(stderr=False)
-        out.print(config_table(clean(rows, finite=False), source, cfg.chain))
-        out.print(sections_text(clean(sections, finite=False)), end="")
+        table = config_table(clean(rows, finite=False), source, cfg.chain)
+        text = sections_text(clean(sections, finite=False))
+        print_table(out, table, text, boxed=boxed, end="")
 
 
 # What `config show` accepts as the name of a key variable; anything else (a key pasted there

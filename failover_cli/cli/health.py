@@ -24,12 +24,13 @@ def run_health(
     prometheus: str | None,
     config: str | None,
     state: str | None,
+    boxed: bool = False,
 ) -> None:
     """Check every provider (see ``failover health --help``); exits with the overall status."""
     with handled(config_exit=HEALTH_UNKNOWN, failure_exit=HEALTH_UNKNOWN):
         cfg = load_config(config)
         checking = _health(
-            cfg, state_location(state, cfg), deep, timeout, json_out, watch, prometheus
+            cfg, state_location(state, cfg), deep, timeout, json_out, watch, prometheus, boxed
         )
         if watch is None:
             code = run_async(checking)
@@ -82,6 +83,7 @@ async def _health(
     json_out: bool,
     watch: float | None,
     prometheus: str | None,
+    boxed: bool = False,
 ) -> int:
     import asyncio
     import time
@@ -89,7 +91,7 @@ async def _health(
     from rich.console import Group
 
     from ..router import FailoverRouter
-    from .render import animated, health_summary, health_table, make_console
+    from .render import animated, health_summary, health_table, make_console, print_table
 
     out = make_console(stderr=False)
     store = open_store(location)
@@ -119,7 +121,7 @@ async def _health(
             if json_out:
                 print_json(as_json(rows, code, name))
             else:
-                out.print(view(rows, code, name))
+                print_table(out, view(rows, code, name), boxed=boxed)
             return code
         if animated(out) and not json_out:
             from rich.live import Live
@@ -137,7 +139,7 @@ async def _health(
                 Answer().write(json_text(as_json(rows, code, name), indent=None) + "\n")
             else:
                 out.print(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')}")
-                out.print(view(rows, code, name))
+                print_table(out, view(rows, code, name), boxed=boxed)
             await asyncio.sleep(watch)
     finally:
         await router.aclose()

@@ -103,6 +103,12 @@ STATE = Opt(
     envvar="FAILOVER_STATE",
 )
 JSON = Opt("--json", "json_out", "flag", "Print JSON instead of a table.")
+TABLE = Opt(
+    "--table",
+    "boxed",
+    "flag",
+    "Draw the table with borders even when the output is not a terminal.",
+)
 
 
 def _provider(help: str) -> Opt:
@@ -228,6 +234,7 @@ HEALTH: tuple[Param, ...] = (
         "Also write node_exporter textfile metrics to FILE (atomically).",
         metavar="FILE",
     ),
+    TABLE,
     CONFIG,
     STATE,
 )
@@ -240,6 +247,7 @@ STATUS: tuple[Param, ...] = (
     Opt(
         "--close", "close_name", "str", "Close NAME's breaker now (clears --open).", metavar="NAME"
     ),
+    TABLE,
     CONFIG,
     STATE,
 )
@@ -291,7 +299,7 @@ BENCH: tuple[Param, ...] = (
 # --- config, demo, the top level ----------------------------------------------------------
 
 CONFIG_VALIDATE: tuple[Param, ...] = (CONFIG,)
-CONFIG_SHOW: tuple[Param, ...] = (CONFIG, JSON)
+CONFIG_SHOW: tuple[Param, ...] = (CONFIG, JSON, TABLE)
 CONFIG_PATH: tuple[Param, ...] = (CONFIG, STATE)
 CONFIG_INIT: tuple[Param, ...] = (
     Opt("--force", "force", "flag", "Overwrite an existing file."),

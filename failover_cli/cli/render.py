@@ -77,6 +77,33 @@ def make_console(*, stderr: bool) -> Console:
     return _Console(stderr=stderr, highlight=False, width=width)
 
 
+def print_table(console: Console, *renderables: Any, boxed: bool = False, end: str = "\n") -> None:
+    """Print tables (alone or in Groups) with borders on a terminal or when ``boxed``; else
+    without box drawing and without trailing spaces, for pipes and files."""
+    if boxed or console.is_terminal:
+        console.print(*renderables, end=end)
+        return
+    for renderable in renderables:
+        _unbox(renderable)
+    with console.capture() as captured:
+        console.print(*renderables, end=end)
+    lines = captured.get().split("\n")
+    console.file.write("\n".join(line.rstrip() for line in lines))
+    console.file.flush()
+
+
+def _unbox(renderable: Any) -> None:
+    from rich.console import Group
+
+    if isinstance(renderable, Table):
+        renderable.box = None
+        renderable.pad_edge = False
+        renderable.show_edge = False
+    elif isinstance(renderable, Group):
+        for inner in renderable.renderables:
+            _unbox(inner)
+
+
 def animated(console: Console) -> bool:
     """Whether spinners and live tables may be drawn on ``console`` (NO_COLOR allows them)."""
     return console.is_terminal and os.environ.get("TERM") != "dumb"

@@ -41,6 +41,7 @@ def run_status(
     close_name: str | None,
     config: str | None,
     state: str | None,
+    boxed: bool = False,
 ) -> None:
     """Apply the overrides given, then print the report (see ``failover status --help``)."""
     with handled():
@@ -57,12 +58,12 @@ def run_status(
         if json_out:
             print_json(report)
         else:
-            from .render import make_console, status_details, status_table
+            from .render import make_console, print_table, status_details, status_table
 
             out = make_console(stderr=False)
             report = clean(report, finite=False)
-            out.print(status_table(report, out.width))
-            out.print(status_details(report), end="")
+            table = status_table(report, out.width)
+            print_table(out, table, status_details(report), boxed=boxed, end="")
 
 
 def _change_state(

@@ -805,3 +805,13 @@ def test_piped_tables_have_no_boxes_or_padding_unless_asked(
     assert all(line == line.rstrip() for line in plain.splitlines()), plain
     boxed = sandbox.run(*command, "--table").stdout
     assert BOX.search(boxed) and "gpt" in boxed
+
+
+def test_config_show_fits_80_columns_without_ellipses(sandbox: Sandbox, sim) -> None:
+    sandbox.config(
+        provider("claude-primary", sim("anthropic")), provider("gpt", sim("openai"), cost=None)
+    )
+    out = sandbox.run("config", "show", "--table", env={"COLUMNS": "80"}).stdout
+    table = out.split("\nretry:")[0].splitlines()
+    assert max(len(line) for line in table) <= 80, out
+    assert "claude-primary" in out and "…" not in out, out

@@ -61,7 +61,7 @@ def run_show(*, config: str | None, json_out: bool, boxed: bool = False) -> None
         from .render import config_table, make_console, print_table, sections_text
 
         out = make_console(stderr=False)
-        table = config_table(clean(rows, finite=False), source, cfg.chain)
+        table = config_table(clean(rows, finite=False), source, cfg.chain, out.width)
         text = sections_text(clean(sections, finite=False))
         print_table(out, table, text, boxed=boxed, end="")
 

@@ -385,15 +385,40 @@ def status_table(report: Mapping[str, Any], width: int | None = None) -> Table:
     """The chain's providers, one row each; within ``width`` columns when given, by leaving
     out the least useful columns (provider names and models are never cut short)."""
     rows = [_status_row(p) for p in report["providers"]]
-    keep = [i for i, _ in enumerate(_STATUS_COLUMNS)]
-    table = _status_table(report, rows, keep)
+    return fitted(f"Chain '{report['chain']}'", _STATUS_COLUMNS, rows, width, whole=(0, 1))
+
+
+def fitted(
+    title: str,
+    columns: Sequence[tuple[str, str, int]],
+    rows: Sequence[Sequence[Any]],
+    width: int | None,
+    *,
+    whole: Sequence[int] = (),
+) -> Table:
+    """A table of ``columns`` (header, justification, drop order: 1 is left out first, 0
+    never) narrowed to ``width`` by leaving columns out; the ``whole`` columns wrap onto more
+    lines rather than end in an ellipsis."""
+    keep = list(range(len(columns)))
+
+    def build() -> Table:
+        table = Table(title=title, title_justify="left")
+        for i in keep:
+            header, just, _ = columns[i]
+            overflow = "fold" if i in whole else "ellipsis"
+            table.add_column(header, justify=just, overflow=overflow)  # type: ignore[arg-type]
+        for row in rows:
+            table.add_row(*(row[i] for i in keep))
+        return table
+
+    table = build()
     if width is None:
         return table
-    for _, i in sorted((c[2], i) for i, c in enumerate(_STATUS_COLUMNS) if c[2]):
+    for _, i in sorted((c[2], i) for i, c in enumerate(columns) if c[2]):
         if _table_width(table) <= width:
             break
         keep.remove(i)
-        table = _status_table(report, rows, keep)
+        table = build()
     return table
 
 
@@ -403,17 +428,6 @@ def _table_width(table: Table) -> int:
 
     console = Console(width=10_000)
     return Measurement.get(console, console.options, table).maximum
-
-
-def _status_table(report: Mapping[str, Any], rows: list[list[Any]], keep: list[int]) -> Table:
-    table = Table(title=f"Chain '{report['chain']}'", title_justify="left")
-    for i in keep:
-        header, just, _ = _STATUS_COLUMNS[i]
-        whole = i in (0, 1)  # names wrap onto a second line rather than lose their end
-        table.add_column(header, justify=just, overflow="fold" if whole else "ellipsis")  # type: ignore[arg-type]
-    for row in rows:
-        table.add_row(*(row[i] for i in keep))
-    return table
 
 
 def _status_row(p: Mapping[str, Any]) -> list[Any]:
@@ -519,10 +533,24 @@ def bench_table(results: Sequence[Mapping[str, Any]]) -> Table:
     return table
 
 
-def config_table(rows: Sequence[Mapping[str, Any]], source: str, chain: str) -> Table:
-    table = Table(title=f"Chain '{chain}' from {source}", title_justify="left")
-    for col in ("#", "name", "kind", "model", "base_url", "key", "timeout", "$/Mtok in / out"):
-        table.add_column(col)
+_CONFIG_COLUMNS = (  # as _STATUS_COLUMNS
+    ("#", "left", 2),
+    ("name", "left", 0),
+    ("kind", "left", 3),
+    ("model", "left", 0),
+    ("base_url", "left", 0),
+    ("key", "left", 0),
+    ("timeout", "left", 1),
+    ("$/Mtok in / out", "left", 4),
+)
+
+
+def config_table(
+    rows: Sequence[Mapping[str, Any]], source: str, chain: str, width: int | None = None
+) -> Table:
+    """The chain's providers as configured, within ``width`` columns when given; names,
+    models, URLs and key variables wrap rather than end in an ellipsis."""
+    cells = []
     for i, r in enumerate(rows, 1):
         if r["api_key_env"] is None:
             key = Text("not needed", style="dim")
@@ -533,17 +561,22 @@ def config_table(rows: Sequence[Mapping[str, Any]], source: str, chain: str) -> 
         else:
             key = Text.assemble(r["api_key_env"], (" (NOT SET)", "bold red"))
         cost = r["cost"]
-        table.add_row(
-            str(r["priority"] if r["priority"] is not None else i),
-            r["name"],
-            r["kind"],
-            r["model"],
-            r["base_url"],
-            key,
-            f"{r['timeout']:g}s",
-            "-" if cost is None else f"{cost['input_per_mtok']:g} / {cost['output_per_mtok']:g}",
+        cells.append(
+            [
+                str(r["priority"] if r["priority"] is not None else i),
+                r["name"],
+                r["kind"],
+                r["model"],
+                r["base_url"],
+                key,
+                f"{r['timeout']:g}s",
+                "-"
+                if cost is None
+                else f"{cost['input_per_mtok']:g} / {cost['output_per_mtok']:g}",
+            ]
         )
-    return table
+    title = f"Chain '{chain}' from {source}"
+    return fitted(title, _CONFIG_COLUMNS, cells, width, whole=(1, 3, 4, 5))
 
 
 def sections_text(sections: Mapping[str, Mapping[str, Any]]) -> Text:

@@ -59,10 +59,16 @@ def run_in_pty(
     return code, bytes(out).replace(b"\r\n", b"\n")
 
 
-def test_ask_on_a_terminal_shows_colour_and_the_answer(sandbox: Sandbox, sim) -> None:
+def _claude_down_gpt_answers(sandbox: Sandbox, sim, ttft: float) -> None:
+    """A chain whose first provider always fails (503) and whose second answers ANSWER,
+    its first token after ``ttft`` seconds."""
     claude = sim("anthropic", Behavior(failure_rate=1.0, failure_status=503))
-    gpt = sim("openai", Behavior(text=ANSWER, ttft=0.2))
+    gpt = sim("openai", Behavior(text=ANSWER, ttft=ttft))
     sandbox.config(provider("claude", claude), provider("gpt", gpt))
+
+
+def test_ask_on_a_terminal_shows_colour_and_the_answer(sandbox: Sandbox, sim) -> None:
+    _claude_down_gpt_answers(sandbox, sim, ttft=0.2)
     code, out = run_in_pty(sandbox, "ask", "-v", "hello")
     assert code == 0, out
     assert SGR.search(out)  # coloured trace (and spinner)
@@ -72,9 +78,7 @@ def test_ask_on_a_terminal_shows_colour_and_the_answer(sandbox: Sandbox, sim) ->
 
 
 def test_no_color_removes_colour_but_keeps_the_spinner(sandbox: Sandbox, sim) -> None:
-    claude = sim("anthropic", Behavior(failure_rate=1.0, failure_status=503))
-    gpt = sim("openai", Behavior(text=ANSWER, ttft=1.0))
-    sandbox.config(provider("claude", claude), provider("gpt", gpt))
+    _claude_down_gpt_answers(sandbox, sim, ttft=1.0)
     code, out = run_in_pty(sandbox, "ask", "-v", "hello", env={"NO_COLOR": "1"})
     assert code == 0, out
     assert not SGR.search(out)  # no colour or style...
@@ -85,9 +89,7 @@ def test_no_color_removes_colour_but_keeps_the_spinner(sandbox: Sandbox, sim) ->
 
 
 def test_term_dumb_turns_off_every_escape_sequence(sandbox: Sandbox, sim) -> None:
-    claude = sim("anthropic", Behavior(failure_rate=1.0, failure_status=503))
-    gpt = sim("openai", Behavior(text=ANSWER, ttft=0.2))
-    sandbox.config(provider("claude", claude), provider("gpt", gpt))
+    _claude_down_gpt_answers(sandbox, sim, ttft=0.2)
     code, out = run_in_pty(sandbox, "ask", "-v", "hello", env={"TERM": "dumb"})
     assert code == 0, out
     assert b"\x1b" not in out

@@ -523,3 +523,21 @@ def test_nan_is_not_a_token_count_but_is_clamped():
     for bad in (True, "7", [7], {"n": 7}):
         with pytest.raises(TypeError):
             count(bad)
+
+
+@pytest.mark.parametrize(
+    "value", ["gpt\x1b[31mred", "gpt\nFAKE LINE", "m" * 10_000, "", 7, None, "gpt\u202eevil"]
+)
+def test_a_name_field_with_control_characters_or_no_bound_is_not_taken(value: Any) -> None:
+    """A model name or stop reason is printed on terminals and logged: one with escape
+    sequences, line breaks, bidi overrides or no sane length is treated as absent."""
+    from failover_cli.providers._http import label
+
+    assert label(value) is None
+
+
+def test_a_plain_name_field_is_taken_as_it_is() -> None:
+    from failover_cli.providers._http import label
+
+    assert label("gpt-5.4-mini-2026-03-01") == "gpt-5.4-mini-2026-03-01"
+    assert label("models/gemini-2.5 pro") == "models/gemini-2.5 pro"

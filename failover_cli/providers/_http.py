@@ -388,9 +388,16 @@ def count(value: Any, default: int = 0) -> int:
     return int(min(max(value, 0), MAX_TOKENS))
 
 
+MAX_LABEL = 256  # the longest model name or stop reason taken from a provider
+
+
 def label(value: Any) -> str | None:
-    """A name-like field (model, stop reason): a non-empty string, else None."""
-    return value if isinstance(value, str) and value else None
+    """A name-like field (model, stop reason): a non-empty printable string of at most
+    MAX_LABEL characters, else None. These are printed on terminals and logged, so escape
+    sequences, line breaks and bidi overrides are not taken."""
+    if isinstance(value, str) and 0 < len(value) <= MAX_LABEL and value.isprintable():
+        return value
+    return None
 
 
 # --- reading bodies within limits -------------------------------------------------------------

@@ -32,13 +32,12 @@ def run_health(
         checking = _health(
             cfg, state_location(state, cfg), deep, timeout, json_out, watch, prometheus, boxed
         )
-        if watch is None:
+        try:
             code = run_async(checking)
-        else:
-            try:
-                code = run_async(checking)
-            except KeyboardInterrupt:  # Ctrl-C is how a watch ends (state is saved by then)
-                code = 0
+        except KeyboardInterrupt:
+            if watch is None:
+                raise
+            code = 0  # Ctrl-C is how a watch ends (state is saved by then)
     raise SystemExit(code)
 
 

@@ -24,7 +24,12 @@ def animates(stream: Any) -> bool:
         tty = stream is not None and stream.isatty()
     except (AttributeError, ValueError):
         tty = False
-    return tty and os.environ.get("TERM") != "dumb"
+    return tty and not dumb_terminal()
+
+
+def dumb_terminal() -> bool:
+    """TERM=dumb: a terminal that takes no escape sequences at all."""
+    return os.environ.get("TERM") == "dumb"
 
 
 def styled(stream: Any) -> bool:

@@ -106,7 +106,9 @@ def _unbox(renderable: Any) -> None:
 
 def animated(console: Console) -> bool:
     """Whether spinners and live tables may be drawn on ``console`` (NO_COLOR allows them)."""
-    return console.is_terminal and os.environ.get("TERM") != "dumb"
+    from .output import dumb_terminal
+
+    return console.is_terminal and not dumb_terminal()
 
 
 # --- the route trace and the waiting indicator -----------------------------------------------

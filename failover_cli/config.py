@@ -45,6 +45,57 @@ class StateConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LogConfig:
+    """The history database (``log: false`` is short for ``log: {enabled: false}``)."""
+
+    enabled: bool = True
+    path: str | None = None  # default: history.db in the user data directory
+    max_entries: int = 10_000  # oldest entries are pruned beyond this
+    max_mb: float = 200.0  # and beyond this database size
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetLimit:
+    """Spend limits in US dollars; None is no limit."""
+
+    daily_usd: float | None = None
+    monthly_usd: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetConfig:
+    """Spend limits for the whole chain, and optionally per provider (UTC days and months)."""
+
+    daily_usd: float | None = None
+    monthly_usd: float | None = None
+    providers: dict[str, BudgetLimit] = field(default_factory=dict)
+
+    @property
+    def enabled(self) -> bool:
+        limits = [self.daily_usd, self.monthly_usd]
+        limits += [v for b in self.providers.values() for v in (b.daily_usd, b.monthly_usd)]
+        return any(v is not None for v in limits)
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    """The gateway (``failover serve``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8400
+    keys_env: str | None = None  # an environment variable holding gateway keys
+    keys_file: str | None = None  # a file of sha256-hashed gateway keys, one per line
+    passthrough_keys: bool = False  # forward a client's own provider key upstream
+    unknown_model: Literal["default", "reject"] = "default"
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_messages: int = 5_000
+    max_concurrency: int = 64  # requests served at once
+    max_queue: int = 256  # requests waiting for a slot; beyond this, 429
+    rate_per_minute: float | None = None  # per gateway key
+    log: bool = False  # record requests in the history database
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration. ``chain`` names the state this chain keeps."""
 
@@ -54,6 +105,10 @@ class Config:
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    models: dict[str, tuple[str, ...]] = field(default_factory=dict)  # alias -> provider names
     chain: str = "default"
     source: str | None = None  # the file it came from; None for built-in defaults
 
@@ -140,6 +195,16 @@ _BOUNDS: dict[str, tuple[float, bool, float | None]] = {
     "max_wait": (0, False, None),
     "max_size": (0, False, None),
     "history": (0, False, None),
+    "max_entries": (1, False, None),
+    "max_mb": (0, True, None),
+    "daily_usd": (0, False, None),
+    "monthly_usd": (0, False, None),
+    "port": (0, False, 65535),
+    "max_body_bytes": (1, False, None),
+    "max_messages": (1, False, None),
+    "max_concurrency": (1, False, None),
+    "max_queue": (0, False, None),
+    "rate_per_minute": (0, True, None),
 }
 
 
@@ -205,6 +270,8 @@ class _Decoder:
             return v
         if tp == tuple[tuple[str, str], ...]:
             return self.pairs(node, path)
+        if origin is dict:
+            return self.mapping(node, get_args(tp)[1], path)
         if origin is tuple:
             if node.id != "sequence":
                 self.fail(node, path, f"expected a list, got {self.describe(node)}")
@@ -213,6 +280,10 @@ class _Decoder:
             out = [self.value(n, item, f"{path}[{i}]") for i, n in enumerate(node.value)]
             return tuple(o for o in out if o is not _MISSING)
         if is_dataclass(tp):
+            if node.id == "scalar" and "enabled" in {f.name for f in fields(tp)}:
+                on = self.value(node, bool, path)  # `log: false` for `log: {enabled: false}`
+                make: Any = tp
+                return _MISSING if on is _MISSING else make(enabled=on)
             return self.record(node, tp, path)
         if node.id != "scalar" or node.tag.endswith(":null"):
             self.fail(
@@ -241,6 +312,24 @@ class _Decoder:
             node, path, f"expected {_TYPE_NAMES.get(tp, tp.__name__)}, got {self.describe(node)}"
         )
         return _MISSING
+
+    def mapping(self, node: Any, item: Any, path: str) -> Any:
+        """A mapping of names to values of type ``item``."""
+        if node.id != "mapping":
+            self.fail(node, path, f"expected a mapping, got {self.describe(node)}")
+            return _MISSING
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = self.value(key_node, str, path)
+            if key is _MISSING:
+                continue
+            if key in out:
+                self.fail(key_node, f"{path}.{key}", "duplicate key")
+                continue
+            value = self.value(value_node, item, f"{path}.{key}")
+            if value is not _MISSING:
+                out[key] = value
+        return out
 
     def pairs(self, node: Any, path: str) -> Any:
         """A mapping of strings to strings (HTTP headers), as ordered pairs."""
@@ -358,6 +447,21 @@ def _check_chain(decoder: _Decoder, root: Any, config: Any) -> None:
         seen.setdefault(name_node.value, i)
     if prov_nodes is not None and prov_nodes.id == "sequence" and not items:
         decoder.fail(prov_nodes, "providers", "at least one provider is required")
+    if config is not _MISSING:
+        names = {p.name for p in config.providers}
+        for section, refs in (
+            ("models", {f"models.{a}": list(ns) for a, ns in config.models.items()}),
+            ("budget", {"budget.providers": list(config.budget.providers)}),
+        ):
+            for where, listed in refs.items():
+                for n in listed:
+                    if n not in names:
+                        node = _child(root, section) or root
+                        hint = _did_you_mean(n, sorted(names))
+                        decoder.fail(node, where, f'no provider named "{n}"{hint}')
+        for alias, listed in config.models.items():
+            if not listed:
+                decoder.fail(_child(root, "models") or root, f"models.{alias}", "an empty chain")
     if config is not _MISSING and config.breaker.max_cooldown < config.breaker.cooldown:
         decoder.fail(
             _child(_child(root, "breaker"), "max_cooldown")

@@ -35,7 +35,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from .fsutil import atomic_write, create_exclusive, read_limited
 
-FORMAT = 2
+FORMAT = 3
 # The modules whose source decides what a configuration file turns into.
 CODE = ("config.py", "types.py", "breaker.py", "retry.py", "scoring.py", "config_cache.py")
 MAX_ENTRY = 1 << 20  # bytes in one entry
@@ -158,6 +158,10 @@ def decode(tp: Any, value: Any) -> Any:
         if value is None:
             return None
         return decode(next(a for a in get_args(tp) if a is not type(None)), value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected a mapping, got {type(value).__name__}")
+        return {str(k): decode(get_args(tp)[1], v) for k, v in value.items()}
     if origin is tuple:
         item = get_args(tp)[0]
         return tuple(decode(item, v) for v in value)

@@ -505,3 +505,40 @@ def test_the_built_in_chain_names_current_models() -> None:
     models = {p.kind: p.model for p in DEFAULT_PROVIDERS}
     assert models["anthropic"] != "claude-sonnet-4-5"
     assert models["openai"] != "gpt-4o-mini"
+
+
+def test_sections_for_history_budget_gateway_and_model_aliases():
+    c = parse_config(
+        "providers:\n"
+        "  - {name: a, kind: openai, model: m}\n"
+        "  - {name: b, kind: ollama, model: m}\n"
+        "log: false\n"
+        "budget: {daily_usd: 1.5, providers: {a: {monthly_usd: 3}}}\n"
+        "serve: {port: 9000, keys_env: GW_KEYS}\n"
+        "models: {fast: [b, a]}\n"
+    )
+    assert c.log.enabled is False
+    assert c.budget.daily_usd == 1.5 and c.budget.providers["a"].monthly_usd == 3.0
+    assert c.budget.enabled
+    assert c.serve.port == 9000 and c.serve.keys_env == "GW_KEYS" and c.serve.host == "127.0.0.1"
+    assert c.models == {"fast": ("b", "a")}
+    assert not parse_config("providers: [{name: a, kind: openai, model: m}]\n").budget.enabled
+
+
+@pytest.mark.parametrize(
+    ("tail", "message"),
+    [
+        ("models: {fast: [zz]}", 'models.fast: no provider named "zz"'),
+        ("models: {fast: []}", "models.fast: an empty chain"),
+        ("models: [a]", "models: expected a mapping"),
+        ("budget: {providers: {zz: {daily_usd: 1}}}", 'budget.providers: no provider named "zz"'),
+        ("budget: {daily_usd: -1}", "budget.daily_usd: must be >= 0"),
+        ("budget: {daily_usd: .nan}", "budget.daily_usd: expected a finite number"),
+        ("serve: {port: 70000}", "serve.port: must be >= 0 and <= 65535"),
+        ("log: maybe", "log: expected true or false"),
+    ],
+)
+def test_new_sections_are_validated_with_paths(tail, message):
+    with pytest.raises(ConfigError) as info:
+        parse_config("providers: [{name: a, kind: openai, model: m}]\n" + tail + "\n", "p.yaml")
+    assert message in str(info.value)

@@ -24,7 +24,7 @@ LAYERS: dict[str, int] = {
     # 5: the core
     "tracker": 5, "waitqueue": 5, "router": 5, "health": 5, "prober": 5,
     # 6: the command line and its presentation
-    "cli": 6, "testing": 6, "__main__": 6, "__init__": 6,
+    "cli": 6, "serve": 6, "testing": 6, "__main__": 6, "__init__": 6,
 }  # fmt: skip
 
 

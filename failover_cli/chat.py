@@ -16,9 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, overload
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 ROLES: tuple[Role, ...] = ("system", "developer", "user", "assistant", "tool")
@@ -193,14 +193,102 @@ def checked_string(value: Any, where: str, *, empty: bool = True) -> str:
     return value
 
 
-def parse_tools(tools: Any) -> tuple[Tool, ...]:
-    """Validate OpenAI-shaped function tools (``{"type": "function", "function": {...}}``)."""
+class Tools(Sequence[Tool]):
+    """Checked tools: their ``names`` in order, and ``wire``: the caller's dicts when Chat
+    Completions takes them exactly as they are (each name within its rule, every field as
+    :meth:`Tool.to_dict` renders it), so an OpenAI adapter sends them unchanged; None when
+    they need rendering. The typed values are built on first use, from the caller's dicts:
+    do not change them until the request returns."""
+
+    __slots__ = ("_source", "_typed", "names", "wire")
+
+    def __init__(
+        self,
+        source: Sequence[Any],
+        names: Sequence[str],
+        wire: Sequence[dict[str, Any]] | None = None,
+    ) -> None:
+        self._source = source
+        self._typed: tuple[Tool, ...] | None = None
+        self.names = names
+        self.wire = wire
+
+    @property
+    def typed(self) -> tuple[Tool, ...]:
+        if self._typed is None:
+            try:
+                self._typed = tuple(_tool(t) for t in self._source)
+            except (KeyError, TypeError, AttributeError) as exc:
+                raise ValueError(f"tools: changed while the request ran ({exc})") from None
+        return self._typed
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __bool__(self) -> bool:
+        return bool(self._source)
+
+    @overload
+    def __getitem__(self, index: int) -> Tool: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Tool, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> Tool | tuple[Tool, ...]:
+        return self.typed[index]
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter(self.typed)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Tools):
+            return self.typed == other.typed
+        if isinstance(other, tuple | list):
+            return self.typed == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Tools({list(self.typed)!r})"
+
+
+def _tool(raw: Any) -> Tool:
+    if isinstance(raw, Tool):
+        return raw
+    function = raw["function"]
+    return Tool(
+        function["name"],
+        function.get("description", ""),
+        function.get("parameters", _NO_PARAMETERS),
+        function.get("strict"),
+    )
+
+
+_FITS: dict[str, bool] = {}  # tool name -> within Chat Completions' rule (tools recur)
+
+
+def _fits(name: str) -> bool:
+    fits = _FITS.get(name)
+    if fits is None:
+        if len(_FITS) >= 1024:
+            _FITS.clear()
+        fits = _FITS[name] = TOOL_NAME.fullmatch(name) is not None
+    return fits
+
+
+def parse_tools(tools: Any) -> Sequence[Tool]:
+    """Validate OpenAI-shaped function tools (``{"type": "function", "function": {...}}``)
+    into :class:`Tools`. Locations are formatted only on error."""
     if tools is None:
         return ()
+    if isinstance(tools, Tools):
+        return tools
     if isinstance(tools, str | bytes) or not isinstance(tools, Sequence):
         raise ValueError("tools: must be a list of tools")
-    out: list[Tool] = []
+    names: list[str] = []
     seen: set[str] = set()
+    wire = True
     for i, raw in enumerate(tools):
         if type(raw) is dict:
             function = raw.get("function")
@@ -220,16 +308,24 @@ def parse_tools(tools: Any) -> tuple[Tool, ...]:
             strict = function.get("strict")
             if strict is not None and type(strict) is not bool:
                 raise invalid(f"tools[{i}].function.strict", "must be true or false")
-            tool = Tool(name, description, parameters, strict)
+            if wire:  # exactly {type, function: {name, parameters, [description], [strict]}}
+                wire = (
+                    len(raw) == 2
+                    and "type" in raw
+                    and parameters is not _NO_PARAMETERS
+                    and len(function) == 2 + (description != "") + (strict is not None)
+                    and _fits(name)
+                )
         elif isinstance(raw, Tool):
-            tool = raw
+            name = raw.name
+            wire = False
         else:
             raise invalid(f"tools[{i}]", "must be an object")
-        if tool.name in seen:
-            raise invalid(f"tools[{i}].function.name", f"{tool.name!r} is defined twice")
-        seen.add(tool.name)
-        out.append(tool)
-    return tuple(out)
+        if name in seen:
+            raise invalid(f"tools[{i}].function.name", f"{name!r} is defined twice")
+        seen.add(name)
+        names.append(name)
+    return Tools(tools, names, tools if wire else None)
 
 
 def parse_tool_choice(choice: Any, tools: Sequence[Tool]) -> ToolChoice | None:
@@ -248,7 +344,8 @@ def parse_tool_choice(choice: Any, tools: Sequence[Tool]) -> ToolChoice | None:
             "tool_choice: must be auto, none, required or"
             ' {"type": "function", "function": {"name": ...}}'
         )
-    if forced.name not in {t.name for t in tools}:
+    names = tools.names if isinstance(tools, Tools) else [t.name for t in tools]
+    if forced.name not in names:
         raise ValueError(f"tool_choice: {forced.name!r} is not one of the tools")
     return forced
 
@@ -311,14 +408,16 @@ def wire_tool_name(
 
 
 class ToolNames:
-    """The names of one request's tools as sent to a provider, and back."""
+    """The names of one request's tools as sent to a provider, and back. ``UNCHANGED`` is
+    the one for names known to fit already."""
 
     __slots__ = ("_back", "_limit", "_out")
+    UNCHANGED: ToolNames
 
     def __init__(self, names: Iterable[str], limit: int = MAX_TOOL_NAME) -> None:
         self._limit = limit
         self._out = {n: wire_tool_name(n, limit) for n in names}
-        self._back = {w: n for n, w in self._out.items()}
+        self._back = {w: n for n, w in self._out.items() if w != n}
 
     @classmethod
     def of(
@@ -329,10 +428,15 @@ class ToolNames:
         return cls(names, limit)
 
     def wire(self, name: str) -> str:
+        if self is ToolNames.UNCHANGED:
+            return name
         return self._out.get(name) or wire_tool_name(name, self._limit)
 
     def original(self, wire_name: str) -> str:
         return self._back.get(wire_name, wire_name)
+
+
+ToolNames.UNCHANGED = ToolNames(())
 
 
 def tool_names_by_id(messages: Sequence[Message]) -> dict[str, str]:

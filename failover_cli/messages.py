@@ -38,6 +38,7 @@ _TEXT_KEYS = frozenset({"type", "text"})
 _IMAGE_KEYS = frozenset({"type", "image_url"})
 _URL_KEYS = frozenset({"url", "detail"})
 _CALL_KEYS = frozenset({"id", "type", "function"})
+_NO_CALLS: frozenset[str] = frozenset()
 _FUNCTION_KEYS = frozenset({"name", "arguments"})
 
 
@@ -149,7 +150,7 @@ def check_messages(messages: Any) -> Messages:
                     f"messages[{i}].role", f"must be one of {', '.join(ROLES)}, not {role!r}"
                 )
             content = raw.get("content")
-            asks: set[str] = set()
+            asks: set[str] | frozenset[str] = _NO_CALLS
             tool_call_id = None
             if len(raw) > (2 if "content" in raw else 1):  # the rarer fields too
                 if wire and not raw.keys() <= _MESSAGE_KEYS:
@@ -223,7 +224,7 @@ def check_messages(messages: Any) -> Messages:
             raise _unanswered(calls, asked_at, i)
         if asks:
             uses_tools = True
-            calls = asks
+            calls = set(asks)
             asked_at = i
     if calls:
         raise _unanswered(calls, asked_at, None)
@@ -254,9 +255,8 @@ def _check_parts(content: Any, i: int, role: str) -> tuple[int, bool, bool, list
     """The text characters in ``messages[i].content`` (a list of parts), whether Chat
     Completions takes it as it is, whether it has images by URL, and its inline images' media
     types. Locations are formatted only on error."""
-    where = f"messages[{i}].content"
-    if not isinstance(content, list):
-        raise invalid(where, "must be a string or a list of parts")
+    if type(content) is not list:
+        raise invalid(f"messages[{i}].content", "must be a string or a list of parts")
     chars = 0
     translate = images = urls = False  # a list of text parts alone is sent joined, a string
     types: list[str] = []
@@ -265,11 +265,11 @@ def _check_parts(content: Any, i: int, role: str) -> tuple[int, bool, bool, list
         if kind == "text":
             text = part.get("text")
             if type(text) is not str:
-                text = checked_string(text, f"{where}[{j}].text")
+                text = checked_string(text, f"messages[{i}].content[{j}].text")
             chars += len(text)
             translate = translate or part.keys() != _TEXT_KEYS
         elif kind == "image_url":
-            at = f"{where}[{j}]"
+            at = f"messages[{i}].content[{j}]"
             if role != "user":
                 raise invalid(at, f"images are taken in user messages, not {role}")
             images = True
@@ -300,10 +300,11 @@ def _check_parts(content: Any, i: int, role: str) -> tuple[int, bool, bool, list
                 types.append(part.media_type)
         elif isinstance(part, dict):
             raise invalid(
-                f"{where}[{j}].type", f"unknown part type {kind!r} (expected text or image_url)"
+                f"messages[{i}].content[{j}].type",
+                f"unknown part type {kind!r} (expected text or image_url)",
             )
         else:
-            raise invalid(f"{where}[{j}]", "must be an object with a type")
+            raise invalid(f"messages[{i}].content[{j}]", "must be an object with a type")
     return chars, images and not translate, urls, types
 
 
@@ -337,34 +338,44 @@ def parse_image(url: Any, where: str, detail: Any = None) -> ImagePart:
 
 def _check_calls(value: Any, i: int) -> tuple[set[str], int, bool]:
     """The ids of ``messages[i].tool_calls``, the characters of their arguments, and whether
-    Chat Completions takes them as they are."""
-    where = f"messages[{i}].tool_calls"
+    Chat Completions takes them as they are. Locations are formatted only on error."""
     if not isinstance(value, list):
-        raise invalid(where, "must be a list")
+        raise invalid(f"messages[{i}].tool_calls", "must be a list")
     ids: set[str] = set()
     chars = 0
     exact = True
     for j, call in enumerate(value):
-        at = f"{where}[{j}]"
         if isinstance(call, ToolCall):
             ids.add(call.id)
             chars += len(call.arguments)
             exact = False
             continue
-        if not isinstance(call, dict):
-            raise invalid(at, "must be an object")
+        if type(call) is not dict:
+            raise invalid(f"messages[{i}].tool_calls[{j}]", "must be an object")
         if call.get("type", "function") != "function":
-            raise invalid(at + ".type", "only function tool calls are supported")
+            raise invalid(
+                f"messages[{i}].tool_calls[{j}].type", "only function tool calls are supported"
+            )
         function = call.get("function")
-        if not isinstance(function, dict):
-            raise invalid(at + ".function", "must be an object with a name and arguments")
-        call_id = checked_string(call.get("id"), at + ".id", empty=False)
-        name = checked_string(function.get("name"), at + ".function.name", empty=False)
+        if type(function) is not dict:
+            raise invalid(
+                f"messages[{i}].tool_calls[{j}].function",
+                "must be an object with a name and arguments",
+            )
+        call_id = call.get("id")
+        if not isinstance(call_id, str) or not call_id:
+            call_id = checked_string(call_id, f"messages[{i}].tool_calls[{j}].id", empty=False)
+        name = function.get("name")
+        if not isinstance(name, str) or not name:
+            name = checked_string(name, f"messages[{i}].tool_calls[{j}].function.name", empty=False)
         arguments = function.get("arguments", "{}")
-        if isinstance(arguments, dict):
-            arguments = json.dumps(arguments, separators=(",", ":"), ensure_ascii=False)
-            exact = False
-        chars += len(checked_string(arguments, at + ".function.arguments"))
+        if type(arguments) is not str:
+            if isinstance(arguments, dict):
+                arguments = json.dumps(arguments, separators=(",", ":"), ensure_ascii=False)
+                exact = False
+            else:
+                checked_string(arguments, f"messages[{i}].tool_calls[{j}].function.arguments")
+        chars += len(arguments)
         ids.add(call_id)
         exact = (
             exact

@@ -151,7 +151,7 @@ class CompletionRequest:
     assistant_prefix: str | None = None
     continuation: Literal["prefill", "instruct"] = "prefill"
     messages: Sequence[Message] = ()  # a Messages from build_request, or typed values
-    tools: tuple[Tool, ...] = ()
+    tools: Sequence[Tool] = ()  # a Tools from build_request, or typed values
     tool_choice: ToolChoice | None = None
     response_format: ResponseFormat | None = None
     top_p: float | None = None

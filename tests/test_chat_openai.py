@@ -887,3 +887,58 @@ async def test_text_before_a_tool_call_is_kept_in_order():
     events = await events_of(provider, weather_request(tools=[WEATHER]))
     assert events[:2] == [TextDelta("Let me check."), ToolCallDelta(0, "c", "get_weather", "{}")]
     await provider.aclose()
+
+
+async def test_tool_dicts_that_fit_are_sent_as_given_and_others_rendered(monkeypatch):
+    from failover_cli import chat
+
+    def forbidden(self: Any) -> Any:
+        raise AssertionError("tools that fit need no rendering")
+
+    provider, _ = mock_provider()
+    bare = {"type": "function", "function": {"name": "bare", "parameters": {"type": "object"}}}
+    fitting = build_request("Hi", tools=[WEATHER, bare])
+    with monkeypatch.context() as m:
+        m.setattr(chat.Tool, "to_dict", forbidden)
+        body = provider.body(fitting, stream=False)
+    assert body["tools"] == [WEATHER, bare]
+    assert body["tools"][0] is WEATHER  # the caller's dict, not a copy rendered again
+
+    long_name = "x" * 70
+    misfits = [
+        {"function": WEATHER["function"]},  # no "type": rendered with it
+        {"type": "function", "function": {**WEATHER["function"], "description": ""}},
+        {"type": "function", "function": {"name": "no_params"}},
+        {"type": "function", "function": {**WEATHER["function"], "name": long_name}},
+    ]
+    for tool in misfits:
+        request = build_request("Hi", tools=[tool])
+        assert request.tools.wire is None
+        sent = provider.body(request, stream=False)["tools"][0]
+        assert sent["type"] == "function"
+        assert "description" not in sent["function"] or sent["function"]["description"]
+        assert "parameters" in sent["function"]
+        assert len(sent["function"]["name"]) <= 64
+    await provider.aclose()
+
+
+def test_checked_tools_are_typed_only_when_read():
+    tools = [dict(WEATHER), {"type": "function", "function": {"name": "b"}}]
+    checked = build_request("Hi", tools=tools).tools
+    assert checked.names == ["get_weather", "b"]
+    assert checked == (
+        chat_tool("get_weather", "Weather in a city", PARAMS),
+        chat_tool("b", "", {"type": "object", "properties": {}}),
+    )
+    assert len(checked) == 2 and checked[1].name == "b"
+    source = [{"type": "function", "function": {"name": "c"}}]
+    broken = build_request("Hi", tools=source).tools
+    del source[0]["function"]  # changed while the request ran
+    with pytest.raises(ValueError, match="tools: changed while the request ran"):
+        list(broken)
+
+
+def chat_tool(name: str, description: str, parameters: dict[str, Any]) -> Any:
+    from failover_cli.chat import Tool
+
+    return Tool(name, description, parameters)

@@ -76,6 +76,7 @@ from ..chat import (
     TextPart,
     ToolCall,
     ToolNames,
+    Tools,
     normalise_finish,
     tool_choice_dict,
     wire_tool_name,
@@ -210,7 +211,11 @@ class OpenAIProvider(BaseProvider):
         if request.stop:
             body["stop"] = list(request.stop)
         if request.tools and names is not None:
-            body["tools"] = [_tool(t.to_dict(), names.wire(t.name)) for t in request.tools]
+            wire = request.tools.wire if type(request.tools) is Tools else None
+            if names is ToolNames.UNCHANGED and wire is not None:
+                body["tools"] = list(wire)  # the caller's dicts, as Chat Completions takes them
+            else:
+                body["tools"] = [_tool(t.to_dict(), names.wire(t.name)) for t in request.tools]
             choice = request.tool_choice
             if isinstance(choice, ForcedTool):
                 choice = ForcedTool(names.wire(choice.name))
@@ -351,8 +356,13 @@ def _tool_names(request: CompletionRequest | None) -> ToolNames | None:
     if request is None or not request.uses_tools:
         return None
     given = request.messages
-    if type(given) is Messages and given.wire is not None:  # its tool names all fit
-        return ToolNames(t.name for t in request.tools)
+    if not given or (type(given) is Messages and given.wire is not None):  # its names fit
+        tools = request.tools
+        if type(tools) is Tools:
+            if tools.wire is not None:  # and so do the tools'
+                return ToolNames.UNCHANGED
+            return ToolNames(tools.names)
+        return ToolNames(t.name for t in tools)
     return ToolNames.of(request.tools, given)
 
 

@@ -145,7 +145,7 @@ def check_messages(messages: Any) -> Messages:
     for i, raw in enumerate(messages):
         if type(raw) is dict:
             role = raw.get("role")
-            if role not in _ROLE_SET:
+            if type(role) is not str or role not in _ROLE_SET:
                 raise invalid(
                     f"messages[{i}].role", f"must be one of {', '.join(ROLES)}, not {role!r}"
                 )

@@ -183,3 +183,9 @@ def test_dicts_changed_while_a_request_runs_give_a_clear_error():
     messages[0] = {"content": "no role"}
     with pytest.raises(ValueError, match="changed while the request ran"):
         list(checked)
+
+
+@pytest.mark.parametrize("role", [["user"], {"user": 1}, {"user"}])
+def test_an_unhashable_role_is_a_value_error_naming_the_field(role):
+    with pytest.raises(ValueError, match=r"messages\[0\]\.role"):
+        check_messages([{"role": role, "content": "hi"}])

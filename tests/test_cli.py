@@ -725,6 +725,18 @@ def test_importing_the_cli_loads_no_heavy_module() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_httpx_still_has_its_command_line_after_the_ask_path_skipped_it() -> None:
+    code = (
+        "from failover_cli.cli.fast import skip_httpx_cli; skip_httpx_cli(); import sys, httpx; "
+        "assert 'click' not in sys.modules; httpx.main(['--help'])"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage: httpx" in proc.stdout
+
+
 def test_a_piped_ask_imports_neither_rich_nor_pydantic(sandbox: Sandbox, sim) -> None:
     sandbox.config(provider("gpt", sim("openai", Behavior(text=ANSWER))))
     proc = subprocess.run(
@@ -734,7 +746,8 @@ def test_a_piped_ask_imports_neither_rich_nor_pydantic(sandbox: Sandbox, sim) ->
     assert (proc.returncode, proc.stdout) == (0, ANSWER + "\n")
     imported = {ln.split("|")[-1].strip() for ln in proc.stderr.splitlines() if "|" in ln}
     assert "httpx" in imported  # the measurement works
-    assert not {m for m in imported if m.split(".")[0] in ("rich", "pydantic", "typer")}
+    # click is installed (the gateway servers need it): httpx would import its command line
+    assert not {m for m in imported if m.split(".")[0] in ("rich", "pydantic", "typer", "click")}
 
 
 def test_ask_answers_alike_with_and_without_typer(sandbox: Sandbox, sim) -> None:

@@ -74,12 +74,35 @@ def parse(args: Sequence[str], env: Mapping[str, str] | None = None) -> dict[str
     return {**defaults(ASK), **out}
 
 
+def skip_httpx_cli() -> None:
+    """Keep ``import httpx`` from importing httpx's own command line (``httpx._main``), which
+    brings in click, rich and pygments whenever click is installed (uvicorn and granian, the
+    gateway's servers, install it): a large share of httpx's import time, paid by every
+    one-shot ask. ``httpx.main`` still works: called, it imports the real module."""
+    import sys
+
+    if "httpx" in sys.modules or "httpx._main" in sys.modules:
+        return
+    import types
+
+    def main(*args: Any, **kwargs: Any) -> Any:
+        import importlib
+
+        del sys.modules["httpx._main"]
+        return importlib.import_module("httpx._main").main(*args, **kwargs)
+
+    stub = types.ModuleType("httpx._main", "httpx's command line, imported when called")
+    stub.main = main  # type: ignore[attr-defined]
+    sys.modules["httpx._main"] = stub
+
+
 def main(args: Sequence[str]) -> bool:
     """Run ``failover ask`` with ``args`` if :func:`parse` can read them (exits the process);
     False if Typer should run the command line instead."""
     kwargs = parse(args)
     if kwargs is None:
         return False
+    skip_httpx_cli()
     from .ask import run_ask
     from .exits import BadOption, guarded
 

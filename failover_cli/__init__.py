@@ -70,6 +70,7 @@ _EXPORTS: dict[str, str] = {
     "ContextLengthExceeded": "errors",
     "RoutingError": "errors",
     "AllProvidersFailed": "errors",
+    "BudgetExceeded": "errors",
     "RequestRejected": "errors",
     "QueueFull": "errors",
 }
@@ -125,6 +126,7 @@ __all__ = [  # noqa: RUF022 - in _EXPORTS order; tests/test_exports.py keeps the
     "ContextLengthExceeded",
     "RoutingError",
     "AllProvidersFailed",
+    "BudgetExceeded",
     "RequestRejected",
     "QueueFull",
     "__version__",
@@ -148,6 +150,7 @@ if TYPE_CHECKING:
     )
     from .errors import (
         AllProvidersFailed,
+        BudgetExceeded,
         ConfigError,
         ContextLengthExceeded,
         FailoverError,

@@ -12,6 +12,7 @@
     │   └── ContextLengthExceeded        context_length: fail over, breaker untouched
     └── RoutingError                   the router gave up on the whole request
         ├── AllProvidersFailed           nobody could answer; .attempts lists every try (exit 1)
+        │   └── BudgetExceeded             the budget ruled out who could have answered (exit 4)
         ├── RequestRejected              a provider rejected the request itself (exit 3)
         └── QueueFull                    every provider is down and too many requests wait (exit 1)
 
@@ -137,6 +138,11 @@ class RoutingError(FailoverError):
 
 class AllProvidersFailed(RoutingError):
     """No provider could answer. ``attempts`` holds every try and skip, in order."""
+
+
+class BudgetExceeded(AllProvidersFailed):
+    """No provider answered, and the budget skipped some that might have: the message names
+    each limit and its spend (those attempts have ``reason == "budget"``)."""
 
 
 class RequestRejected(RoutingError):

@@ -23,16 +23,20 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .breaker import BreakerState, Permit, Transition
+from .budget import Budget, Ledger, request_input_tokens
+from .budget import input_tokens as text_tokens
 from .capabilities import Capabilities, Strategy, adapt, capabilities, missing
 from .chat import ToolCall
 from .clock import SYSTEM_CLOCK, Clock
 from .config import Config, as_config, fingerprint, key_env
 from .errors import (
     AllProvidersFailed,
+    BudgetExceeded,
     ConfigError,
     ProviderError,
     QueueFull,
     RequestRejected,
+    StateError,
     TransientError,
     redact,
 )
@@ -40,6 +44,7 @@ from .protocols import Provider, StateStore
 from .request import build_request, check_extra
 from .retry import decide
 from .scoring import ScoreBreakdown, order
+from .state import ProviderDelta, StateDelta
 from .tracker import Tracker
 from .types import (
     Attempt,
@@ -158,6 +163,12 @@ class FailoverRouter:
             on_transition=self._on_transition,
             fingerprints=self.fingerprints(),
         )
+        # The budget, if any: every hop is checked against it (see _Run._admit).
+        self._ledger: Ledger | None = None
+        self._spend_lock: asyncio.Lock | None = None  # one store sync of spend at a time
+        if self.config.budget.enabled:
+            prices = {c.name: c.cost for c in self.config.providers}
+            self._ledger = Ledger(Budget.of(self.config.budget), prices)
 
     # --- public API --------------------------------------------------------------------------
 
@@ -193,8 +204,15 @@ class FailoverRouter:
             tool_choice=tool_choice, response_format=response_format,
         )  # fmt: skip
         run = _Run(self, req, timeout, max_wait, only, check_extra(extra), models)
-        name, comp, ttft = await run.drive(run.try_complete)
+        try:
+            name, comp, ttft = await run.drive(run.try_complete)
+        except BaseException:
+            if self._ledger is not None:
+                self._ledger.release(run)  # what its hops in flight held
+            raise
         latency = (self.clock.monotonic() - run.started) * 1000
+        if self._ledger is not None:
+            await self._charge(name, self._cost(name, comp.usage), run, done=True)
         return RouteResult(
             text=comp.text,
             provider=name,
@@ -330,6 +348,46 @@ class FailoverRouter:
         cost = self._configs[name].cost
         return None if cost is None else round(cost.usd(usage), 8)
 
+    # --- the budget (only with one: nothing here runs otherwise) ------------------------------
+
+    async def _charge(self, name: str, amount: float | None, run: _Run, done: bool) -> None:
+        """Record what an attempt of ``run`` cost in place of its worst case (all of the
+        run's when ``done``), and write it to the store at once."""
+        assert self._ledger is not None
+        self._ledger.release(run, None if done else name)
+        self._ledger.charge(name, amount, self.clock.time())
+        await self._sync_spend()
+
+    async def _sync_spend(self) -> None:
+        """Write this router's unwritten spend to the store (an atomic increment there) and
+        take the chain's spend from it: every process's, so one budget holds for all. One
+        sync at a time, so a read that began before a write never replaces what it wrote."""
+        ledger, store = self._ledger, self.tracker.store
+        if ledger is None or store is None:
+            return
+        if self._spend_lock is None:
+            self._spend_lock = asyncio.Lock()
+        async with self._spend_lock:
+            unsaved = ledger.take_unsaved()
+            chain = self.config.chain
+            try:
+                if unsaved:
+                    delta = StateDelta(
+                        {n: ProviderDelta(spend=s) for n, s in unsaved.items()},
+                        history=self.config.state.history,
+                    )
+                    state = await asyncio.to_thread(store.update, chain, delta)
+                else:
+                    state = await asyncio.to_thread(store.load, chain)
+            except StateError as exc:
+                ledger.restore(unsaved)
+                if not ledger.warned:
+                    ledger.warned = True
+                    self.tracker.on_warning(f"budget: spend not shared with others: {exc}")
+                return
+            # (Cancelled meanwhile, the thread still writes: nothing to give back.)
+            ledger.adopt({n: p.spend for n, p in state.providers.items()})
+
     def _on_transition(self, name: str, t: Transition) -> None:
         self.emit(BreakerTransition(name, t.old.value, t.new.value, t.open_until))
         if t.new is BreakerState.OPEN:
@@ -430,6 +488,8 @@ class _Run:
         self.strategy_at: dict[str, int] = {}  # per provider: index of its next strategy
         self.restart = False  # a stream broke inside a tool call: the next one starts anew
         self._noted: set[str] = set()  # providers whose parameter changes were reported
+        self.ledger = router._ledger  # the budget, if any: checked before every hop
+        self._input_tokens: int | None = None  # the request's estimate, for the budget
         self._caps = router._caps
         if models:
             self._caps = dict(router._caps)
@@ -487,6 +547,8 @@ class _Run:
         ticket: int | None = None
         if self.only is not None and not any(n in r.providers for n in self.only):
             raise AllProvidersFailed(f"no provider named {', '.join(self.only)}")
+        if self.ledger is not None:
+            await r._sync_spend()  # every process's spend so far
         while True:
             self.passed.clear()
             candidates = (n for n in r.order(self.only) if n not in self.excluded)
@@ -588,6 +650,8 @@ class _Run:
         return None if permit is None else await attempt(name, permit)
 
     def _admit(self, name: str) -> Permit | None:
+        if self.ledger is not None and self._over_budget(name):
+            return None
         permit = self.r.tracker.acquire(name)
         self.passed.add(name)
         if permit is None:
@@ -603,6 +667,30 @@ class _Run:
             self.attempts.append(Attempt(name, "skipped", message=why))
             self.r.emit(ProviderSkipped(name, why))
         return permit
+
+    def _over_budget(self, name: str) -> bool:
+        """Whether this hop's worst case on ``name`` would exceed the budget: if so, skip
+        ``name`` for the rest of the request, with the reason (spend only grows)."""
+        assert self.ledger is not None
+        clock = self.r.clock
+        why = self.ledger.admit(
+            self, name, self.input_tokens(), self.req.max_tokens, clock.time(),
+            now=clock.monotonic(), until=self.deadline,
+        )  # fmt: skip
+        if why is None:
+            return False
+        self.excluded.add(name)
+        self.passed.add(name)
+        self.attempts.append(Attempt(name, "skipped", message=why, reason="budget"))
+        self.r.emit(ProviderSkipped(name, why))
+        return True
+
+    def input_tokens(self) -> int:
+        """The input tokens this hop is estimated to send: the request, and the partial
+        answer it continues, if any."""
+        if self._input_tokens is None:
+            self._input_tokens = request_input_tokens(self.req)
+        return self._input_tokens + text_tokens(len(self.partial))
 
     def _next_wake(self) -> float | None:
         """The earliest time a provider not excluded from this request may admit again."""
@@ -671,6 +759,12 @@ class _Run:
             head = "no provider is available"
         else:
             head = "no provider could answer"
+        if self.ledger is not None and any(a.reason == "budget" for a in self.attempts):
+            if all(a.reason == "budget" for a in last.values()):
+                head = "refused by the budget"
+            else:
+                head = f"refused by the budget ({head} within it)"
+            return BudgetExceeded(f"{head}: {summary}", self.attempts)
         return AllProvidersFailed(f"{head}: {summary}" if summary else head, self.attempts)
 
     # --- one provider, with retries ----------------------------------------------------------
@@ -720,6 +814,8 @@ class _Run:
     ) -> float | None:
         """Record a failed attempt; return the delay before retrying, or None to move on."""
         r = self.r
+        if self.ledger is not None:
+            self.ledger.release(self, name)  # a hop that failed holds no budget
         msg = r.scrub(exc.message)
         if msg != exc.message:
             exc.message = msg
@@ -970,6 +1066,9 @@ async def _generate(run: _Run, sink: _Sink, typed: bool) -> AsyncGenerator[Any, 
             # Mid-stream failures move on at once: retrying would repeat the text.
             run._failed(opened.name, opened.permit, exc, duration, r.config.retry.attempts)
             run.excluded.add(opened.name)
+            if run.ledger is not None:  # a broken stream reports no usage: charge an estimate
+                sent = Usage(run.input_tokens(), text_tokens(len(seg_text) + calls.chars()))
+                await r._charge(opened.name, r._cost(opened.name, sent), run, done=False)
             if calls:  # never continued mid-call: the next provider writes the turn anew
                 segments.clear()
                 written = ""
@@ -986,6 +1085,8 @@ async def _generate(run: _Run, sink: _Sink, typed: bool) -> AsyncGenerator[Any, 
             continue
         except BaseException:
             r.tracker.release(opened.name, opened.permit)
+            if run.ledger is not None:
+                run.ledger.release(run)  # closed or cancelled mid-answer
             await _close_quietly(opened.events)
             raise
         await _close_quietly(opened.events)  # free the connection now, not at garbage collection
@@ -1012,6 +1113,8 @@ async def _generate(run: _Run, sink: _Sink, typed: bool) -> AsyncGenerator[Any, 
             finish_reason=end.finish_reason,
             calls=calls.done(),
         )
+        if run.ledger is not None:
+            await r._charge(opened.name, r._cost(opened.name, end.usage), run, done=True)
         if typed:
             yield StreamDone(sink.result)
         return
@@ -1027,6 +1130,10 @@ class _Calls:
 
     def __bool__(self) -> bool:
         return bool(self._parts)
+
+    def chars(self) -> int:
+        """Characters of the calls so far (names and arguments)."""
+        return sum(len(s) for parts in self._parts.values() for s in parts[1:])
 
     def add(self, delta: ToolCallDelta) -> None:
         parts = self._parts.setdefault(delta.index, ["", ""])

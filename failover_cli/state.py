@@ -9,6 +9,8 @@ the later one.
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Collection
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, NamedTuple
 
@@ -55,6 +57,9 @@ class ProviderState:
     # What the provider last reported in its rate-limit headers (see failover_cli.ratelimit):
     # {"at", "remaining_requests", "remaining_tokens", "reset_at"}.
     last_ratelimit: dict[str, Any] | None = None
+    # USD spent through this provider, by UTC period: "YYYY-MM-DD" (a day), "YYYY-MM" (a
+    # month); only the latest day and month are kept (see failover_cli.budget).
+    spend: dict[str, float] = field(default_factory=dict)
 
     @property
     def consecutive_failures(self) -> int:
@@ -77,6 +82,7 @@ class ProviderState:
             "last_error": self.last_error,
             "last_health": self.last_health,
             "last_ratelimit": self.last_ratelimit,
+            **({"spend": dict(self.spend)} if self.spend else {}),
         }
 
     @classmethod
@@ -97,7 +103,62 @@ class ProviderState:
             last_error=_record(d.get("last_error")),
             last_health=_record(d.get("last_health")),
             last_ratelimit=_record(d.get("last_ratelimit")),
+            spend=_spend(d.get("spend")),
         )
+
+
+# --- spend: USD by period, added up exactly like the counters ----------------------------------
+
+MAX_PERIODS = 64  # entries a stored or journalled spend may have (two are kept after a merge)
+MAX_SPEND = 1e12  # USD: a sum is capped here, so no merge of finite amounts makes infinity
+_PERIOD = re.compile(r"\d{4}-\d{2}(?:-\d{2})?")
+
+
+def _spend(value: Any) -> dict[str, float]:
+    """A stored spend: {period: USD}; ValueError unless every key is a period and every
+    amount a finite number >= 0 (a NaN would never compare over a limit)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or len(value) > MAX_PERIODS:
+        raise ValueError("'spend' is not an object of periods")
+    out: dict[str, float] = {}
+    for k, v in value.items():
+        if not isinstance(k, str) or not _PERIOD.fullmatch(k):
+            raise ValueError(f"'spend' has a key that is not a period: {str(k)[:20]!r}")
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ValueError("'spend' has an amount that is not a number")
+        usd = float(v)
+        if not math.isfinite(usd) or usd < 0:
+            raise ValueError("'spend' has a negative or non-finite amount")
+        out[k] = usd
+    return out
+
+
+def _finite_spend(spend: dict[str, float]) -> dict[str, float]:
+    """``spend`` without non-finite, negative or malformed entries."""
+    if all(
+        isinstance(v, float | int) and math.isfinite(v) and v >= 0 and _PERIOD.fullmatch(k)
+        for k, v in spend.items()
+    ):
+        return spend
+    return {
+        k: float(v)
+        for k, v in spend.items()
+        if isinstance(v, float | int) and math.isfinite(v) and v >= 0 and _PERIOD.fullmatch(k)
+    }
+
+
+def merge_spend(old: dict[str, float], new: dict[str, float]) -> dict[str, float]:
+    """Amounts of the same period add up; then only the latest day and the latest month are
+    kept (older periods expire as the clock moves on)."""
+    if not new:
+        return dict(old)
+    total = dict(old)
+    for k, v in new.items():
+        total[k] = min(total.get(k, 0.0) + v, MAX_SPEND)  # never overflows to infinity
+    day = max((k for k in total if len(k) == 10), default=None)
+    month = max((k for k in total if len(k) == 7), default=None)
+    return {k: v for k, v in total.items() if k in (day, month)}
 
 
 # --- finite numbers: NaN or an infinity must never be loaded, merged or written ---------------
@@ -203,6 +264,7 @@ class ProviderDelta:
     last_error: dict[str, Any] | None = None
     last_health: dict[str, Any] | None = None
     last_ratelimit: dict[str, Any] | None = None
+    spend: dict[str, float] = field(default_factory=dict)  # USD to add, by period
 
     def is_empty(self) -> bool:
         return not (
@@ -215,6 +277,7 @@ class ProviderDelta:
             or self.last_error
             or self.last_health
             or self.last_ratelimit
+            or self.spend
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -228,6 +291,7 @@ class ProviderDelta:
             "last_error": self.last_error,
             "last_health": self.last_health,
             "last_ratelimit": self.last_ratelimit,
+            "spend": dict(self.spend),
         }
 
     @classmethod
@@ -248,11 +312,12 @@ class ProviderDelta:
             last_error=_record(d.get("last_error")),
             last_health=_record(d.get("last_health")),
             last_ratelimit=_record(d.get("last_ratelimit")),
+            spend=_spend(d.get("spend")),
         )
 
     def finite(self) -> ProviderDelta:
         """This delta without non-finite numbers: such history entries are dropped, breaker
-        times reset to their defaults, record values set to None."""
+        times reset to their defaults, record values set to None, spend amounts dropped."""
         outcomes = [o for o in self.outcomes if math.isfinite(o[0])]
         samples = [s for s in self.samples if _histories_finite([], [s])]
         return replace(
@@ -263,6 +328,7 @@ class ProviderDelta:
             last_error=_finite_record(self.last_error),
             last_health=_finite_record(self.last_health),
             last_ratelimit=_finite_record(self.last_ratelimit),
+            spend=_finite_spend(self.spend),
         )
 
 
@@ -337,7 +403,21 @@ def merge_provider(
         last_error=_newer(state.last_error, delta.last_error),
         last_health=_newer(state.last_health, delta.last_health),
         last_ratelimit=_newer(state.last_ratelimit, delta.last_ratelimit),
+        spend=merge_spend(state.spend, delta.spend),
     )
+
+
+def forget(state: ChainState, providers: Collection[str] | None = None) -> ChainState:
+    """``state`` without the breakers, counters and history of ``providers`` (all: None).
+    Their spend is kept: a reset of a breaker must not reopen a budget."""
+    names = set(state.providers) if providers is None else set(providers)
+    kept: dict[str, ProviderState] = {}
+    for name, p in state.providers.items():
+        if name not in names:
+            kept[name] = p
+        elif p.spend:
+            kept[name] = ProviderState(spend=dict(p.spend))
+    return ChainState(kept)
 
 
 def merge(state: ChainState, delta: StateDelta) -> ChainState:

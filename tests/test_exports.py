@@ -16,6 +16,7 @@ USER_TYPES = {
     "FailoverRouter", "RouteStream", "RouteResult", "Message", "ToolCall", "Tool",
     "TextDelta", "ToolCallDelta", "StreamDone", "StreamSwitched", "Provider", "StateStore",
     "open_store", "load_config", "ProviderConfig", "Usage", "AllProvidersFailed",
+    "BudgetExceeded",
 }  # fmt: skip
 
 

@@ -359,3 +359,64 @@ def test_non_finite_numbers_never_reach_the_store(open_store: StoreFactory) -> N
     assert loaded.last_error == {
         "at": T0, "class": "transient", "status": 429, "message": "x", "after": None,
     }  # fmt: skip
+
+
+# --- spend (the budget) ------------------------------------------------------------------------
+
+
+def spend_delta(provider: str, day: str, usd: float) -> StateDelta:
+    return delta_for(provider, spend={day: usd, day[:7]: usd})
+
+
+def test_concurrent_spend_increments_lose_nothing(open_store: StoreFactory) -> None:
+    """Writers with their own store objects (own locks, own connections: as separate
+    processes would) add spend at once; every cent is counted."""
+
+    def record(provider: str) -> None:
+        store = open_store()
+        for _ in range(15):
+            store.update("c", spend_delta(provider, "2026-12-03", 0.25))
+
+    threads = [threading.Thread(target=record, args=(p,)) for p in ("a", "a", "b", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    loaded = open_store().load("c").providers
+    assert loaded["a"].spend == {"2026-12-03": 7.5, "2026-12": 7.5}
+    assert loaded["b"].spend == {"2026-12-03": 7.5, "2026-12": 7.5}
+
+
+def test_spend_of_earlier_periods_expires_as_the_clock_moves_on(
+    open_store: StoreFactory,
+) -> None:
+    store = open_store()
+    store.update("c", spend_delta("p", "2026-11-30", 1.0))
+    store.update("c", spend_delta("p", "2026-11-30", 0.5))
+    assert open_store().load("c").providers["p"].spend == {"2026-11-30": 1.5, "2026-11": 1.5}
+    store.update("c", spend_delta("p", "2026-12-01", 0.25))  # a new day and a new month
+    assert open_store().load("c").providers["p"].spend == {"2026-12-01": 0.25, "2026-12": 0.25}
+    other = StateDelta()
+    other.provider("p").spend = {"2026-12-02": 2.0, "2026-12": 2.0}
+    other.provider("p").requests = 1  # spend travels with the other outcomes of a batch
+    returned = store.update("c", other).providers["p"]
+    assert returned.spend == {"2026-12-02": 2.0, "2026-12": 2.25}
+    assert returned.requests == 1
+    assert open_store().load("c").providers["p"] == returned
+
+
+def test_a_reset_forgets_breakers_and_history_but_keeps_spend(open_store: StoreFactory) -> None:
+    """`status --reset` must not reopen a budget."""
+    store = open_store()
+    store.update("c", delta_for("a", requests=3, spend={"2026-12-03": 1.5, "2026-12": 4.0}))
+    store.update("c", delta_for("b", requests=2))
+    store.reset("c", ["a"])
+    loaded = open_store().load("c").providers
+    assert loaded["a"] == ProviderState(spend={"2026-12-03": 1.5, "2026-12": 4.0})
+    assert loaded["b"].requests == 2
+    store.reset("c")
+    assert open_store().load("c").to_dict() == {
+        "providers": {"a": ProviderState(spend={"2026-12-03": 1.5, "2026-12": 4.0}).to_dict()}
+    }
+    store.update("c", spend_delta("a", "2026-12-03", 0.5))
+    assert open_store().load("c").providers["a"].spend == {"2026-12-03": 2.0, "2026-12": 4.5}

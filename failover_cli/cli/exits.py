@@ -21,6 +21,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # no provider could answer
 EXIT_USAGE = 2  # usage or configuration error
 EXIT_REJECTED = 3  # the request itself was rejected
+EXIT_BUDGET = 4  # refused by the budget: every provider that might answer would exceed it
 EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_BROKEN_PIPE = 141  # stdout closed early (e.g. `| head -c1`), as if killed by SIGPIPE
 EXIT_TERMINATED = 143  # SIGTERM (timeout, systemd, Kubernetes), as if killed by it
@@ -47,8 +48,10 @@ class UnknownProvider(BadOption):
 
 def exit_code_of(exc: BaseException) -> int:
     """The code a failed request exits with (also put in ``--json`` error output)."""
-    from ..errors import RequestRejected
+    from ..errors import BudgetExceeded, RequestRejected
 
+    if isinstance(exc, BudgetExceeded):
+        return EXIT_BUDGET
     return EXIT_REJECTED if isinstance(exc, RequestRejected) else EXIT_FAILED
 
 
@@ -64,7 +67,13 @@ def silence_stdout() -> None:
 @contextmanager
 def handled(*, config_exit: int = EXIT_USAGE, failure_exit: int = EXIT_FAILED) -> Iterator[None]:
     """Turn every expected failure into one line on stderr and an exit code (no traceback)."""
-    from ..errors import ConfigError, FailoverError, RequestRejected, RoutingError
+    from ..errors import (
+        BudgetExceeded,
+        ConfigError,
+        FailoverError,
+        RequestRejected,
+        RoutingError,
+    )
     from ..prompt import PromptError
 
     try:
@@ -90,6 +99,10 @@ def handled(*, config_exit: int = EXIT_USAGE, failure_exit: int = EXIT_FAILED) -
         say("error", str(exc))
         say("hint", "the request was not retried: change it (prompt, --max-tokens, ...)")
         raise SystemExit(EXIT_REJECTED) from None
+    except BudgetExceeded as exc:
+        say("error", str(exc))
+        say("hint", "`failover status` shows the spend; limits are in `budget:` (UTC periods)")
+        raise SystemExit(EXIT_BUDGET) from None
     except RoutingError as exc:
         say("error", str(exc))
         say("hint", "`failover health` checks every provider; -v shows the route")

@@ -11,7 +11,15 @@ order; extra keys may be added, none removed)::
                     "requests", "successes", "failures", "failures_by_class",
                     "success_rate", "latency_ms": {"p50", "p95", "p99"}, "ttft_ms": {"p50"},
                     "score", "score_breakdown": {"latency", "reliability", "cost", "total"},
-                    "last_error", "last_health", "last_ratelimit", "sparkline_ms": [float]}]}
+                    "last_error", "last_health", "last_ratelimit", "sparkline_ms": [float]}],
+     "budget": {"day": "YYYY-MM-DD", "month": "YYYY-MM", "daily_usd", "monthly_usd",
+                "spent_today_usd", "spent_month_usd",
+                "providers": {name: {"daily_usd", "monthly_usd", "spent_today_usd",
+                                     "spent_month_usd"}}}}
+
+``budget`` is there only when a budget is configured; its periods are UTC, a limit that is
+not set is null, and the chain's spend counts every provider that spent (a provider since
+removed from the chain included).
 """
 
 from __future__ import annotations
@@ -63,7 +71,8 @@ def run_status(
             out = make_console(stderr=False)
             report = clean(report, finite=False)
             table = status_table(report, out.width)
-            print_table(out, table, status_details(report), boxed=boxed, end="")
+            spend = [budget_table(report["budget"], out.width)] if "budget" in report else []
+            print_table(out, table, *spend, status_details(report), boxed=boxed, end="")
 
 
 def _change_state(
@@ -188,4 +197,71 @@ def status_report(
                 "sparkline_ms": [round(v, 1) for v in latencies[-SPARKLINE_POINTS:]],
             }
         )
-    return {"chain": config.chain, "generated_at": round(now, 3), "providers": rows}
+    report: dict[str, Any] = {
+        "chain": config.chain,
+        "generated_at": round(now, 3),
+        "providers": rows,
+    }
+    if config.budget.enabled:
+        report["budget"] = budget_report(config, state, now)
+    return report
+
+
+# --- the budget ---------------------------------------------------------------------------------
+
+
+def budget_report(config: Config, state: ChainState, now: float) -> dict[str, Any]:
+    """Spend against the budget today and this month (UTC), for the chain and each provider."""
+    from ..budget import Spend, periods
+
+    day, month = periods(now)
+    spend = Spend({n: p.spend for n, p in state.providers.items()})
+    b = config.budget
+
+    def entry(
+        daily: float | None, monthly: float | None, today: float, this_month: float
+    ) -> dict[str, Any]:
+        return {
+            "daily_usd": daily,
+            "monthly_usd": monthly,
+            "spent_today_usd": round(today, 6),
+            "spent_month_usd": round(this_month, 6),
+        }
+
+    providers = {}
+    for p in config.providers:
+        own = b.providers.get(p.name)
+        providers[p.name] = entry(
+            own.daily_usd if own else None,
+            own.monthly_usd if own else None,
+            spend.provider(p.name, day),
+            spend.provider(p.name, month),
+        )
+    return {
+        "day": day,
+        "month": month,
+        **entry(b.daily_usd, b.monthly_usd, spend.chain(day), spend.chain(month)),
+        "providers": providers,
+    }
+
+
+def budget_table(budget: Mapping[str, Any], width: int | None) -> Any:
+    """The spend table: the chain, then each provider; ``$spent of $limit`` where limited."""
+    from ..budget import usd
+    from .render import fitted
+
+    def cell(spent: float, limit: float | None) -> str:
+        return usd(spent) if limit is None else f"{usd(spent)} of {usd(limit)}"
+
+    def row(who: str, e: Mapping[str, Any]) -> list[str]:
+        return [
+            who,
+            cell(e["spent_today_usd"], e["daily_usd"]),
+            cell(e["spent_month_usd"], e["monthly_usd"]),
+        ]
+
+    rows = [row("whole chain", budget)]
+    rows += [row(n, e) for n, e in budget["providers"].items()]
+    columns = [("spend", "left", 0), ("today", "right", 0), ("this month", "right", 0)]
+    title = f"Budget (UTC: {budget['day']}, {budget['month']})"
+    return fitted(title, columns, rows, width, whole=(0,))

@@ -23,6 +23,7 @@ def detach(state: ChainState) -> ChainState:
                 last_error=_copy(p.last_error),
                 last_health=_copy(p.last_health),
                 last_ratelimit=_copy(p.last_ratelimit),
+                spend=dict(p.spend),
             )
             for name, p in state.providers.items()
         }

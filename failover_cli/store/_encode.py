@@ -69,6 +69,7 @@ def _encode_reusing(state: ProviderState, previous: ProviderState, text: bytes) 
         last_error=state.last_error,
         last_health=state.last_health,
         last_ratelimit=state.last_ratelimit,
+        spend=state.spend,
     ).to_dict()
     light["consecutive_failures"] = state.consecutive_failures
     head = ENCODE(light).encode()

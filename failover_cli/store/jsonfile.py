@@ -37,7 +37,7 @@ from ..fsutil import (
     create_exclusive,
     read_limited,
 )
-from ..state import ChainState, ForeignDocument, FutureSchema, StateDelta, merge
+from ..state import ChainState, ForeignDocument, FutureSchema, StateDelta, forget, merge
 from ._copy import detach
 from ._document import Document, parse
 from ._journal import Journal, Pending, encode_line
@@ -369,7 +369,7 @@ def _dropping(providers: Sequence[str] | None) -> _Change:
         drop = set(state.providers if providers is None else providers)
         if not drop & set(state.providers):
             return None
-        return ChainState({n: p for n, p in state.providers.items() if n not in drop}), ()
+        return forget(state, drop), drop  # spend stays: a reset must not reopen a budget
 
     return change
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
-from ..state import ChainState, StateDelta, merge
+from ..state import ChainState, StateDelta, forget, merge
 from ._copy import detach
 
 
@@ -32,13 +32,14 @@ class MemoryStore:
 
     def reset(self, chain: str, providers: Sequence[str] | None = None) -> None:
         with self._lock:
-            if providers is None:
-                self._chains.pop(chain, None)
-                return
             state = self._chains.get(chain)
-            if state is not None:
-                for name in providers:
-                    state.providers.pop(name, None)
+            if state is None:
+                return
+            kept = forget(state, providers)  # spend stays: a reset must not reopen a budget
+            if kept.providers:
+                self._chains[chain] = kept
+            else:
+                self._chains.pop(chain, None)
 
     def close(self) -> None:
         """Nothing to release."""

@@ -118,7 +118,8 @@ class RedisStore:
         return detach(ChainState(dict(sorted(merged.items()))))
 
     def reset(self, chain: str, providers: Sequence[str] | None = None) -> None:
-        """Forget the chain (or only the named providers in it), atomically."""
+        """Forget the chain (or only the named providers in it), atomically. Spend stays
+        (a reset must not reopen a budget): such a provider keeps its spend alone."""
         set_key = self._set_key(chain)
         try:
             with self._client.pipeline(transaction=True) as pipe:
@@ -130,10 +131,16 @@ class RedisStore:
                             if providers is None
                             else list(providers)
                         )
+                        keys = [self._key(chain, n) for n in names]
+                        spends = self._spends(pipe, keys) if keys else {}
                         pipe.multi()
                         if names:
-                            pipe.delete(*(self._key(chain, n) for n in names))
+                            pipe.delete(*keys)
                             pipe.srem(set_key, *names)
+                        for name, key in zip(names, keys, strict=True):
+                            if spends.get(key):
+                                pipe.set(key, _encode(ProviderState(spend=spends[key])))
+                                pipe.sadd(set_key, name)
                         pipe.execute()
                         return
                     except self._watch_error:
@@ -147,6 +154,19 @@ class RedisStore:
             self._client.close()
         except self._errors:
             pass
+
+    def _spends(self, pipe: Any, keys: list[str]) -> dict[str, dict[str, float]]:
+        """The spend stored under each key (watched from now on: a charge landing meanwhile
+        restarts the reset); unreadable values have none."""
+        pipe.watch(*keys)
+        out: dict[str, dict[str, float]] = {}
+        for key, value in zip(keys, pipe.mget(keys), strict=True):
+            if value is not None:
+                try:
+                    out[key] = _decode(value).spend
+                except (_Unreadable, _FutureValue):
+                    continue
+        return out
 
     # --- the optimistic transaction ----------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""HTTP gateway: serve OpenAI- and Anthropic-compatible APIs over the failover router."""

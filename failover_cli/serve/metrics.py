@@ -1,0 +1,186 @@
+"""Prometheus metrics of the gateway, and the per-request trace of router events.
+
+The router tells its listeners about every attempt, skip and breaker transition; the
+:class:`Metrics` listener counts them and also hands each event to the trace of the request
+being served (a context variable, so concurrent requests never mix). Breaker states are read
+from the router when scraped. Labels are bounded: the chain label is an alias, a provider
+name or ``default``, never the client's raw model string. Each worker process serves its own
+figures.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from ..breaker import BreakerState
+from ..types import (
+    AttemptFailed,
+    AttemptStarted,
+    AttemptSucceeded,
+    BreakerTransition,
+    Event,
+    ProviderSkipped,
+    RouteResult,
+)
+
+if TYPE_CHECKING:
+    from ..router import FailoverRouter
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+BREAKER_VALUES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+
+
+@dataclass
+class Trace:
+    """What the router said while serving one request."""
+
+    tried: int = 0  # attempts made
+    failed: int = 0
+    last_started: str | None = None  # provider of the latest attempt
+    last_started_at: float = 0.0  # monotonic
+    live: list[str] = field(default_factory=list)  # attempts started, not yet failed
+
+    def note(self, event: Event) -> None:
+        if isinstance(event, AttemptStarted):
+            self.tried += 1
+            self.last_started = event.provider
+            self.last_started_at = time.monotonic()
+            self.live.append(event.provider)
+        elif isinstance(event, AttemptFailed):
+            self.failed += 1
+            if event.provider in self.live:
+                self.live.remove(event.provider)
+        elif isinstance(event, ProviderSkipped) and event.provider in self.live:
+            self.live.remove(event.provider)  # started, then found unconfigured (no key)
+            self.tried -= 1
+
+    @property
+    def serving(self) -> str | None:
+        """The provider whose attempt is open now (the streaming one, after its first event)."""
+        return self.live[-1] if self.live else self.last_started
+
+
+CURRENT: contextvars.ContextVar[Trace | None] = contextvars.ContextVar(
+    "failover_serve_trace", default=None
+)
+
+
+class _Breakers(Collector):
+    """Breaker state of each provider, read from the router at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        g = GaugeMetricFamily(
+            "failover_breaker_state",
+            "Breaker state per provider: 0 closed, 1 half-open, 2 open.",
+            labels=["provider"],
+        )
+        router = self.metrics.router
+        if router is not None:
+            now = router.clock.time()
+            for name, breaker in router.tracker.breakers.items():
+                g.add_metric([name], BREAKER_VALUES[breaker.state(now)])
+        yield g
+
+
+class Metrics:
+    """The gateway's registry, and a router listener feeding it."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        self.router: FailoverRouter | None = None
+        self.requests = Counter(
+            "failover_requests", "Requests served.", ["api", "model", "status"], registry=r
+        )
+        self.attempts = Counter(
+            "failover_attempts",
+            "Provider attempts by outcome and error class.",
+            ["provider", "outcome", "error_class"],
+            registry=r,
+        )
+        self.failovers = Counter(
+            "failover_failovers",
+            "Attempts that failed and moved on to another provider.",
+            ["provider", "error_class"],
+            registry=r,
+        )
+        self.transitions = Counter(
+            "failover_breaker_transitions",
+            "Breaker transitions.",
+            ["provider", "state"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "failover_request_duration_seconds",
+            "Whole request latency at the gateway.",
+            ["api", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "failover_ttft_seconds",
+            "Time to the first streamed token, by the provider that produced it.",
+            ["provider"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "failover_tokens", "Tokens by provider and direction.", ["provider", "direction"],
+            registry=r,
+        )  # fmt: skip
+        self.cost = Counter("failover_cost_usd", "Cost in USD.", ["provider"], registry=r)
+        self.in_flight = Gauge("failover_in_flight", "Requests being served.", registry=r)
+        self.queued = Gauge("failover_queued", "Requests waiting for a slot.", registry=r)
+        r.register(_Breakers(self))
+
+    def __call__(self, event: Event) -> None:
+        """The router listener."""
+        trace = CURRENT.get()
+        if trace is not None:
+            trace.note(event)
+        if isinstance(event, AttemptSucceeded):
+            self.attempts.labels(event.provider, "ok", "").inc()
+        elif isinstance(event, AttemptFailed):
+            cls = event.error_class.value
+            self.attempts.labels(event.provider, "failed", cls).inc()
+            if not event.will_retry:
+                self.failovers.labels(event.provider, cls).inc()
+        elif isinstance(event, ProviderSkipped):
+            self.attempts.labels(event.provider, "skipped", "").inc()
+        elif isinstance(event, BreakerTransition):
+            self.transitions.labels(event.provider, event.new).inc()
+
+    def observe(
+        self, api: str, model: str, status: int, seconds: float, result: RouteResult | None
+    ) -> None:
+        """Count one finished request."""
+        self.requests.labels(api, model, str(status)).inc()
+        self.latency.labels(api, model).observe(seconds)
+        if result is None:
+            return
+        u = result.usage
+        if u.input_tokens:
+            self.tokens.labels(result.provider, "input").inc(u.input_tokens)
+        if u.output_tokens:
+            self.tokens.labels(result.provider, "output").inc(u.output_tokens)
+        if result.cost:
+            self.cost.labels(result.provider).inc(result.cost)
+        if result.ttft_ms is not None:
+            self.ttft.labels(result.provider).observe(result.ttft_ms / 1000)
+
+    def render(self, admission: Any = None) -> bytes:
+        if admission is not None:
+            self.in_flight.set(admission.active)
+            self.queued.set(admission.waiting)
+        return generate_latest(self.registry)

@@ -1,0 +1,129 @@
+"""Running the gateway on a production HTTP server: uvicorn with httptools (measured faster
+than granian for this workload: bench/bench_gateway.py), from the optional extra
+``failover[serve]``. The application is built in each worker
+process from a :class:`Spec` passed in the environment (``FAILOVER_SERVE_SPEC``), so
+``--workers N`` processes each hold their own router and share state through the configured
+store. On SIGTERM the server stops accepting, lets in-flight requests and streams finish
+within ``grace`` seconds, then the lifespan shutdown flushes the state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from dataclasses import asdict, dataclass
+from typing import Any
+
+SPEC_ENV = "FAILOVER_SERVE_SPEC"
+INSTALL_HINT = "the gateway needs its extra: pip install 'failover[serve]'"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a worker needs to build the application."""
+
+    config: str | None = None  # the configuration file (None: the usual discovery)
+    state: str | None = None  # state file or redis:// URL (None: the configuration's)
+    access_log: str | None = "-"  # "-" stdout, a path, or None for none
+    log_bodies: bool = False
+    sync_interval: float = 1.0
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls) -> Spec:
+        raw = os.environ.get(SPEC_ENV)
+        return cls(**json.loads(raw)) if raw else cls()
+
+
+def missing_extra() -> str | None:
+    """Why the gateway cannot run here (its server is not installed), or None."""
+    try:
+        import prometheus_client  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        return INSTALL_HINT
+    return None
+
+
+def build_app(spec: Spec) -> Any:
+    """The Gateway for ``spec``: configuration, gateway keys, store and access log."""
+    from ..cli.wiring import load_config, open_store, state_location
+    from .accesslog import AccessLog
+    from .app import Gateway
+    from .auth import load_keys
+
+    config = load_config(spec.config)
+    keys = load_keys(config.serve.keys_env, config.serve.keys_file, os.environ)
+    location = state_location(spec.state, config)
+    log = (
+        AccessLog()
+        if spec.access_log is None
+        else AccessLog.to_path(spec.access_log, bodies=spec.log_bodies)
+    )
+    return Gateway(
+        config,
+        open_store=lambda: open_store(location),
+        keys=keys,
+        access_log=log,
+        sync_interval=spec.sync_interval,
+    )
+
+
+def app_factory() -> Any:
+    """The application of this worker (the servers' ``--factory`` entry point)."""
+    return build_app(Spec.from_env())
+
+
+def run(
+    spec: Spec,
+    *,
+    host: str,
+    port: int,
+    workers: int = 1,
+    grace: float = 30.0,
+) -> None:
+    """Serve until SIGTERM or SIGINT; returns after a graceful shutdown."""
+    import logging
+
+    os.environ[SPEC_ENV] = spec.to_env()
+    # asyncio warns for each write to a socket its client just reset (a load generator
+    # stopping mid-stream); the request is already over, so this is noise in the log.
+    logging.getLogger("asyncio").setLevel(logging.ERROR)
+    # The servers re-raise a signal they handled after shutting down: a no-op handler makes
+    # that harmless, so a graceful stop exits 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    _run_uvicorn(host, port, workers, grace)
+
+
+def _run_uvicorn(host: str, port: int, workers: int, grace: float) -> None:
+    import uvicorn
+
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "factory": True,
+        "lifespan": "on",
+        "access_log": False,
+        "log_level": "warning",
+        "server_header": False,
+        "timeout_graceful_shutdown": grace,
+        # Not uvloop: its create_connection lacks happy_eyeballs_delay, which the providers'
+        # transport passes (every upstream call would fail).
+        "loop": "asyncio",
+        "http": "httptools" if _has("httptools") else "h11",
+    }
+    if workers > 1:
+        uvicorn.run(f"{__name__}:app_factory", workers=workers, **options)
+        return
+    config = uvicorn.Config(f"{__name__}:app_factory", **options)
+    uvicorn.Server(config).run()
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None

@@ -1,0 +1,348 @@
+"""What the gateway's two wire formats share: the parsed request, the client-facing error,
+failover errors mapped to HTTP statuses, and the checks both request parsers make.
+
+The OpenAI (:mod:`.openai_wire`) and Anthropic (:mod:`.anthropic_wire`) modules each turn a
+request body into a :class:`GatewayRequest` (keyword arguments for
+:meth:`FailoverRouter.route` / :meth:`~FailoverRouter.stream`, already validated so the router's
+own checks pass at once), and render results, streams and :class:`WireError` in their format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import (
+    AllProvidersFailed,
+    ConfigError,
+    FailoverError,
+    ProviderError,
+    QueueFull,
+    RequestRejected,
+)
+
+MAX_MODEL_NAME = 256  # characters of a request's model name
+MAX_FALLBACKS = 16  # entries of a body's ``fallbacks``
+MAX_STOP = 16  # stop sequences of one request
+MAX_MESSAGE = 2000  # characters of an error message sent to a client
+DEFAULT_RETRY_AFTER = 5.0  # seconds a client is told to wait when every provider is down
+# Failures of providers the router skips because the request needs what they lack.
+_UNSUPPORTED = frozenset({"unsupported", "tools_unsupported", "vision_unsupported"})
+# The location a ValueError of the request model names: "messages[2].content: ..." (see
+# failover_cli.chat.invalid).
+_FIELD = re.compile(r"([A-Za-z_][\w.\[\]]*): ")
+
+KINDS = (
+    "invalid_request_error",
+    "authentication_error",
+    "permission_error",
+    "not_found_error",
+    "request_too_large",
+    "rate_limit_error",
+    "overloaded_error",
+    "timeout_error",
+    "api_error",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRequest:
+    """One parsed request: the model name as the client sent it, whether to stream, keyword
+    arguments for the router, OpenAI's ``stream_options.include_usage``, and the body's
+    ``fallbacks`` (model or provider names, LiteLLM's field)."""
+
+    model: str
+    stream: bool
+    route_kwargs: dict[str, Any]
+    include_usage: bool = False
+    fallbacks: tuple[str, ...] = ()
+
+
+class WireError(Exception):
+    """An error for the client, in its own format: HTTP ``status``, a one-line ``message``,
+    ``kind`` (Anthropic's error types: see :data:`KINDS`; each format maps them to its own),
+    the offending field ``param`` if any, and ``retry_after`` seconds for 429/503."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        kind: str = "invalid_request_error",
+        param: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.status = status
+        self.message = _one_line(message)
+        self.kind = kind if kind in KINDS else "api_error"
+        self.param = param
+        self.retry_after = retry_after
+        super().__init__(self.message)
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+
+
+def error_for(exc: BaseException, *, retry_after: float | None = None) -> WireError:
+    """The client-facing error for what routing raised. ``retry_after`` (seconds until some
+    provider may serve again, if the caller knows) goes with the 429/503 answers, else
+    :data:`DEFAULT_RETRY_AFTER`.
+
+    * ValueError (the router's validation): 400 naming the field;
+    * AllProvidersFailed: 503 ``overloaded_error`` with ``retry_after``; 400 when every
+      provider lacks what the request needs; 504 when the request's deadline passed; 503
+      without ``retry_after`` when no provider is configured (no key);
+    * RequestRejected: the provider's 4xx (400 when it gave none), its message;
+    * QueueFull and a budget's ``BudgetExceeded``: 429 ``rate_limit_error``;
+    * anything else: 500 ``api_error`` with a generic message (never a traceback).
+    """
+    wait = DEFAULT_RETRY_AFTER if retry_after is None else retry_after
+    if isinstance(exc, WireError):
+        return exc
+    if isinstance(exc, ValueError):
+        return WireError(400, str(exc), param=field_of(str(exc)))
+    if isinstance(exc, RequestRejected):
+        status = exc.error.status
+        status = status if status is not None and 400 <= status < 500 else 400
+        kind = "request_too_large" if status == 413 else "invalid_request_error"
+        return WireError(status, str(exc), kind=kind)
+    # By name: the budget's error (an AllProvidersFailed) is newer than this module.
+    if any(cls.__name__ == "BudgetExceeded" for cls in type(exc).__mro__):
+        until = getattr(exc, "retry_after", None)
+        until = until if isinstance(until, int | float) and math.isfinite(until) else None
+        return WireError(429, str(exc), kind="rate_limit_error", retry_after=until)
+    if isinstance(exc, QueueFull):
+        return WireError(429, str(exc), kind="rate_limit_error", retry_after=wait)
+    if isinstance(exc, AllProvidersFailed):
+        message = str(exc)
+        tried = [a for a in exc.attempts if a.outcome != "skipped"]
+        if exc.attempts and not tried and all(a.reason in _UNSUPPORTED for a in exc.attempts):
+            return WireError(400, message)
+        if message.startswith("request deadline exceeded"):
+            return WireError(504, message, kind="timeout_error")
+        if message.startswith("no provider is configured"):
+            return WireError(503, message, kind="api_error")
+        return WireError(503, message, kind="overloaded_error", retry_after=wait)
+    if isinstance(exc, TimeoutError):
+        return WireError(504, "the request timed out", kind="timeout_error")
+    if isinstance(exc, ProviderError):
+        return WireError(502, str(exc), kind="api_error")
+    if isinstance(exc, ConfigError | FailoverError):
+        return WireError(500, "the gateway could not route this request", kind="api_error")
+    return WireError(500, "internal error in the gateway", kind="api_error")
+
+
+ERROR_STATUS_FOR = error_for
+
+
+def field_of(message: str) -> str | None:
+    """The field a validation message starts with (``messages[2].content: ...``), if any."""
+    match = _FIELD.match(message)
+    return match[1] if match else None
+
+
+# --- request checks both parsers make ---------------------------------------------------------
+
+
+def load_object(body: bytes, problem: str) -> dict[str, Any]:
+    """The JSON object ``body`` holds; WireError(400, ``problem``) for anything else."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        raise WireError(400, problem) from None
+    if not isinstance(data, dict):
+        raise WireError(400, problem)
+    return data
+
+
+def model_of(body: Mapping[str, Any], missing: str, param: str = "model") -> str:
+    """The body's model name: a non-empty string of at most :data:`MAX_MODEL_NAME`."""
+    model = body.get("model")
+    if model is None or model == "":
+        raise WireError(400, missing, param=param)
+    if not isinstance(model, str):
+        raise WireError(400, f"{param}: must be a string", param=param)
+    if len(model) > MAX_MODEL_NAME:
+        raise WireError(400, f"{param}: longer than {MAX_MODEL_NAME} characters", param=param)
+    return model
+
+
+def flag(body: Mapping[str, Any], name: str) -> bool:
+    """A boolean field (absent or null: false)."""
+    value = body.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise WireError(400, f"{name}: must be a boolean", param=name)
+    return value
+
+
+def number(
+    body: Mapping[str, Any], name: str, low: float, high: float, *, param: str | None = None
+) -> float | None:
+    """A finite number field within [low, high] (absent or null: None)."""
+    value = body.get(name)
+    if value is None:
+        return None
+    where = param or name
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise WireError(400, f"{where}: must be a number", param=where)
+    if not low <= value <= high:
+        raise WireError(400, f"{where}: must be between {low:g} and {high:g}", param=where)
+    return value
+
+
+def whole(value: Any, where: str, *, low: int = 1) -> int:
+    """A whole number of at least ``low``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise WireError(400, f"{where}: must be an integer", param=where)
+    if value < low:
+        raise WireError(400, f"{where}: must be at least {low}", param=where)
+    return value
+
+
+def stop_list(value: Any, where: str) -> tuple[str, ...]:
+    """Stop sequences: a string or a list of at most :data:`MAX_STOP` non-empty strings."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(s, str) and s for s in value):
+        raise WireError(
+            400, f"{where}: must be a string or a list of non-empty strings", param=where
+        )
+    if len(value) > MAX_STOP:
+        raise WireError(400, f"{where}: at most {MAX_STOP} stop sequences", param=where)
+    return tuple(value)
+
+
+def fallbacks_of(body: Mapping[str, Any]) -> tuple[str, ...]:
+    """LiteLLM's ``fallbacks`` body field (docs.litellm.ai, proxy/client_side_fallbacks):
+    model names to try after the requested one, as strings or ``{"model": name}`` objects
+    (per-fallback ``messages`` and other overrides are not taken: 400)."""
+    value = body.get("fallbacks")
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise WireError(400, "fallbacks: must be a list of model names", param="fallbacks")
+    if len(value) > MAX_FALLBACKS:
+        raise WireError(400, f"fallbacks: at most {MAX_FALLBACKS} entries", param="fallbacks")
+    out: list[str] = []
+    for i, entry in enumerate(value):
+        where = f"fallbacks[{i}]"
+        if isinstance(entry, dict):
+            if entry.keys() - {"model"}:
+                extra = ", ".join(sorted(entry.keys() - {"model"}))
+                raise WireError(
+                    400, f"{where}: only a model name is taken, not {extra}", param=where
+                )
+            entry = entry.get("model")
+        if not isinstance(entry, str) or not entry or len(entry) > MAX_MODEL_NAME:
+            raise WireError(400, f"{where}: must be a model name", param=where)
+        out.append(entry)
+    return tuple(out)
+
+
+def validated(kwargs: dict[str, Any], where: Any = None) -> dict[str, Any]:
+    """``kwargs`` with messages, tools, tool choice, response format and stop checked once by
+    :func:`~failover_cli.request.build_request` and replaced by their typed values (the router
+    takes those as they are); a ValueError becomes a 400 naming the field, renamed by
+    ``where`` (a function of the field) when the client wrote another shape."""
+    from ..request import build_request
+
+    try:
+        request = build_request(
+            messages=kwargs["messages"],
+            max_tokens=kwargs["max_tokens"],
+            temperature=kwargs.get("temperature"),
+            top_p=kwargs.get("top_p"),
+            stop=kwargs.get("stop"),
+            tools=kwargs.get("tools"),
+            tool_choice=kwargs.get("tool_choice"),
+            response_format=kwargs.get("response_format"),
+        )
+    except ValueError as exc:
+        message = str(exc)
+        field = field_of(message)
+        if where is not None and field is not None:
+            renamed = where(field)
+            if renamed is not None and renamed != field:
+                message = renamed + message[len(field) :]
+            field = renamed
+        raise WireError(400, message, param=field) from None
+    out = dict(kwargs)
+    out["messages"] = request.messages
+    if request.tools:
+        out["tools"] = request.tools
+    else:
+        out.pop("tools", None)
+    if request.tool_choice is not None:
+        out["tool_choice"] = request.tool_choice
+    else:
+        out.pop("tool_choice", None)
+    if request.response_format is not None:
+        out["response_format"] = request.response_format
+    else:
+        out.pop("response_format", None)
+    if request.stop:
+        out["stop"] = request.stop
+    else:
+        out.pop("stop", None)
+    return out
+
+
+# --- responses --------------------------------------------------------------------------------
+
+
+def response_id(prefix: str, request_id: str) -> str:
+    """``request_id`` as an id of this format (``chatcmpl-...``, ``msg_...``)."""
+    core = request_id.removeprefix("req_")
+    return core if core.startswith(prefix) else prefix + core
+
+
+def call_id(
+    prefix: str,
+    given: str | None,
+    request_id: str,
+    index: int,
+    seen: set[str],
+    *,
+    foreign: bool = False,
+) -> str:
+    """A tool call's id for the client: kept when it has this format's ``prefix`` (any id
+    with ``foreign``), else ``prefix`` and a digest of it (the same in a stream and a whole
+    answer); an empty or repeated id gets one made from the request and the call's place."""
+    fresh = bool(given) and given not in seen
+    if fresh and given is not None and (foreign or given.startswith(prefix)):
+        out = given
+    else:
+        seed = given if fresh and given else f"{request_id}:{index}:{given or ''}"
+        out = prefix + hashlib.sha256(seed.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    seen.add(out)
+    return out
+
+
+async def close_events(events: Any) -> None:
+    """Close an event iterator a renderer stopped reading (a provider stream left open)."""
+    close = getattr(events, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        except Exception:
+            pass
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON, UTF-8 (one shared encoder: ``json.dumps`` with options builds one per
+    call)."""
+    return _ENCODER.encode(value).encode()

@@ -1,0 +1,546 @@
+"""The gateway over real HTTP on 127.0.0.1: routes, model routing, headers, limits, auth,
+metrics, readiness, the access log, background probes and graceful shutdown. Providers are
+the loopback simulators; the gateway runs on uvicorn in a thread (or as ``failover serve``).
+
+The fixtures here (``gateway``) are shared by tests/test_serve_sdk.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from conftest import FAILOVER, SIM_KEY, SIM_KEY_ENV, TEST_SECTIONS, provider
+
+from failover_cli.clock import VirtualClock
+from failover_cli.config import parse_config
+from failover_cli.errors import ConfigError
+from failover_cli.serve.accesslog import AccessLog
+from failover_cli.serve.app import Gateway
+from failover_cli.serve.auth import GatewayKeys, digest, load_keys, presented_key
+from failover_cli.serve.limits import Admission, RateLimiter
+from failover_cli.sim import Behavior
+
+uvicorn = pytest.importorskip("uvicorn")
+
+START_TIMEOUT = 10.0
+OPENAI = "/v1/chat/completions"
+ANTHROPIC = "/v1/messages"
+
+
+def chat(text: str = "Hi", model: str = "default", **extra: Any) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": text}], **extra}
+
+
+def anthropic_body(text: str = "Hi", model: str = "default", **extra: Any) -> dict[str, Any]:
+    return {"model": model, "max_tokens": 50, "messages": [{"role": "user", "content": text}],
+            **extra}  # fmt: skip
+
+
+@dataclass
+class Running:
+    """A gateway serving on 127.0.0.1 in a thread."""
+
+    app: Gateway
+    url: str
+    log: io.StringIO
+    server: Any
+    thread: threading.Thread
+
+    def client(self, **kw: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10, **kw)
+
+    def post(self, path: str, body: Any, **kw: Any) -> httpx.Response:
+        with self.client() as c:
+            return c.post(path, json=body, **kw)
+
+    def get(self, path: str, **kw: Any) -> httpx.Response:
+        with self.client() as c:
+            return c.get(path, **kw)
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.log.getvalue().splitlines()]
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(START_TIMEOUT)
+
+
+def config_text(*providers: dict[str, Any], **sections: Any) -> str:
+    return yaml.safe_dump({"providers": list(providers), **TEST_SECTIONS, **sections})
+
+
+def serve_in_thread(app: Gateway, log: io.StringIO) -> Running:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False,
+                            loop="asyncio", timeout_graceful_shutdown=2)  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + START_TIMEOUT
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the gateway did not start")
+        time.sleep(0.01)  # waiting for the port, not proving timing
+    return Running(app, f"http://127.0.0.1:{port}", log, server, thread)
+
+
+@pytest.fixture
+def gateway() -> Iterator[Callable[..., Running]]:
+    """``gateway(*providers, keys=None, env=None, bodies=False, **sections)`` starts one."""
+    started: list[Running] = []
+
+    def start(
+        *providers: dict[str, Any],
+        keys: GatewayKeys | None = None,
+        env: dict[str, str] | None = None,
+        bodies: bool = False,
+        router_options: dict[str, Any] | None = None,
+        **sections: Any,
+    ) -> Running:
+        cfg = parse_config(config_text(*providers, **sections))
+        log = io.StringIO()
+        app = Gateway(cfg, env={SIM_KEY_ENV: SIM_KEY, **(env or {})}, keys=keys,
+                      access_log=AccessLog(log, bodies=bodies),
+                      router_options=router_options)  # fmt: skip
+        running = serve_in_thread(app, log)
+        started.append(running)
+        return running
+
+    yield start
+    for r in started:
+        r.stop()
+
+
+# --- plain endpoints -----------------------------------------------------------------------
+
+
+def test_probe_endpoints(gateway, sim):
+    gw = gateway(provider("a", sim("openai")))
+    assert gw.get("/").status_code == 200
+    with gw.client() as c:
+        head = c.head("/")
+        assert head.status_code == 200 and head.content == b""
+    assert gw.get("/healthz").json() == {"status": "ok"}
+    ready = gw.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["providers"] == {"a": "closed"}
+
+
+def test_unknown_path_is_404_in_the_clients_format(gateway, sim):
+    gw = gateway(provider("a", sim("openai")))
+    r = gw.get("/v1/nothing")
+    assert r.status_code == 404 and "message" in r.json()["error"]
+    r = gw.get("/v1/nothing", headers={"anthropic-version": "2023-06-01"})
+    assert r.status_code == 404 and r.json()["type"] == "error"
+    r = gw.get(OPENAI)
+    assert r.status_code == 405
+
+
+def test_models_lists_aliases_and_providers(gateway, sim):
+    s = sim("openai")
+    gw = gateway(provider("a", s), provider("b", s), models={"fast": ["b", "a"]})
+    r = gw.get("/v1/models").json()
+    assert r["object"] == "list"
+    assert [m["id"] for m in r["data"]] == ["fast", "a", "b"]
+    r = gw.get("/v1/models", headers={"anthropic-version": "2023-06-01"}).json()
+    assert [m["id"] for m in r["data"]] == ["fast", "a", "b"] and r["has_more"] is False
+
+
+# --- bad requests --------------------------------------------------------------------------
+
+
+def test_malformed_json_is_400_in_each_shape(gateway, sim):
+    gw = gateway(provider("a", sim("openai")))
+    r = gw.post(OPENAI, None, content=b"{not json")
+    assert r.status_code == 400 and r.json()["error"]["message"]
+    r = gw.post(ANTHROPIC, None, content=b"{not json")
+    assert r.status_code == 400 and r.json()["type"] == "error"
+    r = gw.post(OPENAI, {"model": "default", "messages": "nope"})
+    assert r.status_code == 400
+
+
+def test_body_and_message_limits(gateway, sim):
+    gw = gateway(provider("a", sim("openai")), serve={"max_body_bytes": 2000, "max_messages": 2})
+    r = gw.post(OPENAI, chat("x" * 5000))
+    assert r.status_code == 413 and "2000" in r.json()["error"]["message"]
+    msgs = [{"role": "user", "content": "hi"}] * 3
+    r = gw.post(OPENAI, {"model": "default", "messages": msgs})
+    assert r.status_code == 400
+    assert gw.post(OPENAI, chat()).status_code == 200
+
+
+# --- answers, headers and routing ----------------------------------------------------------
+
+
+def test_answer_carries_failover_headers(gateway, sim):
+    gw = gateway(provider("a", sim("openai")))
+    r = gw.post(OPENAI, chat())
+    assert r.status_code == 200
+    assert r.json()["choices"][0]["message"]["content"] == "Hello from the failover simulator."
+    assert r.headers["x-failover-provider"] == "a"
+    assert r.headers["x-failover-model"] == "a-model"
+    assert r.headers["x-failover-attempts"] == "1"
+    assert float(r.headers["x-failover-overhead-ms"]) >= 0
+    r = gw.post(ANTHROPIC + "?beta=true", anthropic_body())
+    assert r.status_code == 200 and r.json()["type"] == "message"
+    assert r.headers["x-failover-provider"] == "a"
+
+
+def test_failover_when_first_is_down_shows_attempts(gateway, sim):
+    down = sim("openai", Behavior(statuses=[500] * 10))
+    gw = gateway(provider("a", down), provider("b", sim("anthropic")))
+    r = gw.post(OPENAI, chat())
+    assert r.status_code == 200
+    assert r.headers["x-failover-provider"] == "b"
+    assert int(r.headers["x-failover-attempts"]) == 3  # two tries of a, then b
+    assert float(r.headers["x-failover-overhead-ms"]) > 0
+
+
+def test_all_down_is_503_with_retry_after(gateway, sim):
+    gw = gateway(provider("a", sim("openai", Behavior(statuses=[500] * 10))))
+    r = gw.post(OPENAI, chat())
+    assert r.status_code == 503
+    assert int(r.headers["retry-after"]) >= 1
+    assert r.headers["x-failover-attempts"] == "2"
+    r = gw.post(ANTHROPIC, anthropic_body(), headers={"anthropic-version": "2023-06-01"})
+    assert r.status_code == 503 and r.json()["type"] == "error"
+
+
+def test_stream_failure_before_first_byte_is_a_proper_status(gateway, sim):
+    gw = gateway(provider("a", sim("openai", Behavior(statuses=[500] * 10))))
+    r = gw.post(OPENAI, chat(stream=True))
+    assert r.status_code == 503
+    assert r.headers["content-type"].startswith("application/json")
+
+
+def test_stream_headers_name_the_provider_that_streams(gateway, sim):
+    down = sim("openai", Behavior(statuses=[500] * 10))
+    gw = gateway(provider("a", down), provider("b", sim("openai")))
+    with gw.client() as c, c.stream("POST", OPENAI, json=chat(stream=True)) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        assert r.headers["x-failover-provider"] == "b"
+        assert r.headers["x-failover-model"] == "b-model"
+        assert r.headers["x-failover-attempts"] == "3"
+        body = r.read().decode()
+    assert "Hello" in body or "failover" in body
+
+
+def test_stream_headers_skip_a_provider_without_its_key(gateway, sim):
+    gw = gateway(provider("a", sim("anthropic"), api_key_env="FAILOVER_TEST_UNSET"),
+                 provider("b", sim("openai")))  # fmt: skip
+    with gw.client() as c, c.stream("POST", OPENAI, json=chat(stream=True)) as r:
+        assert r.headers["x-failover-provider"] == "b"
+        assert r.headers["x-failover-attempts"] == "1"
+        r.read()
+    r = gw.post(OPENAI, chat())
+    assert r.headers["x-failover-provider"] == "b" and r.headers["x-failover-attempts"] == "1"
+    ready = gw.get("/readyz").json()
+    assert ready["ready"] is True and ready["providers"]["a"] == "closed"
+
+
+def test_alias_routes_in_its_own_order(gateway, sim):
+    a, b = sim("openai"), sim("openai")
+    gw = gateway(provider("a", a), provider("b", b), models={"fast": ["b", "a"]})
+    r = gw.post(OPENAI, chat(model="fast"))
+    assert r.headers["x-failover-provider"] == "b"
+    assert (a.count, b.count) == (0, 1)
+
+
+def test_provider_name_goes_first_with_the_chain_behind(gateway, sim):
+    a = sim("openai")
+    b = sim("openai", Behavior(statuses=[500] * 10))
+    gw = gateway(provider("a", a), provider("b", b))
+    r = gw.post(OPENAI, chat(model="b"))
+    assert r.headers["x-failover-provider"] == "a"
+    assert b.count == 2 and a.count == 1  # b first (twice), then the default chain
+    r = gw.post(OPENAI, chat(model="b-model"))  # a provider's configured model: the same
+    assert b.count > 2
+
+
+def test_unknown_model_default_or_rejected(gateway, sim):
+    s = sim("openai")
+    gw = gateway(provider("a", s))
+    assert gw.post(OPENAI, chat(model="gpt-9-ultra")).status_code == 200
+    gw = gateway(provider("a", s), serve={"unknown_model": "reject"})
+    r = gw.post(OPENAI, chat(model="gpt-9-ultra"))
+    assert r.status_code == 404 and "gpt-9-ultra" in r.json()["error"]["message"]
+    assert gw.post(OPENAI, chat(model="a")).status_code == 200
+
+
+def test_providers_header_overrides_and_is_validated(gateway, sim):
+    a, b = sim("openai"), sim("openai")
+    gw = gateway(provider("a", a), provider("b", b))
+    r = gw.post(OPENAI, chat(), headers={"x-failover-providers": "b"})
+    assert r.headers["x-failover-provider"] == "b" and a.count == 0
+    r = gw.post(OPENAI, chat(), headers={"x-failover-providers": "b, nope"})
+    assert r.status_code == 400 and "nope" in r.json()["error"]["message"]
+
+
+# --- security --------------------------------------------------------------------------------
+
+
+def test_gateway_keys_are_required_when_configured(gateway, sim):
+    keys = GatewayKeys([digest("k-one"), digest("k-two")])
+    gw = gateway(provider("a", sim("openai")), keys=keys)
+    assert gw.post(OPENAI, chat()).status_code == 401
+    assert gw.post(OPENAI, chat(), headers={"authorization": "Bearer wrong"}).status_code == 401
+    assert gw.post(OPENAI, chat(), headers={"authorization": "Bearer k-one"}).status_code == 200
+    assert gw.post(OPENAI, chat(), headers={"x-api-key": "k-two"}).status_code == 200
+    assert gw.get("/v1/models").status_code == 401
+    assert gw.get("/healthz").status_code == 200  # probes of load balancers need no key
+    lines = gw.log_lines()
+    assert all("k-one" not in json.dumps(line) for line in lines)
+    assert lines[-1]["key"] == digest("k-two").hex()[:12]
+
+
+def test_upstream_key_never_reaches_the_client_or_log(gateway, sim):
+    gw = gateway(provider("a", sim("openai", Behavior(statuses=[401] * 5))))
+    r = gw.post(OPENAI, chat())
+    assert r.status_code >= 400
+    assert SIM_KEY not in r.text and SIM_KEY not in gw.log.getvalue()
+    assert SIM_KEY not in gw.get("/metrics").text
+
+
+def test_clients_own_provider_keys_are_never_forwarded(gateway, sim):
+    up = sim("anthropic")
+    gw = gateway(provider("a", up))
+    client_keys = {"authorization": "Bearer sk-client-own", "x-api-key": "sk-client-own-2"}
+    assert gw.post(ANTHROPIC, anthropic_body(), headers=client_keys).status_code == 200
+    (sent,) = up.requests
+    assert SIM_KEY in sent.headers.get("x-api-key", sent.headers.get("authorization", ""))
+    assert "sk-client-own" not in json.dumps(sent.headers)
+
+
+def test_load_keys_from_env_and_file(tmp_path: Path):
+    f = tmp_path / "keys"
+    f.write_text(f"# ops\n{digest('filekey').hex()}\n")
+    keys = load_keys("GW_KEYS", str(f), {"GW_KEYS": "a, b\nc"})
+    assert keys is not None and len(keys) == 4
+    assert keys.check("c") and keys.check("filekey") and not keys.check("d")
+    assert load_keys(None, None, {}) is None
+    f.write_text("not-a-digest\n")
+    with pytest.raises(ConfigError, match=r":1: expected a sha256"):
+        load_keys(None, str(f), {})
+    with pytest.raises(ConfigError, match=r"\$GW_KEYS"):
+        load_keys("GW_KEYS", None, {})
+    assert presented_key("Bearer  tok ", None) == "tok"
+    assert presented_key(None, "xk") == "xk"
+    assert presented_key("Basic abc", None) is None
+
+
+# --- limits ----------------------------------------------------------------------------------
+
+
+async def test_admission_queues_then_refuses():
+    adm = Admission(max_concurrency=1, max_queue=1)
+    assert await adm.acquire()
+    waiter = asyncio.ensure_future(adm.acquire())
+    await asyncio.sleep(0)
+    assert adm.waiting == 1
+    assert not await adm.acquire()  # the queue is full: refused at once
+    adm.release()
+    assert await waiter and adm.active == 1 and adm.waiting == 0
+    cancelled = asyncio.ensure_future(adm.acquire())
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    await asyncio.gather(cancelled, return_exceptions=True)
+    adm.release()
+    assert adm.active == 0 and adm.waiting == 0
+
+
+def test_rate_limiter_refills_on_the_clock():
+    clock = VirtualClock(1000.0)
+    rl = RateLimiter(60, burst=2, clock=clock)
+    assert rl.take("k") is None and rl.take("k") is None
+    wait = rl.take("k")
+    assert wait == pytest.approx(1.0)
+    assert rl.take("other") is None  # per key
+    clock.advance(1.0)
+    assert rl.take("k") is None
+
+
+def test_rate_limit_is_429_with_retry_after(gateway, sim):
+    gw = gateway(provider("a", sim("openai")), serve={"rate_per_minute": 2})
+    assert gw.post(OPENAI, chat()).status_code == 200
+    assert gw.post(OPENAI, chat()).status_code == 200
+    r = gw.post(OPENAI, chat())
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+
+
+def test_concurrency_limit_is_429_when_the_queue_is_full(gateway, sim):
+    slow = sim("openai", Behavior(text="one two three four five six", tokens_per_second=4))
+    gw = gateway(provider("a", slow), serve={"max_concurrency": 1, "max_queue": 0})
+    with gw.client() as c, c.stream("POST", OPENAI, json=chat(stream=True)) as held:
+        assert held.status_code == 200  # in flight, holding the only slot
+        r = gw.post(OPENAI, chat())
+        assert r.status_code == 429 and r.headers["retry-after"] == "1"
+        held.read()
+    assert gw.post(OPENAI, chat()).status_code == 200
+
+
+def test_a_client_that_leaves_frees_its_slot_and_upstream_call(gateway, sim):
+    silent = sim("openai", Behavior(latency=30))  # answers after 30 s
+    gw = gateway(provider("a", silent), serve={"max_concurrency": 1, "max_queue": 0})
+    with pytest.raises(httpx.ReadTimeout), httpx.Client(base_url=gw.url, timeout=0.5) as c:
+        c.post(OPENAI, json=chat())  # the client gives up and closes its connection
+    deadline = time.monotonic() + 10
+    while not gw.log.getvalue():
+        assert time.monotonic() < deadline, "the gateway never noticed the client left"
+        time.sleep(0.02)  # polling for the log line, not proving timing
+    (line,) = gw.log_lines()
+    assert line["status"] == 499
+    assert gw.app.admission.active == 0  # the only slot is free again
+
+
+# --- metrics, readiness, log -----------------------------------------------------------------
+
+
+def test_metrics_count_requests_attempts_and_breakers(gateway, sim):
+    down = sim("openai", Behavior(statuses=[500] * 10))
+    gw = gateway(provider("a", down), provider("b", sim("openai")))
+    gw.post(OPENAI, chat())
+    text = gw.get("/metrics").text
+    assert 'failover_requests_total{api="openai",model="default",status="200"} 1.0' in text
+    assert 'failover_attempts_total{error_class="transient",outcome="failed",provider="a"}' in text
+    assert 'failover_failovers_total{error_class="transient",provider="a"} 1.0' in text
+    assert 'failover_breaker_state{provider="b"} 0.0' in text
+    assert "failover_request_duration_seconds_bucket" in text
+    assert 'failover_tokens_total{direction="output",provider="b"}' in text
+
+
+def test_readyz_is_503_when_every_breaker_is_open(gateway, sim):
+    bad = Behavior(statuses=[500] * 20)
+    gw = gateway(provider("a", sim("openai", bad)), provider("b", sim("openai", bad)),
+                 breaker={"failure_threshold": 1, "cooldown": 600})  # fmt: skip
+    assert gw.post(OPENAI, chat()).status_code == 503
+    r = gw.get("/readyz")
+    assert r.status_code == 503 and r.json() == {
+        "ready": False, "providers": {"a": "open", "b": "open"}
+    }  # fmt: skip
+    assert 'failover_breaker_state{provider="a"} 2.0' in gw.get("/metrics").text
+
+
+def test_access_log_has_the_route_but_no_prompt(gateway, sim):
+    gw = gateway(provider("a", sim("openai")))
+    gw.post(OPENAI, chat("my secret prompt"))
+    (line,) = gw.log_lines()
+    assert line["status"] == 200 and line["provider"] == "a" and line["attempts"] == 1
+    assert line["model"] == "default" and line["input_tokens"] > 0 and "latency_ms" in line
+    assert "my secret prompt" not in json.dumps(line)
+    gw = gateway(provider("a", sim("openai")), bodies=True)
+    gw.post(OPENAI, chat("my secret prompt"))
+    assert "my secret prompt" in gw.log_lines()[0]["request_body"]
+
+
+def test_background_probe_notices_recovery_without_a_request(gateway, sim):
+    a = sim("openai")
+    a.stop()  # refused: a network-level failure the prober can see the end of
+    breaker = {"failure_threshold": 1, "cooldown": 0.1, "cooldown_ratio": 10}
+    gw = gateway(provider("a", a), provider("b", sim("openai")), breaker=breaker)
+
+    def state() -> str:
+        return gw.get("/readyz").json()["providers"]["a"]
+
+    def wait_for(check: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 10
+        while not check():
+            assert time.monotonic() < deadline, "the breaker never changed"
+            time.sleep(0.02)  # polling for a state change, not proving timing
+
+    assert gw.post(OPENAI, chat()).headers["x-failover-provider"] == "b"  # a trips
+    wait_for(lambda: state() == "half_open")  # the first spell is one short cooldown
+    # The half-open probe fails: the spell grows to ten times the outage so far, much longer
+    # than the probe interval (the base cooldown).
+    assert gw.post(OPENAI, chat()).headers["x-failover-provider"] == "b"
+    assert state() == "open"
+    a.start()
+    wait_for(lambda: state() != "open")
+    assert a.requests and all(r.method == "GET" for r in a.requests)  # health calls only
+    assert gw.post(OPENAI, chat()).headers["x-failover-provider"] == "a"
+
+
+# --- the command -----------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = START_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"failover serve exited: {proc.stderr.read()!r}")  # type: ignore[union-attr]
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def test_serve_refuses_other_addresses_without_keys(sandbox, sim):
+    sandbox.config(provider("a", sim("openai")))
+    r = sandbox.run("serve", "--host", "0.0.0.0", "--port", "1")
+    assert r.returncode == 2
+    assert "without gateway keys" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_serve_without_the_extra_says_how_to_install(sandbox):
+    code = (
+        "import sys; sys.modules['uvicorn'] = None; "
+        "from failover_cli.cli.commands import run; run(['serve'])"
+    )
+    r = subprocess.run([sys.executable, "-c", code],
+                       capture_output=True, text=True, env=sandbox.env, timeout=30)  # fmt: skip
+    assert r.returncode == 2 and "pip install 'failover[serve]'" in r.stderr
+
+
+def test_sigterm_lets_an_inflight_stream_finish(sandbox, sim):
+    slow = sim("openai", Behavior(text="a b c d e f g h", tokens_per_second=10))
+    sandbox.config(provider("a", slow))
+    port = _free_port()
+    proc = subprocess.Popen([*FAILOVER, "serve", "--port", str(port), "--grace", "10"],
+                            env=sandbox.env, cwd=sandbox.root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        _wait_port(port, proc)
+        with (
+            httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c,
+            c.stream("POST", OPENAI, json=chat(stream=True)) as r,
+        ):
+            assert r.status_code == 200
+            it = r.iter_bytes()
+            first = next(it)
+            proc.send_signal(signal.SIGTERM)
+            rest = b"".join(it)
+        body = (first + rest).decode()
+        assert body.rstrip().endswith("data: [DONE]")
+        assert proc.wait(15) == 0
+        assert sandbox.state_path.exists()  # state flushed at shutdown
+        log = [json.loads(x) for x in proc.stdout.read().decode().splitlines() if x.strip()]  # type: ignore[union-attr]
+        assert log and log[-1]["status"] == 200 and log[-1]["stream"] is True
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,72 @@
+"""Gateways sharing breaker state through a real redis-server: a provider that fails through
+gateway A (``--workers 2``) is skipped by gateway B, which never sent it a request; both stop
+with exit 0 on SIGTERM."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+
+import httpx
+import pytest
+from conftest import FAILOVER, provider
+from test_serve_app import _free_port, _wait_port, chat
+
+from failover_cli.sim import Behavior
+
+try:
+    from redis_server import redis_url
+except ImportError:  # tests/ imported as a package
+    from tests.redis_server import redis_url
+
+__all__ = ["redis_url"]  # a fixture
+
+pytest.importorskip("uvicorn")
+
+
+def test_breaker_opened_through_one_gateway_is_skipped_by_another(sandbox, sim, redis_url):
+    tag = uuid.uuid4().hex[:8]  # provider names unique to this test in the shared server
+    bad, good = f"bad{tag}", f"good{tag}"
+    down = sim("openai", Behavior(statuses=[500] * 50))
+    up = sim("openai")
+    sandbox.config(provider(bad, down), provider(good, up),
+                   breaker={"failure_threshold": 1, "cooldown": 600})  # fmt: skip
+    sandbox.env["FAILOVER_STATE"] = redis_url
+    procs, urls = [], []
+    try:
+        for workers in ("2", "1"):  # gateway A runs two worker processes itself
+            port = _free_port()
+            procs.append(subprocess.Popen(
+                [*FAILOVER, "serve", "--port", str(port), "--access-log", "off",
+                 "--workers", workers],
+                env=sandbox.env, cwd=sandbox.root, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            ))  # fmt: skip
+            urls.append(f"http://127.0.0.1:{port}")
+            _wait_port(port, procs[-1], timeout=60)  # spawned workers import everything
+        a, b = (httpx.Client(base_url=u, timeout=10) for u in urls)
+        assert b.get("/readyz").json()["providers"][bad] == "closed"
+        r = a.post("/v1/chat/completions", json=chat())
+        assert r.headers["x-failover-provider"] == good and r.headers["x-failover-attempts"] == "2"
+        sent = down.count
+        # B learns of the open breaker from Redis within its sync interval (no request needed).
+        end = time.monotonic() + 10
+        while b.get("/readyz").json()["providers"][bad] != "open":
+            assert time.monotonic() < end, "gateway B never saw the breaker A opened"
+            time.sleep(0.05)  # polling for shared state, not proving timing
+        r = b.post("/v1/chat/completions", json=chat())
+        assert r.status_code == 200
+        assert r.headers["x-failover-provider"] == good and r.headers["x-failover-attempts"] == "1"
+        assert down.count == sent  # B skipped it without trying
+        a.close()
+        b.close()
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                assert p.wait(15) == 0
+            finally:
+                if p.poll() is None:
+                    p.kill()

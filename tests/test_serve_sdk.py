@@ -1,0 +1,208 @@
+"""The official ``openai`` and ``anthropic`` SDKs as clients of the gateway: text and tools,
+streamed and not, each API served by either kind of provider, failover, and the errors the
+SDKs raise for the gateway's 401/413/429/503."""
+
+from __future__ import annotations
+
+import json
+
+import anthropic
+import openai
+import pytest
+from conftest import provider
+from test_serve_app import gateway
+
+from failover_cli.serve.auth import GatewayKeys, digest
+from failover_cli.sim import Behavior
+
+__all__ = ["gateway"]  # a fixture
+
+TEXT = "Hello from the failover simulator."
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather of a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+WEATHER_ANTHROPIC = {
+    "name": "get_weather",
+    "description": "Weather of a city",
+    "input_schema": WEATHER["function"]["parameters"],  # type: ignore[index]
+}
+USER = [{"role": "user", "content": "Hi"}]
+
+
+def oa(gw, key: str = "unused") -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0, timeout=10)
+
+
+def an(gw, key: str = "unused") -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0, timeout=10)
+
+
+@pytest.fixture(params=["openai", "anthropic"])
+def upstream(request, sim):
+    """One provider of each kind behind the gateway, in turn."""
+    return provider("up", sim(request.param))
+
+
+def test_openai_text(gateway, upstream):
+    gw = gateway(upstream)
+    raw = oa(gw).chat.completions.with_raw_response.create(model="default", messages=USER)
+    done = raw.parse()
+    assert done.choices[0].message.content == TEXT
+    assert done.choices[0].finish_reason == "stop"
+    assert done.usage is not None and done.usage.completion_tokens > 0
+    assert raw.headers["x-failover-provider"] == "up"
+
+
+def test_openai_stream(gateway, upstream):
+    gw = gateway(upstream)
+    stream = oa(gw).chat.completions.create(
+        model="default", messages=USER, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == TEXT
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+
+def test_openai_tools(gateway, upstream):
+    gw = gateway(upstream)
+    client = oa(gw)
+    done = client.chat.completions.create(model="default", messages=USER, tools=[WEATHER])
+    call = done.choices[0].message.tool_calls[0]
+    assert done.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "get_weather" and "city" in json.loads(call.function.arguments)
+    stream = client.chat.completions.create(
+        model="default", messages=USER, tools=[WEATHER], stream=True
+    )
+    args, names = "", set()
+    for c in stream:
+        for tc in (c.choices[0].delta.tool_calls or []) if c.choices else []:
+            names.add(tc.function.name) if tc.function and tc.function.name else None
+            args += (tc.function.arguments or "") if tc.function else ""
+    assert names == {"get_weather"} and "city" in json.loads(args)
+
+
+def test_anthropic_text(gateway, upstream):
+    gw = gateway(upstream)
+    raw = an(gw).messages.with_raw_response.create(model="default", max_tokens=50,
+                                                   messages=USER)  # fmt: skip
+    msg = raw.parse()
+    assert msg.content[0].type == "text" and msg.content[0].text == TEXT
+    assert msg.stop_reason == "end_turn" and msg.usage.output_tokens > 0
+    assert raw.headers["x-failover-provider"] == "up"
+    beta = an(gw).beta.messages.create(model="default", max_tokens=50, messages=USER)
+    assert beta.content[0].text == TEXT  # POST /v1/messages?beta=true
+
+
+def test_anthropic_stream(gateway, upstream):
+    gw = gateway(upstream)
+    with an(gw).messages.stream(model="default", max_tokens=50, messages=USER) as s:
+        text = "".join(s.text_stream)
+        final = s.get_final_message()
+    assert text == TEXT and final.stop_reason == "end_turn"
+
+
+def test_anthropic_tools(gateway, upstream):
+    gw = gateway(upstream)
+    client = an(gw)
+    msg = client.messages.create(model="default", max_tokens=50, messages=USER,
+                                 tools=[WEATHER_ANTHROPIC])  # fmt: skip
+    use = next(b for b in msg.content if b.type == "tool_use")
+    assert msg.stop_reason == "tool_use" and use.name == "get_weather" and "city" in use.input
+    with client.messages.stream(model="default", max_tokens=50, messages=USER,
+                                tools=[WEATHER_ANTHROPIC]) as s:  # fmt: skip
+        final = s.get_final_message()
+    assert any(b.type == "tool_use" and b.name == "get_weather" for b in final.content)
+
+
+def test_failover_through_the_sdk(gateway, sim):
+    down = sim("anthropic", Behavior(statuses=[529] * 10))
+    gw = gateway(provider("a", down), provider("b", sim("openai")))
+    raw = an(gw).messages.with_raw_response.create(model="default", max_tokens=50,
+                                                   messages=USER)  # fmt: skip
+    assert raw.parse().content[0].text == TEXT
+    assert raw.headers["x-failover-provider"] == "b"
+    assert int(raw.headers["x-failover-attempts"]) >= 2
+
+
+def test_all_down_raises_the_sdks_server_error(gateway, sim):
+    down = Behavior(statuses=[500] * 20)
+    gw = gateway(provider("a", sim("openai", down)), provider("b", sim("anthropic", down)))
+    with pytest.raises(openai.InternalServerError) as e:
+        oa(gw).chat.completions.create(model="default", messages=USER)
+    assert e.value.status_code == 503 and int(e.value.response.headers["retry-after"]) >= 1
+    with pytest.raises(anthropic.InternalServerError) as e2:
+        an(gw).messages.create(model="default", max_tokens=50, messages=USER)
+    assert e2.value.status_code == 503 and e2.value.response.headers["retry-after"]
+    with pytest.raises(openai.InternalServerError):  # a stream too: a status, not a 200
+        list(oa(gw).chat.completions.create(model="default", messages=USER, stream=True))
+
+
+def test_sdk_errors_for_gateway_limits(gateway, sim):
+    keys = GatewayKeys([digest("gw-key")])
+    gw = gateway(provider("a", sim("openai")), keys=keys,
+                 serve={"rate_per_minute": 2, "max_body_bytes": 4000})  # fmt: skip
+    with pytest.raises(openai.AuthenticationError):
+        oa(gw, "wrong").chat.completions.create(model="default", messages=USER)
+    with pytest.raises(anthropic.AuthenticationError):
+        an(gw, "wrong").messages.create(model="default", max_tokens=5, messages=USER)
+    with pytest.raises(openai.APIStatusError) as e:
+        oa(gw, "gw-key").chat.completions.create(
+            model="default", messages=[{"role": "user", "content": "x" * 5000}]
+        )
+    assert e.value.status_code == 413
+    assert oa(gw, "gw-key").chat.completions.create(model="default", messages=USER)
+    with pytest.raises(anthropic.RateLimitError):
+        an(gw, "gw-key").messages.create(model="default", max_tokens=5, messages=USER)
+
+
+def test_models_through_the_sdks(gateway, sim):
+    gw = gateway(provider("a", sim("openai")), models={"fast": ["a"]})
+    assert [m.id for m in oa(gw).models.list()] == ["fast", "a"]
+    assert [m.id for m in an(gw).models.list()] == ["fast", "a"]
+
+
+def test_cut_stream_is_continued_by_the_next_provider(gateway, sim):
+    cut = sim("openai", Behavior(fault="truncate", fault_after_tokens=2))
+    gw = gateway(provider("a", cut), provider("b", sim("anthropic")))
+    stream = oa(gw).chat.completions.create(model="default", messages=USER, stream=True)
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text.startswith("Hello from") and len(text) >= len("Hello from")
+
+
+def test_cut_stream_with_nothing_behind_ends_in_an_error_the_sdk_raises(gateway, sim):
+    cut = sim("anthropic", Behavior(fault="truncate", fault_after_tokens=2))
+    gw = gateway(provider("a", cut))
+    with (
+        pytest.raises(anthropic.APIError),
+        an(gw).messages.stream(model="default", max_tokens=50, messages=USER) as s,
+    ):
+        "".join(s.text_stream)
+    with pytest.raises(openai.APIError):
+        list(oa(gw).chat.completions.create(model="default", messages=USER, stream=True))
+
+
+def test_body_fallbacks_extend_the_chain(gateway, sim):
+    a = sim("openai", Behavior(statuses=[500] * 10))
+    b, c = sim("openai"), sim("openai")
+    gw = gateway(provider("a", a), provider("b", b), provider("c", c), models={"solo": ["a"]})
+    raw = oa(gw).chat.completions.with_raw_response.create(
+        model="solo", messages=USER, extra_body={"fallbacks": ["c"]}
+    )
+    assert raw.headers["x-failover-provider"] == "c" and b.count == 0
+    with pytest.raises(openai.BadRequestError):
+        oa(gw).chat.completions.create(model="solo", messages=USER,
+                                       extra_body={"fallbacks": ["nope"]})  # fmt: skip
+    raw = oa(gw).chat.completions.with_raw_response.create(
+        model="default", messages=USER, extra_headers={"x-failover-providers": "a,c"}
+    )
+    assert raw.headers["x-failover-provider"] == "c" and b.count == 0

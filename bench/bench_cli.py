@@ -642,6 +642,7 @@ def cli_setup(tmpdir: Path, url: str) -> Setup:
         XDG_CONFIG_HOME=str(tmpdir / "xdg-config"),
         XDG_STATE_HOME=str(tmpdir / "xdg-state"),
         XDG_CACHE_HOME=str(tmpdir / "xdg-cache"),
+        XDG_DATA_HOME=str(tmpdir / "xdg-data"),  # the history: recorded, as a user's ask is
     )
     config = tmpdir / "providers.yaml"
     config.write_text(CONFIG.format(model=MODEL, url=url), encoding="utf-8")

@@ -1,13 +1,13 @@
-"""The user's config, state and cache directories for failover.
+"""The user's config, state, cache and data directories for failover.
 
 On Linux and the BSDs these follow the XDG base directory spec exactly as ``platformdirs``
 does (``$XDG_CONFIG_HOME`` or ``~/.config``, ``$XDG_STATE_HOME`` or ``~/.local/state``,
-``$XDG_CACHE_HOME`` or ``~/.cache``, then ``failover``); importing platformdirs costs about
-7 ms, paid by every ``failover ask`` that finds its files in the default places. A test holds
-these equal to platformdirs' answers, with one difference the spec asks for: a relative path
-in an ``XDG_*`` variable is invalid and ignored (platformdirs would honour it, putting the
-configuration cache and its secret wherever the command happens to run). macOS and Windows
-ask platformdirs.
+``$XDG_CACHE_HOME`` or ``~/.cache``, ``$XDG_DATA_HOME`` or ``~/.local/share``, then
+``failover``); importing platformdirs costs about 7 ms, paid by every ``failover ask`` that
+finds its files in the default places. A test holds these equal to platformdirs' answers,
+with one difference the spec asks for: a relative path in an ``XDG_*`` variable is invalid
+and ignored (platformdirs would honour it, putting the configuration cache and its secret
+wherever the command happens to run). macOS and Windows ask platformdirs.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ _XDG = {
     "config": ("XDG_CONFIG_HOME", "~/.config"),
     "state": ("XDG_STATE_HOME", "~/.local/state"),
     "cache": ("XDG_CACHE_HOME", "~/.cache"),
+    "data": ("XDG_DATA_HOME", "~/.local/share"),
 }
 
 
@@ -49,3 +50,8 @@ def state_dir() -> Path:
 def cache_dir() -> Path:
     """Where derived files that are safe to delete live (the parsed-configuration cache)."""
     return _user_dir("cache")
+
+
+def data_dir() -> Path:
+    """Where the user's own records live (the history database, ``history.db``)."""
+    return _user_dir("data")

@@ -130,6 +130,7 @@ def sandbox(tmp_path: Path, bytecode_cache: Path) -> Sandbox:
             "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
             "XDG_STATE_HOME": str(tmp_path / "xdg-state"),
             "XDG_CACHE_HOME": str(tmp_path / "xdg-cache"),
+            "XDG_DATA_HOME": str(tmp_path / "xdg-data"),
             "COLUMNS": "200",
         }
     )

@@ -108,13 +108,15 @@ def last_prompt(s) -> str:
 
 
 @pytest.mark.parametrize("flags", [["-c"], ["--cid", "01JX"]])
-def test_continuing_a_conversation_is_refused_until_it_exists(sandbox: Sandbox, sim, flags) -> None:
+def test_continuing_a_conversation_that_does_not_exist_is_refused(
+    sandbox: Sandbox, sim, flags
+) -> None:
     """Not a question asked silently without the conversation it continues."""
     gpt = sim("openai", Behavior(text=ANSWER))
     sandbox.config(provider("gpt", gpt))
     proc = sandbox.run("ask", *flags, "and then?")
     assert proc.returncode == 2, proc.stderr
-    assert "conversations are not available yet" in proc.stderr
+    assert "no conversation" in proc.stderr
     assert [r for r in gpt.requests if r.method == "POST"] == []
     no_traceback(proc)
 

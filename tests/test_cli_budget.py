@@ -86,3 +86,18 @@ def test_help_documents_the_budget_exit_code(sandbox: Sandbox) -> None:
     proc = sandbox.run("--help")
     assert proc.returncode == 0
     assert re.search(r"^\s+4\s+refused by the budget", proc.stdout, re.MULTILINE)
+
+
+def test_a_budget_refusal_beside_a_keyless_provider_still_exits_4(sandbox: Sandbox, sim) -> None:
+    """Key advice is for chains that failed for want of keys, not for budget refusals."""
+    gpt = sim("openai", Behavior(text=ANSWER))
+    claude = sim("anthropic", Behavior(text=ANSWER))
+    sandbox.config(
+        provider("claude", claude, cost=PRICE, api_key_env="NO_SUCH_KEY_SET"),
+        provider("gpt", gpt, cost=PRICE),
+        budget={"providers": {"gpt": {"daily_usd": 0.001}}},
+    )
+    proc = sandbox.run("ask", "--max-tokens", "10", "Say the pangram")
+    assert proc.returncode == 4, proc.stderr
+    assert "refused by the budget" in proc.stderr
+    assert posts(gpt) == posts(claude) == 0

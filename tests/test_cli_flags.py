@@ -27,6 +27,9 @@ SPECS = {
     "config path": options.CONFIG_PATH,
     "config init": options.CONFIG_INIT,
     "demo": options.DEMO,
+    "chat": options.CHAT,
+    "logs": options.LOGS,
+    "logs show": options.LOGS_SHOW,
 }
 TYPER_OWN = {"help", "install_completion", "show_completion"}  # added by Typer itself
 

@@ -327,10 +327,13 @@ def test_an_entry_made_by_other_validation_code_is_not_used(tmp_path):
 
 @pytest.mark.skipif(sys.platform.startswith(("win", "darwin")), reason="XDG platforms only")
 @pytest.mark.parametrize("xdg", [None, "", "   ", "/custom/place"])
-@pytest.mark.parametrize("kind", ["config", "state", "cache"])
+@pytest.mark.parametrize("kind", ["config", "state", "cache", "data"])
 def test_user_directories_agree_with_platformdirs(monkeypatch, tmp_path, kind, xdg):
     monkeypatch.setenv("HOME", str(tmp_path))
-    var = {"config": "XDG_CONFIG_HOME", "state": "XDG_STATE_HOME", "cache": "XDG_CACHE_HOME"}[kind]
+    var = {
+        "config": "XDG_CONFIG_HOME", "state": "XDG_STATE_HOME", "cache": "XDG_CACHE_HOME",
+        "data": "XDG_DATA_HOME",
+    }[kind]  # fmt: skip
     if xdg is None:
         monkeypatch.delenv(var, raising=False)
     else:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .ask_input import MAX_STDIN, bounded_stdin, model_overrides, raw_stdin, schema_format
-from .exits import EXIT_FAILED, BadOption, exit_code_of, handled, run_async
+from .exits import EXIT_FAILED, exit_code_of, handled, run_async
 from .output import (
     Answer,
     PlainNotes,
@@ -33,7 +33,7 @@ from .wiring import check_names, close_store, load_config, open_store, state_loc
 if TYPE_CHECKING:
     from ..config import Config
     from ..errors import RoutingError
-    from ..types import Attempt
+    from ..types import Attempt, RouteResult
 
 
 def run_ask(
@@ -54,6 +54,7 @@ def run_ask(
     usage: bool = False,
     continue_last: bool = False,
     cid: str | None = None,
+    no_log: bool = False,
     config: str | None = None,
     state: str | None = None,
 ) -> None:
@@ -62,18 +63,18 @@ def run_ask(
     ``provider``, ``model`` or ``schema``, before standard input is read. The defaults are
     those of :data:`failover_cli.cli.options.ASK` (a test holds them equal).
 
-    ``continue_last`` (``-c``/``--continue``) and ``cid`` (``--cid``) name the conversation
-    to continue; conversations are not implemented yet, so either is a usage error that says
-    so rather than a question asked without its conversation."""
-    from ..errors import AllProvidersFailed
+    ``continue_last`` (``-c``/``--continue``) and ``cid`` (``--cid``) continue the last or a
+    given conversation: its earlier turns are sent first (BadOption when there is none). The
+    answer is recorded in the history afterwards unless ``no_log`` (see
+    :mod:`failover_cli.cli.logs`)."""
+    from ..errors import AllProvidersFailed, BudgetExceeded
 
-    if continue_last or cid is not None:
-        option = "--continue" if continue_last else "--cid"
-        raise BadOption("conversations are not available yet: ask without it", option)
     with handled():
         from ..prompt import STDIN_MARKER, read_prompt
+        from .logs import Conversation
 
         cfg = load_config(config)
+        talk = Conversation.start(cfg, continue_last=continue_last, cid=cid, no_log=no_log)
         only = check_names(cfg, provider, "--provider")
         models = model_overrides(cfg, model, only)
         response_format = schema_format(schema) if schema is not None else None
@@ -96,7 +97,7 @@ def run_ask(
         request: dict[str, Any] = dict(
             prompt=text,
             max_tokens=max_tokens,
-            system=system,
+            system=talk.system(system),
             temperature=temperature,
             timeout=timeout,
             max_wait=wait,
@@ -109,20 +110,23 @@ def run_ask(
             request["prompt"] = None
             request["messages"] = [user_message(text, attachments)]
             shown["attachments"] = [a.summary() for a in attachments]
+        talk.add_earlier(request)
         if response_format is not None:
             request["response_format"] = response_format
         if models:
             request["models"] = models
         location = state_location(state, cfg)
         try:
-            run_async(
+            result = run_async(
                 _ask(cfg, location, request, stream=not no_stream, json_out=json_out,
                      verbose=verbose, structured=response_format is not None, shown=shown,
                      usage=usage)
             )  # fmt: skip
         except AllProvidersFailed as exc:
-            _explain_keys(cfg, exc)
+            if not isinstance(exc, BudgetExceeded):  # keys were not what stopped it
+                _explain_keys(cfg, exc)
             raise
+        talk.record(text, request["system"], result, attachments)  # the answer is out
 
 
 async def _ask(
@@ -136,9 +140,10 @@ async def _ask(
     structured: bool = False,
     shown: Mapping[str, Any] | None = None,
     usage: bool = False,
-) -> None:
+) -> RouteResult | None:
     """Route ``request``; print the answer as it streams, or whole (``--json``; with
-    ``structured``, the JSON answer once complete), plus ``shown`` in ``--json`` output."""
+    ``structured``, the JSON answer once complete), plus ``shown`` in ``--json`` output.
+    Returns the result once the answer is printed and flushed."""
     from ..errors import AllProvidersFailed, RoutingError
     from ..router import FailoverRouter
 
@@ -177,7 +182,7 @@ async def _ask(
             answer.finish_line()
             if usage or verbose:
                 note_dim(usage_text(route_stream.result))
-            return
+            return route_stream.result
         try:
             if stream:
                 result = await router.stream(**request).collect()
@@ -207,6 +212,7 @@ async def _ask(
             from ..errors import FailoverError
 
             raise FailoverError(f"{result.provider} answered, but not with JSON ({problem})")
+        return result
     finally:
         display.stop()
         await router.aclose()  # the one save of this invocation, also after Ctrl-C

@@ -19,11 +19,12 @@ from . import options as o
 from .exits import EXIT_OK, BadOption, click_errors, guarded
 
 EXIT_CODES_HELP = """\
-[bold]Exit codes[/bold] (ask, bench, status, config, demo)
+[bold]Exit codes[/bold] (ask, chat, logs, bench, status, config, demo)
   0    answered / done
   1    no provider could answer (all failed, or still down after waiting)
   2    usage or configuration error
   3    the request itself was rejected (not retried, not failed over)
+  4    refused by the budget (answering would exceed a spend limit)
   130  interrupted (Ctrl-C; state is saved)
   141  standard output closed early (e.g. piped into `head`; state is saved)
   143  terminated (SIGTERM, as sent by timeout, systemd, Kubernetes; state is saved)
@@ -48,6 +49,8 @@ ASK_EPILOG = """\
   failover ask --schema '{"properties": {"prime": {"type": "boolean"}}}' "Is 7 prime?"
   failover ask -p claude -m claude-opus-4-5 "A hard question"
   failover ask -m claude=claude-haiku-4-5 -m gpt=gpt-4o-mini "A quick one"
+  failover ask -c "And what about half-open?"     (continue the last conversation)
+  failover ask --no-log "Not for the history"
 
 stdout carries only the answer; the trace (-v), spinner and errors go to stderr.
 Piped stdin must be UTF-8 text (no NUL bytes) of at most 16 MiB: anything else is a
@@ -102,6 +105,32 @@ BENCH_EPILOG = """\
 Each provider is called directly (no failover); results also go into the latency history.
 """
 
+CHAT_EPILOG = """\
+[bold]Examples[/bold]
+  failover chat                      (a new conversation)
+  failover chat -c                   (go on with the last one, from ask or chat)
+  failover chat --cid 6752ab12cd3f0e91 -s "Answer briefly"
+
+Type a prompt and Enter; /exit or Ctrl-D ends the chat (exit 0).
+Ctrl-C during an answer stops that answer and returns to the prompt;
+Ctrl-C at the prompt ends the chat (exit 130). Each answered turn is
+recorded in the history (not with --no-log or FAILOVER_LOG=0).
+"""
+
+LOGS_EPILOG = """\
+[bold]Examples[/bold]
+  failover logs                      (the newest 20 requests)
+  failover logs -n 5 -q "circuit breaker" -p claude --since 7d
+  failover logs --json | jq '.[0].answer'
+  failover logs show 42
+
+Every answered ask and chat turn is recorded in history.db in the user
+data directory (or log.path): prompt, system prompt, answer, providers,
+attempts, tokens, cost; attachments by name and SHA-256 only; never a key.
+The oldest entries are pruned beyond log.max_entries or log.max_mb.
+Not recorded: --no-log, FAILOVER_LOG=0, log: false in the configuration.
+"""
+
 app = typer.Typer(
     name="failover",
     epilog=EXIT_CODES_HELP,
@@ -118,6 +147,12 @@ config_app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(config_app, name="config")
+logs_app = typer.Typer(
+    help="List and search the recorded requests (the history), or show one.",
+    invoke_without_command=True,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+)
 
 # --- parameters from the declarations ---------------------------------------------------------
 
@@ -284,6 +319,62 @@ def config_init(**kwargs: Any) -> None:
     from .config_cmd import run_init
 
     run_init(**kwargs)
+
+
+SERVE_EPILOG = """\
+[bold]Examples[/bold]
+  failover serve                                  (127.0.0.1:8400)
+  OPENAI_BASE_URL=http://127.0.0.1:8400/v1 your-openai-app
+  ANTHROPIC_BASE_URL=http://127.0.0.1:8400 your-anthropic-app
+  FAILOVER_GATEWAY_KEYS=k1 failover serve --host 0.0.0.0 --workers 2   (with serve.keys_env)
+
+Needs the extra: pip install 'failover\\[serve]'. SIGTERM finishes in-flight requests
+within --grace seconds, saves the state and exits 0.
+"""
+
+
+@_command(app, o.SERVE, epilog=SERVE_EPILOG)
+def serve(**kwargs: Any) -> None:
+    """Serve the chain as an OpenAI- and Anthropic-compatible API for any app."""
+    from .serve import run_serve
+
+    run_serve(**kwargs)
+
+
+@_command(app, o.CHAT, epilog=CHAT_EPILOG)
+def chat(**kwargs: Any) -> None:
+    """Chat at a prompt: each answer streams through the chain, with the earlier turns."""
+    from .chat_loop import run_chat
+
+    run_chat(**kwargs)
+
+
+def _logs(**kwargs: Any) -> None:
+    """List the newest recorded requests, newest first (see also: failover logs show ID)."""
+    from typer._click.globals import get_current_context
+
+    if get_current_context().invoked_subcommand is not None:
+        return  # `logs show`: its options are its own
+    from .logs import run_logs
+
+    run_logs(**kwargs)
+
+
+logs_app.callback(epilog=LOGS_EPILOG)(_bound(_logs, o.LOGS))
+app.add_typer(logs_app, name="logs")
+
+
+@_command(
+    logs_app,
+    o.LOGS_SHOW,
+    "show",
+    epilog="[bold]Examples[/bold]\n  failover logs show 42\n  failover logs show 42 --json",
+)
+def logs_show(**kwargs: Any) -> None:
+    """Show one recorded request whole: prompt, answer, providers, attempts, tokens, cost."""
+    from .logs import run_logs_show
+
+    run_logs_show(**kwargs)
 
 
 @_command(app, o.DEMO, epilog="[bold]Examples[/bold]\n  failover demo\n  failover demo --fast")

@@ -8,7 +8,8 @@ start-up path of every ``ask``).
 
 Short flags are decided here for the whole command line: one short flag means one long option
 in every command (a test walks every command to hold it so). ``-c`` is ``--continue``, as in
-``llm`` and ``mods``; ``--config`` has none.
+``llm`` and ``mods``; ``--config`` has none. ``-n`` is ``--requests`` everywhere: requests per
+provider in ``bench``, the newest N recorded requests in ``logs`` (``llm logs -n`` works).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ MAX_TOKENS = 1_000_000  # more than any model generates in one answer
 MAX_SECONDS = 86_400.0  # a day: the longest --timeout, --wait or --watch that makes sense
 MAX_REQUESTS = 100_000  # bench: requests per provider
 MAX_CONCURRENCY = 1_000  # bench: requests in flight at once
+MAX_LISTED = 100_000  # logs: entries listed at once
 
 KINDS = ("flag", "str", "list", "int", "float")
 
@@ -199,8 +201,60 @@ ASK: tuple[Param, ...] = (
         short="-c",
     ),
     Opt("--cid", "cid", "str", "Continue the conversation with this ID.", metavar="ID"),
+    Opt(
+        "--no-log",
+        "no_log",
+        "flag",
+        "Do not record this call in the history (also: FAILOVER_LOG=0, or log: false).",
+    ),
     CONFIG,
     STATE,
+)
+
+# --- chat, logs ---------------------------------------------------------------------------
+
+_CHAT_PARAMS = (
+    "system", "max_tokens", "temperature", "provider", "model", "timeout", "wait", "verbose",
+    "usage", "continue_last", "cid", "no_log", "config", "state",
+)  # fmt: skip
+CHAT: tuple[Param, ...] = tuple(p for p in ASK if isinstance(p, Opt) and p.param in _CHAT_PARAMS)
+
+LOGS: tuple[Param, ...] = (
+    Opt(
+        "--requests",
+        "requests",
+        "int",
+        "Show the newest N recorded requests.",
+        short="-n",
+        default=20,
+        lo=1,
+        hi=MAX_LISTED,
+    ),
+    Opt(
+        "--query",
+        "query",
+        "str",
+        "Only entries whose prompt, system prompt or answer hold every word of TEXT.",
+        short="-q",
+        metavar="TEXT",
+    ),
+    _provider("Only entries this provider answered or helped answer (repeatable)."),
+    Opt(
+        "--since",
+        "since",
+        "str",
+        "Only entries since WHEN: an age (30m, 12h, 7d) or a date (2026-01-31, 2026-01-31T08:00).",
+        metavar="WHEN",
+    ),
+    Opt("--cid", "cid", "str", "Only the conversation with this ID.", metavar="ID"),
+    Opt("--json", "json_out", "flag", "Print one JSON list of the entries (all fields)."),
+    TABLE,
+    CONFIG,
+)
+LOGS_SHOW: tuple[Param, ...] = (
+    Arg("entry", "ID", "The entry to show (its number in `failover logs`)."),
+    Opt("--json", "json_out", "flag", "Print the entry as one JSON object."),
+    CONFIG,
 )
 
 # --- health, status, bench ----------------------------------------------------------------
@@ -292,6 +346,53 @@ BENCH: tuple[Param, ...] = (
     _provider("Benchmark only this provider (repeatable)."),
     JSON,
     Opt("--csv", "csv_out", "flag", "Print CSV."),
+    CONFIG,
+    STATE,
+)
+
+# --- serve --------------------------------------------------------------------------------
+
+SERVE: tuple[Param, ...] = (
+    Opt(
+        "--host",
+        "host",
+        "str",
+        "Address to bind (default: serve.host, 127.0.0.1). Any other than loopback needs "
+        "gateway keys (serve.keys_env or serve.keys_file).",
+        metavar="ADDR",
+    ),
+    Opt("--port", "port", "int", "Port (default: serve.port, 8400).", lo=1, hi=65535),
+    Opt(
+        "--workers",
+        "workers",
+        "int",
+        "Worker processes; they share breaker state through the store (Redis for a fleet).",
+        default=1,
+        lo=1,
+        hi=256,
+    ),
+    Opt(
+        "--grace",
+        "grace",
+        "float",
+        "Seconds in-flight requests and streams get to finish after SIGTERM.",
+        default=30.0,
+        lo=0,
+        hi=MAX_SECONDS,
+    ),
+    Opt(
+        "--access-log",
+        "access_log",
+        "str",
+        "Where the JSON-lines access log goes: '-' stdout (default), a file, or 'off'.",
+        metavar="PATH",
+    ),
+    Opt(
+        "--log-bodies",
+        "log_bodies",
+        "flag",
+        "Also log request bodies and answers (prompts!) in the access log.",
+    ),
     CONFIG,
     STATE,
 )

@@ -1,0 +1,329 @@
+"""The history on the command line: what ``ask`` and ``chat`` record, the conversations they
+continue (``-c``, ``--cid``), and ``failover logs`` / ``failover logs show``.
+
+The database is :mod:`failover_cli.history`, imported (with ``sqlite3``) only when it is
+used: after the answer has been printed and flushed, or to read a conversation. A history
+that cannot be written (locked, unwritable, a symbolic link at its path) costs one warning on
+stderr, never the answer or the exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .exits import BadOption, handled
+from .output import clean, print_json, scrub, warn
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..history import Entry, History
+    from ..types import RouteResult
+
+MAX_CID = 64  # characters of a conversation id given with --cid
+PREVIEW = 60  # characters of a prompt shown in the `logs` table
+MAX_AGE = 100 * 366 * 86400.0  # seconds: the oldest --since age
+
+
+def _history(cfg: Config) -> History:
+    """The history database of ``cfg`` (HistoryError when it cannot be opened)."""
+    from ..history import History, history_path
+
+    return History(history_path(cfg.log), cfg.log)
+
+
+def _exists(cfg: Config) -> bool:
+    from ..history import history_path
+
+    return os.path.lexists(history_path(cfg.log))
+
+
+class Conversation:
+    """The conversation an ``ask`` or ``chat`` turn belongs to: its id, the earlier turns
+    to send, and whether answers are recorded. A new conversation imports nothing of the
+    history before its first answer is out."""
+
+    def __init__(
+        self, cfg: Config, cid: str | None, earlier: Sequence[Entry], no_log: bool
+    ) -> None:
+        self.cfg = cfg
+        self._cid = cid
+        self.earlier = list(earlier)
+        self.no_log = no_log
+        self.original_system = self.earlier[-1].system if self.earlier else None
+
+    @property
+    def cid(self) -> str:
+        """The conversation's id (a new one is made when first asked for)."""
+        if self._cid is None:
+            from ..history import new_cid
+
+            self._cid = new_cid()
+        return self._cid
+
+    @classmethod
+    def start(
+        cls, cfg: Config, *, continue_last: bool = False, cid: str | None = None,
+        no_log: bool = False,
+    ) -> Conversation:  # fmt: skip
+        """A new conversation, or the last one (``continue_last``) or ``cid`` read from the
+        history; BadOption (a usage error) when there is no such conversation."""
+        if not continue_last and cid is None:
+            return cls(cfg, None, [], no_log)
+        option = "--cid" if cid is not None else "--continue"
+        if cid is not None and not (0 < len(cid) <= MAX_CID and cid.isprintable()):
+            raise BadOption(f"not a conversation id (at most {MAX_CID} characters)", option)
+        turns = _read_conversation(cfg, cid, option)
+        return cls(cfg, turns[-1].cid, turns, no_log)
+
+    def system(self, given: str | None) -> str | None:
+        """The system prompt of this turn: ``given``, else the conversation's."""
+        return given if given is not None else self.original_system
+
+    def add_earlier(self, request: dict[str, Any]) -> None:
+        """Put the earlier turns before ``request``'s prompt (or its messages)."""
+        if not self.earlier:
+            return
+        from ..history import messages_of
+
+        request["messages"] = messages_of(self.earlier) + list(request.get("messages") or [])
+
+    def record(
+        self,
+        prompt: str,
+        system: str | None,
+        result: RouteResult | None,
+        attachments: Sequence[Any] = (),
+    ) -> None:
+        """Record an answered turn (call it once the answer is out); one warning if the
+        history cannot be written. The turn becomes an earlier turn of the next one."""
+        if result is None:
+            return
+        from ..history import Entry, HistoryError, enabled, result_fields
+
+        fields = result_fields(result)
+        files = [_attachment(a) for a in attachments]
+        entry_id = 0
+        if enabled(self.cfg.log, no_log=self.no_log):
+            try:
+                with _history(self.cfg) as history:
+                    entry_id = history.record(
+                        cid=self.cid, prompt=prompt, system=system, config=self.cfg,
+                        attachments=files, **fields,
+                    )  # fmt: skip
+            except HistoryError as exc:
+                warn(f"history not written: {exc}")
+        self.earlier.append(
+            Entry(id=entry_id, cid=self.cid, at=time.time(), prompt=prompt, system=system,
+                  attachments=files, **fields)
+        )  # fmt: skip
+        self.original_system = system
+
+
+def _attachment(a: Any) -> dict[str, Any]:
+    """An attachment as the history keeps it: name, type, size and SHA-256, not its bytes."""
+    import hashlib
+
+    return {**a.summary(), "sha256": hashlib.sha256(a.data).hexdigest()}
+
+
+def _read_conversation(cfg: Config, cid: str | None, option: str) -> list[Entry]:
+    from ..history import HistoryError, history_path
+
+    where = history_path(cfg.log)
+    if not _exists(cfg):
+        raise BadOption(f"no conversation to continue: the history ({where}) is empty", option)
+    try:
+        with _history(cfg) as history:
+            target = cid if cid is not None else history.last_cid()
+            turns = history.conversation(target) if target is not None else []
+    except HistoryError as exc:
+        raise BadOption(f"cannot read the history: {exc}", option) from None
+    if not turns:
+        if cid is not None:
+            raise BadOption(f"no conversation '{cid}' in the history ({where})", option)
+        raise BadOption(f"no conversation to continue: the history ({where}) is empty", option)
+    return turns
+
+
+# --- failover logs ------------------------------------------------------------------------------
+
+_AGE = r"(\d+(?:\.\d+)?)\s*([smhdw])"  # compiled when --since is given, not at every ask
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_since(text: str, now: float) -> float:
+    """``--since``'s Unix time: an age before ``now`` (``30m``, ``12h``, ``7d``, ``2w``) or a
+    local date or date and time in ISO form; BadOption otherwise."""
+    value = text.strip().lower()
+    match = re.fullmatch(_AGE, value)
+    if match:
+        age = float(match.group(1)) * _UNITS[match.group(2)]
+        if age <= MAX_AGE:
+            return now - age
+    else:
+        from datetime import datetime
+
+        try:
+            return datetime.fromisoformat(text.strip()[:64]).timestamp()
+        except (ValueError, OverflowError, OSError):
+            pass
+    raise BadOption(
+        f"'{text[:64]}' is neither an age (30m, 12h, 7d) nor a date (2026-01-31T08:00)",
+        "--since",
+    )
+
+
+def run_logs(
+    *,
+    requests: int = 20,
+    query: str | None = None,
+    provider: Sequence[str] | None = None,
+    since: str | None = None,
+    cid: str | None = None,
+    json_out: bool = False,
+    boxed: bool = False,
+    config: str | None = None,
+) -> None:
+    """List the newest recorded requests (see ``failover logs --help``)."""
+    from .wiring import load_config
+
+    with handled():
+        start = parse_since(since, time.time()) if since is not None else None
+        cfg = load_config(config)
+        entries = _list(cfg, requests, query, provider, start, cid)
+        if json_out:
+            print_json([e.to_dict() for e in entries])
+            return
+        _print_table(entries, boxed)
+
+
+def _list(
+    cfg: Config,
+    count: int,
+    query: str | None,
+    providers: Sequence[str] | None,
+    since: float | None,
+    cid: str | None,
+) -> list[Entry]:
+    from ..errors import FailoverError
+    from ..history import HistoryError
+
+    if not _exists(cfg):
+        return []
+    try:
+        with _history(cfg) as history:
+            return history.entries(
+                count=count, query=query, providers=providers, since=since, cid=cid
+            )
+    except HistoryError as exc:
+        raise FailoverError(f"cannot read the history: {exc}") from None
+
+
+def _when(at: float, full: bool = False) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S" if full else "%m-%d %H:%M", time.localtime(at))
+
+
+def _writers(e: Entry) -> str:
+    """Who wrote the answer: ``gpt``, or ``claude>gpt`` across a mid-answer seam."""
+    names = [str(s.get("provider")) for s in e.segments if isinstance(s, dict)]
+    names = list(dict.fromkeys(names)) or [e.provider]
+    return ">".join(names)
+
+
+def _preview(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= PREVIEW else flat[: PREVIEW - 1] + "…"
+
+
+def _print_table(entries: Sequence[Entry], boxed: bool) -> None:
+    from .render import fitted, make_console, print_table
+
+    out = make_console(stderr=False)
+    if not entries:
+        print("no recorded requests", file=sys.stderr)
+        return
+    columns = [
+        ("id", "right", 0),
+        ("when", "left", 0),
+        ("provider", "left", 0),
+        ("conversation", "left", 2),
+        ("tokens", "right", 3),
+        ("cost", "right", 4),
+        ("prompt", "left", 0),
+    ]
+    rows = []
+    for e in entries:
+        tokens = (e.input_tokens or 0) + (e.output_tokens or 0)
+        cost = "-" if e.cost_usd is None else f"${e.cost_usd:.4f}"
+        rows.append(
+            [str(e.id), _when(e.at), scrub(_writers(e)), e.cid, str(tokens), cost,
+             scrub(_preview(e.prompt))]
+        )  # fmt: skip
+    table = fitted("", columns, rows, out.width)
+    print_table(out, table, boxed=boxed)
+
+
+def run_logs_show(*, entry: str | None, json_out: bool = False, config: str | None = None) -> None:
+    """Print one recorded request whole (see ``failover logs show --help``)."""
+    from ..errors import FailoverError
+    from ..history import HistoryError
+    from .wiring import load_config
+
+    with handled():
+        if entry is None or not entry.strip().isdigit() or len(entry.strip()) > 18:
+            raise BadOption("give the entry's number, as `failover logs` lists it", "ID")
+        cfg = load_config(config)
+        found = None
+        if _exists(cfg):
+            try:
+                with _history(cfg) as history:
+                    found = history.get(int(entry))
+            except HistoryError as exc:
+                raise FailoverError(f"cannot read the history: {exc}") from None
+        if found is None:
+            raise FailoverError(f"no entry {entry.strip()} in the history (see `failover logs`)")
+        if json_out:
+            print_json(found.to_dict())
+        else:
+            _print_entry(found)
+
+
+def _print_entry(e: Entry) -> None:
+    """An entry as text: a header of facts, then the system prompt, prompt and answer."""
+    lines = [f"entry {e.id}, conversation {e.cid}, {_when(e.at, full=True)}"]
+    cost = "cost unknown" if e.cost_usd is None else f"${e.cost_usd:.6f}"
+    lines.append(
+        f"provider: {e.provider} ({e.model}); {e.input_tokens or 0} input + "
+        f"{e.output_tokens or 0} output tokens, {cost}; "
+        f"{0 if e.latency_ms is None else e.latency_ms:.0f} ms"
+    )
+    if len(e.segments) > 1:
+        seams = ", then ".join(f"{s.get('provider')} {s.get('chars')} chars" for s in e.segments)
+        lines.append(f"written by: {seams}")
+    lines.append(f"config: {e.config or 'the built-in chain'} (chain '{e.chain}')")
+    for a in e.attempts:
+        detail = " ".join(str(a[k]) for k in ("class", "status") if a.get(k) is not None)
+        message = f": {a['message']}" if a.get("message") and a.get("outcome") != "ok" else ""
+        lines.append(
+            f"attempt: {a.get('provider')} {a.get('outcome')} {detail}".rstrip()
+            + f" ({float(a.get('duration_ms') or 0):.0f} ms){message}"
+        )
+    for f in e.attachments:
+        lines.append(
+            f"attached: {f.get('name')} ({f.get('type')}, {f.get('bytes')} bytes, "
+            f"sha256 {f.get('sha256')})"
+        )
+    if e.truncated:
+        lines.append("note: text longer than the history keeps was cut")
+    if e.system is not None:
+        lines += ["", "system:", e.system]
+    lines += ["", "prompt:", e.prompt, "", "answer:", e.answer]
+    text = "\n".join(clean(lines))
+    out = sys.stdout
+    out.write(text if text.endswith("\n") else text + "\n")
+    out.flush()

@@ -27,6 +27,7 @@ SPECS = {
     "config path": options.CONFIG_PATH,
     "config init": options.CONFIG_INIT,
     "demo": options.DEMO,
+    "sim": options.SIM,
     "chat": options.CHAT,
     "logs": options.LOGS,
     "logs show": options.LOGS_SHOW,

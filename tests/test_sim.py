@@ -25,6 +25,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from failover_cli.sim import FAULTS, Behavior, Simulator, refused_url
+from failover_cli.sim.__main__ import build_parser
 from failover_cli.sim.__main__ import main as sim_main
 from failover_cli.sim.behavior import split_tokens
 
@@ -941,16 +942,23 @@ async def test_many_concurrent_streams_from_another_event_loop():
 # --- command line -------------------------------------------------------------------------------
 
 
-def _cli(*args: str) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "failover_cli.sim", *args]
+ENTRIES = {  # the simulator's two command lines: the same options, the same behaviour
+    "python -m failover_cli.sim": [sys.executable, "-m", "failover_cli.sim"],
+    "failover sim": [sys.executable, "-m", "failover_cli", "sim"],
+}
+
+
+def _cli(*args: str, entry: str = "python -m failover_cli.sim") -> subprocess.Popen[str]:
+    command = [*ENTRIES[entry], *args]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
 
 
+@pytest.mark.parametrize("entry", list(ENTRIES))
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
-def test_cli_serves_a_scripted_outage_until_ctrl_c(stop_signal):
+def test_cli_serves_a_scripted_outage_until_ctrl_c(stop_signal, entry):
     process = _cli(
         "--kind",
         "openai",
@@ -962,6 +970,7 @@ def test_cli_serves_a_scripted_outage_until_ctrl_c(stop_signal):
         KEY,
         "--text",
         "rehearsal",
+        entry=entry,
     )
     try:
         assert process.stdout is not None
@@ -1002,6 +1011,40 @@ def test_cli_rejects_bad_options_with_usage(argv, capsys):
         sim_main(argv)
     assert exit_info.value.code == 2
     assert "usage:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["--kind", "bedrock"], "--kind"),
+        (["--kind", "openai", "--statuses", "500,oops"], "--statuses"),
+        (["--kind", "openai", "--failure-rate", "3"], "--failure-rate"),
+        (["--kind", "openai", "--fault", "explode"], "--fault"),
+        (["--kind", "openai", "--tps", "0"], "--tps"),
+    ],
+)
+def test_failover_sim_rejects_bad_options_like_the_other_commands(argv, option):
+    process = _cli(*argv, entry="failover sim")
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 2
+    assert "failover: error: sim: Invalid value for" in stderr and option in stderr
+    assert "Traceback" not in stderr and "usage: python" not in stderr
+
+
+def test_failover_sim_help_is_the_command_lines_own():
+    from typer.testing import CliRunner
+
+    from failover_cli.cli import options
+    from failover_cli.cli.commands import app
+    from failover_cli.types import KINDS
+
+    assert options.SIM_KINDS == KINDS and options.SIM_FAULTS == FAULTS
+    result = CliRunner().invoke(app, ["sim", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "Usage: failover sim [OPTIONS]" in result.output and "Examples" in result.output
+    assert all(fault in result.output for fault in FAULTS)
+    parser_flags = {f for a in build_parser()._actions for f in a.option_strings} - {"-h", "--help"}
+    assert parser_flags == {flag for opt in options.SIM for flag in opt.flags}  # type: ignore[union-attr]
 
 
 def test_every_fault_is_documented_in_the_cli_help(capsys):

@@ -389,22 +389,29 @@ def demo(**kwargs: Any) -> None:
     run_demo_command(**kwargs)
 
 
-@app.command(
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    add_help_option=False,
-    epilog="[bold]Examples[/bold]\n  failover sim --kind anthropic --statuses 529,529,200\n"
-    "  failover sim --kind openai --port 8002 --fault truncate\n  failover sim --help",
-)
-def sim(ctx: typer.Context) -> None:
-    """Serve a local simulator of one provider API, failing on demand (rehearse outages).
+SIM_EPILOG = """\
+[bold]Examples[/bold]
+  failover sim --kind anthropic --statuses 529,529,200 --retry-after 2
+  failover sim --kind openai --port 8002 --fault truncate
+  failover sim --kind openai --statuses 429 --remaining-requests 0 --requests-reset 5
 
-    Point a provider's base_url at the printed URL. All options: failover sim --help.
-    """
-    from ..sim.__main__ import main as sim_main
+Prints its base URL on stdout; point a provider's base_url at it. Ctrl-C or SIGTERM
+stops it (exit 0). Also runs as python -m failover_cli.sim.
+"""
+
+
+@_command(app, o.SIM, epilog=SIM_EPILOG)
+def sim(**kwargs: Any) -> None:
+    """Serve a local simulator of one provider API, failing on demand (rehearse outages)."""
+    from ..sim.__main__ import SimOptionError, run
     from .exits import handled
 
     with handled():
-        raise SystemExit(sim_main(list(ctx.args)))
+        try:
+            code = run(**kwargs)
+        except SimOptionError as exc:
+            raise BadOption(str(exc), exc.option) from None
+        raise SystemExit(code)
 
 
 # --- the top level ----------------------------------------------------------------------------

@@ -413,6 +413,62 @@ CONFIG_INIT: tuple[Param, ...] = (
     ),
 )
 DEMO: tuple[Param, ...] = (Opt("--fast", "fast", "flag", "Shorter pauses and cooldowns."),)
+
+# --- sim ------------------------------------------------------------------------------------
+
+# What a simulator can speak and how it can fail: equal to failover_cli.types.KINDS and
+# failover_cli.sim.behavior.FAULTS (a test holds them so; this module imports nothing).
+SIM_KINDS = ("anthropic", "openai", "ollama", "gemini")
+SIM_FAULTS = (
+    "hang", "drip", "truncate", "reset", "malformed", "midstream_error", "context_length",
+    "quota", "auth", "not_found", "empty", "stall", "no_end_marker", "deep_json",
+    "huge_number", "bad_delta", "gzip_bomb", "endless", "reject_prefill", "content_filter",
+)  # fmt: skip
+SIM: tuple[Param, ...] = (
+    Opt(
+        "--kind", "kind", "str", f"Which API to speak (required): {', '.join(SIM_KINDS)}.",
+        metavar="KIND",
+    ),
+    Opt("--host", "host", "str", "Address to listen on.", default="127.0.0.1"),
+    Opt("--port", "port", "int", "Port to listen on (0: any free port).", default=0, lo=0,
+        hi=65535),
+    Opt("--api-key", "api_key", "str", "The only key accepted (default: any non-empty key).",
+        metavar="KEY"),
+    Opt("--text", "text", "str", "The answer (streamed word by word)."),
+    Opt("--model", "model", "str", "Model name to report (default: the requested one)."),
+    Opt("--latency", "latency", "float", "Seconds before the status line.", default=0.0, lo=0,
+        hi=MAX_SECONDS),
+    Opt("--ttft", "ttft", "float", "Seconds before the first streamed token.", default=0.0,
+        lo=0, hi=MAX_SECONDS),
+    Opt("--tps", "tps", "float", "Tokens per second (default: no pacing).", lo=0),
+    Opt("--failure-rate", "failure_rate", "float", "Probability of --failure-status.",
+        default=0.0, lo=0, hi=1),
+    Opt("--failure-status", "failure_status", "int", "Status of random failures.",
+        default=500, lo=100, hi=599),
+    Opt("--seed", "seed", "int", "Seed of the random failures.", default=0),
+    Opt("--statuses", "statuses", "str", "Scripted statuses, e.g. 500,500,200.",
+        metavar="LIST"),
+    Opt("--retry-after", "retry_after", "str",
+        "Retry-After header on error responses: seconds or an HTTP date.", metavar="VALUE"),
+    Opt("--retry-after-ms", "retry_after_ms", "int",
+        "retry-after-ms header on error responses.", lo=0),
+    Opt("--fault", "fault", "str",
+        f"Misbehaviour applied to every answer: {', '.join(SIM_FAULTS)}.", metavar="FAULT"),
+    Opt("--fault-after-tokens", "fault_after_tokens", "int", "Tokens before a stream fault.",
+        default=2, lo=0),
+    Opt("--health-status", "health_status", "int",
+        "Status of the health endpoint (default: 200).", lo=100, hi=599),
+    Opt("--remaining-requests", "remaining_requests", "int",
+        "Requests left, in rate-limit headers.", lo=0),
+    Opt("--remaining-tokens", "remaining_tokens", "int", "Tokens left, in rate-limit headers.",
+        lo=0),
+    Opt("--requests-reset", "requests_reset", "float", "Seconds until requests refill.",
+        default=1.0, lo=0),
+    Opt("--tokens-reset", "tokens_reset", "float", "Seconds until tokens refill.",
+        default=60.0, lo=0),
+    Opt("--quiet", "quiet", "flag", "Do not log each request to stderr."),
+)  # fmt: skip
+
 TOP: tuple[Param, ...] = (Opt("--version", "version", "flag", "Print the version and exit."),)
 
 

@@ -73,39 +73,66 @@ def _log(request: RecordedRequest, status: int) -> None:
     print(f"{request.method} {request.path} -> {outcome}", file=sys.stderr, flush=True)
 
 
+class SimOptionError(ValueError):
+    """A value the simulator cannot run with; ``option`` names the flag."""
+
+    def __init__(self, message: str, option: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the simulator command; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    options = {
-        "model": args.model,
-        "latency": args.latency,
-        "ttft": args.ttft,
-        "tokens_per_second": args.tps,
-        "failure_rate": args.failure_rate,
-        "failure_status": args.failure_status,
-        "seed": args.seed,
-        "statuses": args.statuses,
-        "retry_after": args.retry_after,
-        "retry_after_ms": args.retry_after_ms,
-        "fault": args.fault,
-        "fault_after_tokens": args.fault_after_tokens,
-        "health_status": args.health_status,
-        "remaining_requests": args.remaining_requests,
-        "remaining_tokens": args.remaining_tokens,
-        "requests_reset": args.requests_reset,
-        "tokens_reset": args.tokens_reset,
-    }
-    if args.text is not None:
-        options["text"] = args.text
+    args = vars(parser.parse_args(argv))
+    args["statuses"] = ",".join(map(str, args["statuses"]))
+    if args["retry_after"] is not None:
+        args["retry_after"] = str(args["retry_after"])
     try:
-        behavior = Behavior(**options)
+        return run(**args)
+    except SimOptionError as error:
+        parser.error(f"argument {error.option}: {error}")
+
+
+def run(
+    *,
+    kind: str | None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    api_key: str | None = None,
+    quiet: bool = False,
+    text: str | None = None,
+    statuses: str | None = None,
+    retry_after: str | None = None,
+    fault: str | None = None,
+    tps: float | None = None,
+    **behavior: Any,
+) -> int:
+    """Serve one simulator until Ctrl-C or SIGTERM (the options of ``failover sim``); returns
+    the exit status. Raises SimOptionError for a value it cannot run with."""
+    if kind not in KINDS:
+        raise SimOptionError(f"expected one of {', '.join(KINDS)}, got {kind!r}", "--kind")
+    if fault is not None and fault not in FAULTS:
+        raise SimOptionError(f"expected one of {', '.join(FAULTS)}, got {fault!r}", "--fault")
+    try:
+        scripted = _statuses(statuses or "")
+    except argparse.ArgumentTypeError as error:
+        raise SimOptionError(str(error), "--statuses") from None
+    options = {
+        **behavior,
+        "tokens_per_second": tps,
+        "statuses": scripted,
+        "retry_after": None if retry_after is None else _retry_after(retry_after),
+        "fault": fault,
+    }
+    if text is not None:
+        options["text"] = text
+    try:
+        behaviour = Behavior(**options)
     except ValueError as error:
-        parser.error(str(error))
-    listener = None if args.quiet else _log
-    sim = Simulator(
-        args.kind, behavior, api_key=args.api_key, host=args.host, port=args.port, listener=listener
-    )
+        raise SimOptionError(str(error), _option_of(str(error))) from None
+    listener = None if quiet else _log
+    sim = Simulator(kind, behaviour, api_key=api_key, host=host, port=port, listener=listener)
     stop = threading.Event()
     with _handling(signal.SIGTERM, lambda *_: stop.set()):
         try:  # from here on, Ctrl-C means "stop", whenever it comes
@@ -113,10 +140,10 @@ def main(argv: list[str] | None = None) -> int:
                 sim.start()
             except OSError as error:
                 reason = error.strerror or str(error)
-                print(f"error: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
+                print(f"error: cannot listen on {host}:{port}: {reason}", file=sys.stderr)
                 return 1
             print(sim.base_url, flush=True)
-            print(f"{args.kind} simulator listening; Ctrl-C to stop", file=sys.stderr, flush=True)
+            print(f"{kind} simulator listening; Ctrl-C to stop", file=sys.stderr, flush=True)
             stop.wait()
         except KeyboardInterrupt:
             pass
@@ -124,6 +151,16 @@ def main(argv: list[str] | None = None) -> int:
             with _handling(signal.SIGINT, signal.SIG_IGN):  # a second Ctrl-C while stopping
                 sim.stop()
     return 0
+
+
+def _option_of(message: str) -> str:
+    """The option a Behavior error is about: its first problem starts with the field's name
+    (``invalid Behavior: latency must be ...``)."""
+    field = message.removeprefix("invalid Behavior: ").split(" ", 1)[0]
+    field = {"tokens_per_second": "tps", "status": "statuses"}.get(field, field)
+    option = "--" + field.replace("_", "-")
+    known = {flag for action in build_parser()._actions for flag in action.option_strings}
+    return option if option in known else "options"
 
 
 @contextlib.contextmanager

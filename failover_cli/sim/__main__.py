@@ -13,9 +13,9 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
-from ..types import KINDS
+from ..types import KINDS, Kind
 from .behavior import FAULTS, Behavior
 from .simulator import Simulator
 from .wire import RecordedRequest
@@ -132,7 +132,8 @@ def run(
     except ValueError as error:
         raise SimOptionError(str(error), _option_of(str(error))) from None
     listener = None if quiet else _log
-    sim = Simulator(kind, behaviour, api_key=api_key, host=host, port=port, listener=listener)
+    api = cast(Kind, kind)  # checked against KINDS above
+    sim = Simulator(api, behaviour, api_key=api_key, host=host, port=port, listener=listener)
     stop = threading.Event()
     with _handling(signal.SIGTERM, lambda *_: stop.set()):
         try:  # from here on, Ctrl-C means "stop", whenever it comes

@@ -13,7 +13,7 @@ from fakes import Recorder, ScriptedProvider, Step, bad_request, build_router, t
 
 from failover_cli.breaker import BreakerPolicy, BreakerSnapshot, BreakerState, CircuitBreaker
 from failover_cli.clock import VirtualClock
-from failover_cli.config import RoutingConfig
+from failover_cli.config import Config, RoutingConfig
 from failover_cli.errors import AllProvidersFailed, RequestRejected
 from failover_cli.retry import RetryPolicy
 from failover_cli.router import FailoverRouter
@@ -259,7 +259,10 @@ async def test_a_burst_over_loopback_sends_the_dead_primary_only_the_scouts(sim)
         ProviderConfig(name=n, kind="openai", model="m", base_url=s.base_url, api_key_env="K")
         for n, s in (("dead", dead), ("good", good))
     ]
-    router = FailoverRouter(configs, env={"K": SIM_KEY}, random=lambda: 0.0)
+    # The hold is bounded by wall-clock time here: long enough that a loaded CI machine
+    # answering the scouts slowly cannot release the burst before their verdict.
+    config = Config(providers=tuple(configs), breaker=BreakerPolicy(cold_start_wait=30.0))
+    router = FailoverRouter(config, env={"K": SIM_KEY}, random=lambda: 0.0)
     try:
         results = await asyncio.gather(*(router.route(f"q{i}", max_tokens=8) for i in range(30)))
     finally:

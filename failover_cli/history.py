@@ -53,11 +53,12 @@ __all__ = [
     "result_fields",
 ]
 
+_MAX_ERROR = 4096  # characters of a failure's reason kept
 MAX_TEXT = 1 << 20  # characters kept of a prompt, system prompt or answer
 MAX_TURNS = 200  # earlier turns sent when a conversation is continued (the most recent)
 MAX_QUERY = 1000  # characters of a search
 BUSY_TIMEOUT = 0.05  # seconds to wait for another writer before giving up with a warning
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: entries.error (requests no provider answered)
 _OFF = ("0", "false", "no", "off")
 
 _SCHEMA = (
@@ -81,7 +82,8 @@ _SCHEMA = (
         attachments TEXT NOT NULL DEFAULT '[]',
         segments TEXT NOT NULL DEFAULT '[]',
         attempts TEXT NOT NULL DEFAULT '[]',
-        truncated INTEGER NOT NULL DEFAULT 0)""",
+        truncated INTEGER NOT NULL DEFAULT 0,
+        error TEXT)""",
     "CREATE INDEX IF NOT EXISTS entries_cid ON entries (cid, id)",
     "CREATE INDEX IF NOT EXISTS entries_at ON entries (at)",
 )
@@ -100,7 +102,7 @@ _FTS = (
 _COLUMNS = (
     "id", "cid", "at", "prompt", "system", "answer", "provider", "model", "input_tokens",
     "output_tokens", "cost_usd", "latency_ms", "ttft_ms", "finish_reason", "config", "chain",
-    "attachments", "segments", "attempts", "truncated",
+    "attachments", "segments", "attempts", "truncated", "error",
 )  # fmt: skip
 _JSON_COLUMNS = ("attachments", "segments", "attempts")
 
@@ -166,6 +168,7 @@ class Entry:
     segments: list[dict[str, Any]]
     attempts: list[dict[str, Any]]
     truncated: bool
+    error: str | None  # why no provider answered (the answer is empty), or None
 
     def __init__(
         self, id: int, cid: str, at: float, prompt: str, system: str | None, answer: str,
@@ -217,6 +220,19 @@ class Entry:
         return f"{self.prompt}\n\n[attached earlier, not sent again: {names}]"
 
 
+def failure_fields(exc: Exception) -> dict[str, Any]:
+    """What :meth:`History.record` stores of a request no provider answered: why, and every
+    attempt (``exc`` is a RoutingError, or anything with a one-line message)."""
+    attempts = getattr(exc, "attempts", ())
+    return {
+        "answer": "",
+        "provider": "",
+        "model": "",
+        "error": str(exc).splitlines()[0][:_MAX_ERROR] if str(exc) else type(exc).__name__,
+        "attempts": [{**a.to_dict(), "reason": a.reason} for a in attempts],
+    }
+
+
 def result_fields(result: RouteResult) -> dict[str, Any]:
     """What :meth:`History.record` stores of a RouteResult."""
     return {
@@ -235,6 +251,20 @@ def result_fields(result: RouteResult) -> dict[str, Any]:
         ],
         "attempts": [{**a.to_dict(), "reason": a.reason} for a in result.attempts],
     }
+
+
+def _add_error_column(db: sqlite3.Connection) -> None:
+    """Schema 1 to 2: the ``error`` column, in one transaction (another process may race)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if db.execute("PRAGMA user_version").fetchone()[0] == 1:
+            db.execute("ALTER TABLE entries ADD COLUMN error TEXT")
+            db.execute("PRAGMA user_version = 2")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
 class History:
@@ -265,6 +295,8 @@ class History:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
                 self._create(db)
+            elif version == 1:
+                _add_error_column(db)
             elif version != SCHEMA_VERSION:
                 raise HistoryError(f"{self.path}: unknown history format {version}")
         except (OSError, sqlite3.Error) as exc:
@@ -457,13 +489,18 @@ class History:
         return found[0] if found else None
 
     def last_cid(self) -> str | None:
-        """The conversation of the newest entry, or None when there is none."""
-        row = self._query("SELECT cid FROM entries ORDER BY id DESC LIMIT 1", [])
+        """The conversation of the newest answered entry, or None when there is none."""
+        row = self._query(
+            "SELECT cid FROM entries WHERE error IS NULL ORDER BY id DESC LIMIT 1", []
+        )
         return str(row[0][0]) if row else None
 
     def conversation(self, cid: str, limit: int = MAX_TURNS) -> list[Entry]:
-        """The most recent ``limit`` entries of conversation ``cid``, oldest first."""
-        found = self._select("WHERE cid = ? ORDER BY id DESC LIMIT ?", [cid, limit])
+        """The most recent ``limit`` answered entries of conversation ``cid``, oldest first
+        (a turn no provider answered is not part of what the conversation sends again)."""
+        found = self._select(
+            "WHERE cid = ? AND error IS NULL ORDER BY id DESC LIMIT ?", [cid, limit]
+        )
         return found[::-1]
 
     def _select(self, rest: str, args: Sequence[Any]) -> list[Entry]:

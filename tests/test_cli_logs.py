@@ -176,3 +176,27 @@ def test_a_symbolic_link_at_the_database_path_is_refused(sandbox: Sandbox, sim) 
     shown = sandbox.run("logs")
     assert shown.returncode == 1 and "symbolic link" in shown.stderr
     assert shown.stderr.count("\n") == 1 and "Traceback" not in shown.stderr
+
+
+def test_a_failed_ask_keeps_its_prompt_and_is_never_sent_as_a_turn(sandbox: Sandbox, sim) -> None:
+    """Nothing typed is lost when every provider fails: the prompt and why it failed are in
+    the history, and a continued conversation does not send the unanswered turn."""
+    claude = sim("anthropic", DOWN)
+    sandbox.config(provider("claude", claude))
+    proc = sandbox.run("ask", "--wait", "0", "A question worth keeping")
+    assert proc.returncode == 1, proc.stderr
+    (e,) = logs_json(sandbox)
+    assert (e["prompt"], e["answer"], e["provider"]) == ("A question worth keeping", "", "")
+    assert "no provider could answer" in e["error"]
+    assert (e["attempts"][0]["provider"], e["attempts"][0]["status"]) == ("claude", 503)
+    assert "failed" in sandbox.run("logs", env={"COLUMNS": "100"}).stdout
+    shown = sandbox.run("logs", "show", str(e["id"]))
+    assert "not answered: no provider could answer" in shown.stdout, shown.stderr
+
+    gpt = sim("openai", Behavior(text=ANSWER))
+    sandbox.config(provider("gpt", gpt))
+    again = sandbox.run("ask", "-c", "Second try")
+    assert again.returncode == 2, again.stderr  # nothing answered to continue
+    first = sandbox.run("ask", "First answered")
+    assert first.returncode == 0, first.stderr
+    assert [e["answer"] for e in logs_json(sandbox)] == [ANSWER, ""]

@@ -232,3 +232,23 @@ def test_since_reads_ages_and_dates() -> None:
     for bad in ("yesterday", "-1d", "1y", "", "9" * 400 + "d"):
         with pytest.raises(BadOption):
             parse_since(bad, T0)
+
+
+def test_a_schema_1_database_gains_the_error_column_and_keeps_its_entries(tmp_path: Path) -> None:
+    path = tmp_path / "history.db"
+    with History(path) as h:
+        add(h, prompt="kept")
+    raw = sqlite3.connect(path)
+    raw.execute("ALTER TABLE entries DROP COLUMN error")  # as schema 1 made it
+    raw.execute("PRAGMA user_version = 1")
+    raw.commit()
+    raw.close()
+    with History(path) as h:
+        (old,) = h.entries()
+        assert (old.prompt, old.error) == ("kept", None)
+        add(h, prompt="failed", answer="", provider="", model="", error="no provider")
+        assert [e.error for e in h.entries()] == ["no provider", None]
+        assert h.last_cid() == "c1" and [e.prompt for e in h.conversation("c1")] == ["kept"]
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == history.SCHEMA_VERSION == 2
+    check.close()

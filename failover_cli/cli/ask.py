@@ -123,6 +123,7 @@ def run_ask(
                      usage=usage)
             )  # fmt: skip
         except AllProvidersFailed as exc:
+            talk.record_failure(text, request["system"], exc, attachments)  # nothing lost
             if not isinstance(exc, BudgetExceeded):  # keys were not what stopped it
                 _explain_keys(cfg, exc)
             raise

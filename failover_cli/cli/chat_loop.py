@@ -123,6 +123,7 @@ def _turn(
         return
     except FailoverError as exc:  # routing failed: say so, keep the conversation going
         say("error", str(exc))
+        talk.record_failure(text, request["system"], exc)
         return
     talk.record(text, request["system"], result)
 

@@ -124,9 +124,10 @@ LOGS_EPILOG = """\
   failover logs --json | jq '.[0].answer'
   failover logs show 42
 
-Every answered ask and chat turn is recorded in history.db in the user
-data directory (or log.path): prompt, system prompt, answer, providers,
-attempts, tokens, cost; attachments by name and SHA-256 only; never a key.
+Every ask and chat turn is recorded in history.db in the user data
+directory (or log.path): prompt, system prompt, answer (or why none came),
+providers, attempts, tokens, cost; attachments by name and SHA-256 only;
+never a key.
 The oldest entries are pruned beyond log.max_entries or log.max_mb.
 Not recorded: --no-log, FAILOVER_LOG=0, log: false in the configuration.
 """

@@ -103,25 +103,48 @@ class Conversation:
         history cannot be written. The turn becomes an earlier turn of the next one."""
         if result is None:
             return
-        from ..history import Entry, HistoryError, enabled, result_fields
+        from ..history import Entry, result_fields
 
         fields = result_fields(result)
         files = [_attachment(a) for a in attachments]
-        entry_id = 0
-        if enabled(self.cfg.log, no_log=self.no_log):
-            try:
-                with _history(self.cfg) as history:
-                    entry_id = history.record(
-                        cid=self.cid, prompt=prompt, system=system, config=self.cfg,
-                        attachments=files, **fields,
-                    )  # fmt: skip
-            except HistoryError as exc:
-                warn(f"history not written: {exc}")
+        entry_id = self._write(prompt, system, files, fields)
         self.earlier.append(
             Entry(id=entry_id, cid=self.cid, at=time.time(), prompt=prompt, system=system,
                   attachments=files, **fields)
         )  # fmt: skip
         self.original_system = system
+
+
+    def record_failure(
+        self, prompt: str, system: str | None, exc: Exception, attachments: Sequence[Any] = ()
+    ) -> None:
+        """Record a turn no provider answered, with why and every attempt, so nothing typed
+        is lost; it is not sent again as part of the conversation."""
+        from ..history import failure_fields
+
+        self._write(prompt, system, [_attachment(a) for a in attachments], failure_fields(exc))
+
+    def _write(
+        self,
+        prompt: str,
+        system: str | None,
+        files: list[dict[str, Any]],
+        fields: dict[str, Any],
+    ) -> int:
+        """Store one entry of this conversation; its id, 0 when not recorded."""
+        from ..history import HistoryError, enabled
+
+        if not enabled(self.cfg.log, no_log=self.no_log):
+            return 0
+        try:
+            with _history(self.cfg) as history:
+                return history.record(
+                    cid=self.cid, prompt=prompt, system=system, config=self.cfg,
+                    attachments=files, **fields,
+                )  # fmt: skip
+        except HistoryError as exc:
+            warn(f"history not written: {exc}")
+            return 0
 
 
 def _attachment(a: Any) -> dict[str, Any]:
@@ -230,6 +253,8 @@ def _when(at: float, full: bool = False) -> str:
 
 def _writers(e: Entry) -> str:
     """Who wrote the answer: ``gpt``, or ``claude>gpt`` across a mid-answer seam."""
+    if e.error is not None:
+        return "failed"
     names = [str(s.get("provider")) for s in e.segments if isinstance(s, dict)]
     names = list(dict.fromkeys(names)) or [e.provider]
     return ">".join(names)
@@ -297,11 +322,14 @@ def _print_entry(e: Entry) -> None:
     """An entry as text: a header of facts, then the system prompt, prompt and answer."""
     lines = [f"entry {e.id}, conversation {e.cid}, {_when(e.at, full=True)}"]
     cost = "cost unknown" if e.cost_usd is None else f"${e.cost_usd:.6f}"
-    lines.append(
-        f"provider: {e.provider} ({e.model}); {e.input_tokens or 0} input + "
-        f"{e.output_tokens or 0} output tokens, {cost}; "
-        f"{0 if e.latency_ms is None else e.latency_ms:.0f} ms"
-    )
+    if e.error is not None:
+        lines.append(f"not answered: {e.error}")
+    else:
+        lines.append(
+            f"provider: {e.provider} ({e.model}); {e.input_tokens or 0} input + "
+            f"{e.output_tokens or 0} output tokens, {cost}; "
+            f"{0 if e.latency_ms is None else e.latency_ms:.0f} ms"
+        )
     if len(e.segments) > 1:
         seams = ", then ".join(f"{s.get('provider')} {s.get('chars')} chars" for s in e.segments)
         lines.append(f"written by: {seams}")

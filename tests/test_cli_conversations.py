@@ -96,6 +96,18 @@ def test_cid_continues_a_given_conversation_and_system_can_change(sandbox: Sandb
     assert len(bodies(gpt)) == 3  # nothing sent for it
 
 
+def test_ask_json_names_the_conversation_it_recorded(sandbox: Sandbox, sim) -> None:
+    sandbox.config(provider("gpt", sim("openai", Behavior(text=SECOND))))
+    first = sandbox.run("ask", "--json", "one")
+    assert first.returncode == 0, first.stderr
+    cid = json.loads(first.stdout)["conversation"]
+    second = sandbox.run("ask", "--json", "-c", "two")
+    assert json.loads(second.stdout)["conversation"] == cid
+    assert [e["cid"] for e in logs(sandbox)] == [cid, cid]
+    unlogged = sandbox.run("ask", "--json", "--no-log", "three")
+    assert "conversation" not in json.loads(unlogged.stdout)  # nothing to continue
+
+
 def test_continuing_with_no_log_reads_but_does_not_record(sandbox: Sandbox, sim) -> None:
     gpt = sim("openai", Behavior(text=SECOND))
     sandbox.config(provider("gpt", gpt))

@@ -111,6 +111,8 @@ def run_ask(
             request["messages"] = [user_message(text, attachments)]
             shown["attachments"] = [a.summary() for a in attachments]
         talk.add_earlier(request)
+        if json_out and talk.recorded:
+            shown["conversation"] = talk.cid  # for `ask -c`/`--cid` and `logs --cid`
         if response_format is not None:
             request["response_format"] = response_format
         if models:

@@ -57,6 +57,13 @@ class Conversation:
         self.original_system = self.earlier[-1].system if self.earlier else None
 
     @property
+    def recorded(self) -> bool:
+        """Whether this conversation's turns go to the history."""
+        from ..history import enabled
+
+        return enabled(self.cfg.log, no_log=self.no_log)
+
+    @property
     def cid(self) -> str:
         """The conversation's id (a new one is made when first asked for)."""
         if self._cid is None:
@@ -113,7 +120,6 @@ class Conversation:
                   attachments=files, **fields)
         )  # fmt: skip
         self.original_system = system
-
 
     def record_failure(
         self, prompt: str, system: str | None, exc: Exception, attachments: Sequence[Any] = ()

@@ -1,13 +1,16 @@
-"""The gateway's HTTP server: uvicorn (httptools) against granian, for this workload.
+"""The gateway's HTTP server: uvicorn (httptools) on uvloop and on asyncio, against granian.
 
     python bench/bench_gateway.py [--runs 3] [--duration 5] [--connections 16]
-    (needs wrk, from the Debian package, and granian: pip install '.[bench,serve]')
+        [--servers uvicorn-uvloop,uvicorn-asyncio,granian-uvloop]
+    (needs wrk, from the Debian package, granian and uvloop: pip install '.[bench,serve,test]')
 
 One OpenAI simulator upstream in its own process on loopback; ``failover serve``'s app in
-another process per server; ``wrk`` (Debian package ``wrk``) as the load generator,
-posting a chat completion, non-streamed and streamed. Reports requests/s and p50/p99
-latency, the median of ``--runs`` interleaved runs each, and the upstream alone for
-reference.
+another process per server (uvicorn as ``failover serve`` runs it, with the event loop
+named; granian through its own CLI); ``wrk`` (Debian package ``wrk``) as the load generator,
+posting a chat completion, non-streamed and streamed. Reports requests/s, p50/p99 latency
+and the CPU time the server's processes spent per request (user + system, from /proc: less
+sensitive to other jobs on a shared machine than throughput), the median of ``--runs``
+interleaved runs each, and the upstream alone for reference.
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ wrk.body = '{"model": "%s", "max_tokens": 16, "stream": %s, '
 UVICORN = (
     "from failover_cli.serve.server import Spec, run; "
     "run(Spec(config={config!r}, state={state!r}, access_log=None), host='127.0.0.1', "
-    "port={port})"
+    "port={port}, loop={loop!r})"
 )
+SERVERS = ("uvicorn-uvloop", "uvicorn-asyncio", "granian-uvloop", "granian-asyncio")
 APP = "failover_cli.serve.server:app_factory"
 
 
@@ -45,19 +49,21 @@ def server_command(server: str, config: Path, state: Path, port: int) -> tuple[l
     from failover_cli.serve.server import SPEC_ENV, Spec
 
     env = {**os.environ, "FAILOVER_BENCH_KEY": KEY}
-    if server == "uvicorn":  # as `failover serve` runs it
-        code = UVICORN.format(config=str(config), state=str(state), port=port)
+    if server not in SERVERS:
+        raise SystemExit(f"unknown server {server!r}: one of {', '.join(SERVERS)}")
+    name, loop = server.split("-")
+    if name == "uvicorn":  # as `failover serve` runs it
+        code = UVICORN.format(config=str(config), state=str(state), port=port, loop=loop)
         return [sys.executable, "-c", code], env
     env[SPEC_ENV] = Spec(config=str(config), state=str(state), access_log=None).to_env()
     granian = Path(sys.executable).with_name("granian")
-    # asyncio's loop, as uvicorn's: uvloop cannot run the providers' transport.
     return [
         str(granian),
         "--interface",
         "asgi",
         "--factory",
         "--loop",
-        "asyncio",
+        loop,
         "--no-ws",
         "--host",
         "127.0.0.1",
@@ -93,8 +99,27 @@ def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(url: str, script: Path, duration: int, connections: int) -> tuple[float, float, float]:
-    """Requests/s, p50 ms and p99 ms of one wrk run (non-2xx answers fail the run)."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its live descendants (granian forks workers)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def wrk(
+    url: str, script: Path, duration: int, connections: int, pid: int | None = None
+) -> tuple[float, float, float, float]:
+    """Requests/s, p50 ms, p99 ms and CPU ms per request of ``pid`` (with its children) in one
+    wrk run (non-2xx answers fail the run)."""
+    cpu = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script),
          url],
@@ -105,26 +130,28 @@ def wrk(url: str, script: Path, duration: int, connections: int) -> tuple[float,
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
     p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
-    assert p50 and p99, out
-    return rps, _ms(*p50.groups()), _ms(*p99.groups())
+    requests = re.search(r"(\d+) requests in", out)
+    assert p50 and p99 and requests, out
+    per_request = (cpu_seconds(pid) - cpu) * 1000 / int(requests[1]) if pid else float("nan")
+    return rps, _ms(*p50.groups()), _ms(*p99.groups()), per_request
 
 
 def measure(
-    targets: dict[str, str], scripts: dict[str, Path], args: argparse.Namespace
+    targets: dict[str, tuple[str, int]], scripts: dict[str, Path], args: argparse.Namespace
 ) -> dict[str, dict[str, tuple[float, ...]]]:
     """Medians per target and mode; runs are interleaved (one of each target in turn) so a
     busy spell on the machine does not fall on one target only."""
-    for url in targets.values():
+    for url, _ in targets.values():
         wrk(url, scripts["plain"], 1, args.connections)  # warm up
-    got: dict[str, dict[str, list[tuple[float, float, float]]]] = {
+    got: dict[str, dict[str, list[tuple[float, ...]]]] = {
         name: {mode: [] for mode in scripts} for name in targets
     }
     for _ in range(args.runs):
-        for name, url in targets.items():
+        for name, (url, pid) in targets.items():
             for mode, script in scripts.items():
-                got[name][mode].append(wrk(url, script, args.duration, args.connections))
+                got[name][mode].append(wrk(url, script, args.duration, args.connections, pid))
     return {
-        name: {mode: tuple(median([r[i] for r in runs]) for i in range(3))
+        name: {mode: tuple(median([r[i] for r in runs]) for i in range(4))
                for mode, runs in modes.items()}
         for name, modes in got.items()
     }  # fmt: skip
@@ -135,7 +162,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--servers", default="uvicorn,granian")
+    parser.add_argument("--servers", default=",".join(SERVERS[:3]), help=", ".join(SERVERS))
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench_gateway needs wrk: apt-get install wrk")
@@ -151,7 +178,7 @@ def main() -> None:
         for mode, stream in (("plain", "false"), ("stream", "true")):
             scripts[mode] = root / f"{mode}.lua"
             scripts[mode].write_text(LUA % (KEY, "default", stream))
-        targets = {"upstream alone": f"{sim.url}/v1/chat/completions"}  # type: ignore[attr-defined]
+        targets = {"upstream alone": (f"{sim.url}/v1/chat/completions", sim.pid)}  # type: ignore[attr-defined]
         procs = []
         try:
             for server in args.servers.split(","):
@@ -159,7 +186,8 @@ def main() -> None:
                 command, env = server_command(server, config, root / f"{server}.json", port)
                 procs.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL))
                 wait_port(port, procs[-1])
-                targets[f"gateway on {server}"] = f"http://127.0.0.1:{port}/v1/chat/completions"
+                url = f"http://127.0.0.1:{port}/v1/chat/completions"
+                targets[f"gateway on {server}"] = (url, procs[-1].pid)
             results = measure(targets, scripts, args)
         finally:
             for proc in procs:
@@ -170,7 +198,8 @@ def main() -> None:
           f"{args.runs}")  # fmt: skip
     print(table(
         "Gateway HTTP server (one OpenAI simulator upstream, loopback)",
-        ["", "req/s", "p50 ms", "p99 ms", "stream req/s", "stream p50 ms", "stream p99 ms"],
+        ["", "req/s", "p50 ms", "p99 ms", "CPU ms/req", "stream req/s", "stream p50 ms",
+         "stream p99 ms", "stream CPU ms/req"],
         rows,
     ))  # fmt: skip
 

@@ -10,9 +10,11 @@ What it does: keep-alive pooling per (scheme, host, port, proxy) with httpx's li
 connect/read/write/pool timeouts of ``request.extensions``, incremental response bodies, and
 the httpx exceptions httpcore would have raised (``_async/http11.py``, ``_backends/anyio.py``).
 Names with several addresses are connected with Happy Eyeballs (RFC 8305: the next address is
-tried 0.25 s after the previous one, without abandoning it). ``http://`` proxies: absolute-form
-requests for http, a CONNECT tunnel then TLS for https, credentials from the proxy URL.
-Certificate failures raise :class:`TLSError`.
+tried 0.25 s after the previous one, without abandoning it): by asyncio's own
+``create_connection``, or, on a loop whose ``create_connection`` cannot race addresses
+(uvloop's has no ``happy_eyeballs_delay``), by this module over one connection per address.
+``http://`` proxies: absolute-form requests for http, a CONNECT tunnel then TLS for https,
+credentials from the proxy URL. Certificate failures raise :class:`TLSError`.
 
 A request whose *reused* connection fails before any response byte (the server closed it at
 its keep-alive timeout) is sent again once on a fresh connection only if its method is
@@ -33,7 +35,8 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
-from typing import TYPE_CHECKING, NamedTuple, cast
+from itertools import zip_longest
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import h11
 import httpx
@@ -368,9 +371,15 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """TCP (and TLS) to ``host``; a name's addresses are raced with Happy Eyeballs."""
         delay = None if _is_ip_literal(host) else self._happy_eyeballs_delay
-        return await asyncio.open_connection(
-            host, port, ssl=tls, server_hostname=host if tls else None, happy_eyeballs_delay=delay
-        )
+        hostname = host if tls else None
+        if delay is None:
+            return await asyncio.open_connection(host, port, ssl=tls, server_hostname=hostname)
+        loop = asyncio.get_running_loop()
+        if _loop_races_addresses(loop):
+            return await asyncio.open_connection(
+                host, port, ssl=tls, server_hostname=hostname, happy_eyeballs_delay=delay
+            )
+        return await _race_addresses(loop, host, port, tls, delay)
 
     async def _open_proxy(self, proxy: Proxy) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
@@ -552,6 +561,100 @@ async def _tunnel(
         raise httpx.ProxyError(
             f"{where} refused CONNECT {authority.decode()}: {answer}", request=request
         )
+
+
+# Per event loop class: whether its create_connection takes ``happy_eyeballs_delay``.
+_RACING_LOOPS: dict[type, bool] = {}
+
+
+def _loop_races_addresses(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop.create_connection`` does Happy Eyeballs itself (asyncio's loops do,
+    uvloop's does not); looked up once per loop class."""
+    if isinstance(loop, asyncio.BaseEventLoop):  # asyncio's own, since Python 3.8
+        return True
+    kind = type(loop)
+    known = _RACING_LOOPS.get(kind)
+    if known is None:
+        import inspect
+
+        try:
+            known = "happy_eyeballs_delay" in inspect.signature(loop.create_connection).parameters
+        except (TypeError, ValueError):  # no signature to read: assume the plain one
+            known = False
+        _RACING_LOOPS[kind] = known
+    return known
+
+
+async def _race_addresses(
+    loop: asyncio.AbstractEventLoop,
+    host: str,
+    port: int,
+    tls: ssl.SSLContext | None,
+    delay: float,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Happy Eyeballs over ``open_connection``, for loops that cannot race addresses: the
+    name's addresses, families interleaved as asyncio orders them, each tried ``delay``
+    seconds after the previous one started (at once if it failed); the first to connect (TLS
+    included) wins, the others are cancelled or closed."""
+    from asyncio.staggered import staggered_race
+    from functools import partial
+
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses = list(dict.fromkeys((info[0], info[4][0]) for info in _interleave(infos)))
+    if not addresses:
+        raise OSError(f"no address for {host}")
+    hostname = host if tls else None
+    opened: list[asyncio.StreamWriter] = []
+
+    async def attempt(family: int, address: str) -> tuple[Any, Any]:
+        reader, writer = await asyncio.open_connection(
+            address, port, family=family, ssl=tls, server_hostname=hostname
+        )
+        if opened:  # another address connected in the same loop iteration
+            writer.transport.abort()
+            raise OSError(f"{address} connected after another address")
+        opened.append(writer)
+        return reader, writer
+
+    try:
+        winner, _, errors = await staggered_race(
+            [partial(attempt, family, address) for family, address in addresses], delay
+        )
+    except BaseException:  # cancelled: close what may have connected meanwhile
+        for writer in opened:
+            writer.transport.abort()
+        raise
+    if winner is not None:
+        return cast("tuple[asyncio.StreamReader, asyncio.StreamWriter]", winner)
+    raise _no_connection(host, [a for _, a in addresses], errors, tls)
+
+
+def _interleave(infos: list[Any]) -> list[Any]:
+    """Addresses alternating between families, the first family first (RFC 8305, 4)."""
+    by_family: dict[int, list[Any]] = {}
+    for info in infos:
+        by_family.setdefault(info[0], []).append(info)
+    lists = list(by_family.values())
+    return [info for row in zip_longest(*lists) for info in row if info is not None]
+
+
+def _no_connection(
+    host: str, addresses: list[str], errors: list[Exception | None], tls: ssl.SSLContext | None
+) -> BaseException:
+    """What failed when no address connected: a TLS failure if there was one (it says what to
+    fix), else one OSError naming the addresses tried and what each answered."""
+    if tls is not None:
+        import ssl
+
+        for error in errors:
+            if isinstance(error, ssl.SSLError):
+                return error
+    tried: dict[str, list[str]] = {}  # message -> addresses
+    for address, error in zip(addresses, errors, strict=False):
+        if error is not None:
+            tried.setdefault(str(error) or type(error).__name__, []).append(address)
+    detail = "; ".join(f"{', '.join(where)}: {message}" for message, where in tried.items())
+    return OSError(f"cannot connect to {host} ({detail})")
 
 
 def _is_ip_literal(host: str) -> bool:

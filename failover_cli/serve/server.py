@@ -1,10 +1,11 @@
-"""Running the gateway on a production HTTP server: uvicorn with httptools (measured faster
-than granian for this workload: bench/bench_gateway.py), from the optional extra
-``failover[serve]``. The application is built in each worker
-process from a :class:`Spec` passed in the environment (``FAILOVER_SERVE_SPEC``), so
-``--workers N`` processes each hold their own router and share state through the configured
-store. On SIGTERM the server stops accepting, lets in-flight requests and streams finish
-within ``grace`` seconds, then the lifespan shutdown flushes the state.
+"""Running the gateway on a production HTTP server: uvicorn with httptools on asyncio's event
+loop (measured against uvloop's loop and against granian in bench/bench_gateway.py: neither
+was faster for this workload), from the optional extra ``failover[serve]``. The application is
+built in each worker process from a :class:`Spec` passed in the environment
+(``FAILOVER_SERVE_SPEC``), so ``--workers N`` processes each hold their own router and
+share state through the configured store. On SIGTERM the server stops accepting, lets
+in-flight requests and streams finish within ``grace`` seconds, then the lifespan shutdown
+flushes the state.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def build_app(spec: Spec) -> Any:
     keys = load_keys(config.serve.keys_env, config.serve.keys_file, os.environ)
     location = state_location(spec.state, config)
     log = (
-        AccessLog()
+        AccessLog(bodies=spec.log_bodies)  # no lines; the flag still rules the history
         if spec.access_log is None
         else AccessLog.to_path(spec.access_log, bodies=spec.log_bodies)
     )
@@ -84,8 +85,10 @@ def run(
     port: int,
     workers: int = 1,
     grace: float = 30.0,
+    loop: str = "asyncio",
 ) -> None:
-    """Serve until SIGTERM or SIGINT; returns after a graceful shutdown."""
+    """Serve until SIGTERM or SIGINT; returns after a graceful shutdown. ``loop``: uvicorn's
+    event loop, "asyncio" or "uvloop" (if installed: the providers' transport runs on both)."""
     import logging
 
     os.environ[SPEC_ENV] = spec.to_env()
@@ -96,10 +99,10 @@ def run(
     # that harmless, so a graceful stop exits 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    _run_uvicorn(host, port, workers, grace)
+    _run_uvicorn(host, port, workers, grace, loop)
 
 
-def _run_uvicorn(host: str, port: int, workers: int, grace: float) -> None:
+def _run_uvicorn(host: str, port: int, workers: int, grace: float, loop: str) -> None:
     import uvicorn
 
     options: dict[str, Any] = {
@@ -111,9 +114,7 @@ def _run_uvicorn(host: str, port: int, workers: int, grace: float) -> None:
         "log_level": "warning",
         "server_header": False,
         "timeout_graceful_shutdown": grace,
-        # Not uvloop: its create_connection lacks happy_eyeballs_delay, which the providers'
-        # transport passes (every upstream call would fail).
-        "loop": "asyncio",
+        "loop": loop,
         "http": "httptools" if _has("httptools") else "h11",
     }
     if workers > 1:

@@ -10,7 +10,9 @@ half_open --(probe succeeds)--> closed;  --(probe fails)--> open again, for a co
 
 Deadlines are wall-clock epoch seconds; a later deadline always wins, so a short Retry-After
 never shortens a longer cooldown. Half-open admits at most ``half_open_probes`` probes at once
-(in this process); the rest skip the provider.
+(in this process); the rest skip the provider. Processes sharing a store also take a fleet-wide
+:class:`ProbeLease` first (see :class:`failover_cli.tracker.Tracker`): while another process
+holds it, :attr:`CircuitBreaker.remote_probe_until` says when to look again.
 
 A breaker with no evidence yet (a fresh process, no stored history) is *cold*: it admits
 ``failure_threshold`` scouts at once, enough to trip it if the provider is down, and
@@ -120,6 +122,17 @@ class Permit:
 
 
 @dataclass(frozen=True, slots=True)
+class ProbeLease:
+    """A store's answer to a claim of a provider's half-open probe for the whole fleet:
+    ``granted`` to the claimant, else held by ``holder``; either way it lapses at
+    ``expires_at`` (epoch seconds) unless ended first."""
+
+    granted: bool
+    holder: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Transition:
     old: BreakerState
     new: BreakerState
@@ -141,6 +154,8 @@ class CircuitBreaker:
         self.probes_in_flight = 0
         self.shown_working = False  # set by warm(): not an outcome, and not persisted
         self.scouts_in_flight = 0
+        # Another process holds the fleet's probe lease: not asked again before then.
+        self.remote_probe_until = 0.0
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -185,7 +200,9 @@ class CircuitBreaker:
             return None
         if state is BreakerState.OPEN:
             return self.snap.open_until
-        return now if self.probes_in_flight < self.policy.half_open_probes else None
+        if self.probes_in_flight >= self.policy.half_open_probes:
+            return None
+        return max(now, self.remote_probe_until)
 
     @property
     def cold(self) -> bool:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from .breaker import ProbeLease
     from .state import ChainState, StateDelta
     from .types import (
         Completion,
@@ -61,5 +62,17 @@ class StateStore(Protocol):
     def update(self, chain: str, delta: StateDelta) -> ChainState: ...
 
     def reset(self, chain: str, providers: Sequence[str] | None = None) -> None: ...
+
+    def claim_probe(
+        self, chain: str, provider: str, owner: str, ttl: float, now: float
+    ) -> ProbeLease:
+        """Take ``provider``'s half-open probe lease for ``owner`` for ``ttl`` seconds, unless
+        another owner holds one that has not expired at ``now`` (epoch seconds). Claiming
+        again as the holder renews it. Atomic across every process sharing the store."""
+        ...
+
+    def end_probe(self, chain: str, provider: str, owner: str) -> None:
+        """Give the lease back if ``owner`` still holds it (its probe's outcome is stored)."""
+        ...
 
     def close(self) -> None: ...

@@ -162,6 +162,7 @@ class FailoverRouter:
             on_warning=on_warning,
             on_transition=self._on_transition,
             fingerprints=self.fingerprints(),
+            probe_ttls={n: c.timeout for n, c in self._configs.items()},
         )
         # The budget, if any: every hop is checked against it (see _Run._admit).
         self._ledger: Ledger | None = None

@@ -4,11 +4,20 @@ outcomes not yet written to the state store.
 The store is never on a request's path: outcomes go to memory, and :meth:`Tracker.flush`
 writes them in one merge (the router schedules it after breaker transitions, at most every
 ``flush_interval`` seconds, and at close; the CLI flushes once at exit).
+
+The one exception is a half-open breaker: before its probe is sent the tracker claims the
+provider's probe lease from the store, so one probe goes out for the whole fleet. While
+another process holds it the provider is skipped (and waiters look again every
+``PROBE_LEASE_POLL`` seconds, or when it expires); the lease is given back only once the
+probe's outcome is in the store, and a claimant that wins it first re-reads the store, so a
+probe whose outcome already landed is not repeated. A closed breaker never touches the store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
@@ -22,6 +31,8 @@ from .state import DEFAULT_HISTORY, ChainState, ProviderDelta, Sample, StateDelt
 from .types import ErrorClass, HealthResult, RateLimit
 
 LATENCY_WINDOW = 100  # recent successful latencies kept in memory for scoring
+PROBE_LEASE_POLL = 0.1  # seconds before asking again for a lease another process holds
+PROBE_LEASE_TTL = (1.0, 300.0)  # a lease lasts the provider's timeout, within these bounds
 
 TransitionListener = Callable[[str, Transition], None]
 
@@ -41,6 +52,7 @@ class Tracker:
         on_warning: Callable[[str], None] | None = None,
         on_transition: TransitionListener | None = None,
         fingerprints: Mapping[str, str] | None = None,
+        probe_ttls: Mapping[str, float] | None = None,
     ) -> None:
         self.clock = clock
         self.store = store
@@ -57,6 +69,13 @@ class Tracker:
         self._warned = False
         self.fingerprints = dict(fingerprints or {})
         self.last_reason: dict[str, str | None] = {}  # reason of each provider's last failure
+        # The fleet-wide probe lease (stores written before it existed have none).
+        # os.urandom, not uuid: importing uuid imports platform, on every ask's start-up path
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(6).hex()}"
+        self.probe_ttls = dict(probe_ttls or {})
+        self._leasing = store is not None and hasattr(store, "claim_probe")
+        self._leases: set[str] = set()  # providers whose probe lease this process holds
+        self._ending: set[str] = set()  # ... whose probe ended: give back after the next flush
         if store is not None:
             self._load(policy)
 
@@ -92,18 +111,34 @@ class Tracker:
                 self._transitioned(name, b.reset_for(self.clock.time(), current))
 
     def flush_now(self) -> bool:
-        """Write pending outcomes to the store (blocking). False if they could not be."""
-        if self.store is None or self.pending.is_empty():
+        """Write pending outcomes to the store (blocking), then give back the probe leases
+        whose outcome they hold. False if they could not be written."""
+        if self.store is None or (self.pending.is_empty() and not self._ending):
             return True
         delta, self.pending = self.pending, StateDelta(history=self.pending.history)
+        ending, self._ending = self._ending, set()
         try:
             merged = self.store.update(self.chain, delta)
         except StateError as exc:
+            self._ending |= ending  # kept until written (or they expire)
             self._warn_once(f"outcome not recorded: {exc}")
             return False
-        # Adopt newer breaker decisions made by other processes sharing the store.
+        for name in ending:
+            self._end_lease(name)
+        self.adopt(merged)  # newer breaker decisions made by other processes
+        return True
+
+    async def flush(self) -> bool:
+        """Write pending outcomes without blocking the event loop."""
+        if self.store is None or (self.pending.is_empty() and not self._ending):
+            return True
+        return await asyncio.to_thread(self.flush_now)
+
+    def adopt(self, state: ChainState) -> None:
+        """Take the breaker decisions in ``state`` (as loaded from the store) that are newer
+        than this process's."""
         now = self.clock.time()
-        for name, ps in merged.providers.items():
+        for name, ps in state.providers.items():
             b = self.breakers.get(name)
             if b is not None and ps.breaker.updated_at > b.snap.updated_at:
                 old = b.state(now)
@@ -111,21 +146,75 @@ class Tracker:
                 new = b.state(now)
                 if new is not old:
                     self.on_transition(name, Transition(old, new, b.snap.open_until))
-        return True
-
-    async def flush(self) -> bool:
-        """Write pending outcomes without blocking the event loop."""
-        if self.store is None or self.pending.is_empty():
-            return True
-        return await asyncio.to_thread(self.flush_now)
 
     # --- admission ---------------------------------------------------------------------------
 
     def acquire(self, name: str) -> Permit | None:
-        return self.breakers[name].acquire(self.clock.time())
+        """A permit to call ``name``, or None: skip it. A probe needs the fleet's lease."""
+        b = self.breakers[name]
+        now = self.clock.time()
+        permit = b.acquire(now)
+        if permit is None or not permit.probe or not self._leasing or name in self._leases:
+            return permit
+        return self._leased(name, b, permit, now)
+
+    def _leased(self, name: str, b: CircuitBreaker, permit: Permit, now: float) -> Permit | None:
+        """``permit`` (a probe) if this process wins ``name``'s probe lease, else None. With
+        the lease won, the store is read first: a probe elsewhere may have settled it."""
+        assert self.store is not None
+        if now < b.remote_probe_until:
+            b.release(permit)
+            return None
+        lo, hi = PROBE_LEASE_TTL
+        ttl = min(hi, max(lo, self.probe_ttls.get(name, hi)))
+        try:
+            lease = self.store.claim_probe(self.chain, name, self.owner, ttl, now)
+        except StateError as exc:
+            self._warn_once(f"probe not shared with other processes: {exc}")
+            return permit  # admission as in one process alone
+        if not lease.granted:
+            b.release(permit)
+            b.remote_probe_until = min(lease.expires_at, now + PROBE_LEASE_POLL)
+            return None
+        self._leases.add(name)
+        b.remote_probe_until = 0.0
+        try:
+            state = self.store.load(self.chain)
+        except StateError:
+            return permit
+        b.release(permit)
+        self.adopt(state)
+        again = b.acquire(now)
+        if again is None or not again.probe:
+            self._end_lease(name)  # nothing to probe any more
+        return again
+
+    def _end_lease(self, name: str) -> None:
+        if name not in self._leases:
+            return
+        self._leases.discard(name)
+        assert self.store is not None
+        try:
+            self.store.end_probe(self.chain, name, self.owner)
+        except StateError:
+            self._leases.add(name)  # still ours: the next flush tries again (or it expires)
+            self._ending.add(name)
+
+    def _probe_ended(self, name: str, permit: Permit | None, recorded: bool) -> None:
+        """A probe under this process's lease is over: give the lease back now, or after the
+        flush that stores its outcome."""
+        if permit is None or not permit.probe or name not in self._leases:
+            return
+        if self.breakers[name].probes_in_flight:
+            return  # another local probe still holds it
+        if recorded:
+            self._ending.add(name)
+        else:
+            self._end_lease(name)
 
     def release(self, name: str, permit: Permit) -> None:
         self.breakers[name].release(permit)
+        self._probe_ended(name, permit, recorded=False)
         self._kick(name)
 
     def must_wait(self, name: str) -> bool:
@@ -185,6 +274,8 @@ class Tracker:
             d.samples.append(Sample(now, latency_ms, ttft_ms, tokens, True))
         if t is not None:
             self._transitioned(name, t)
+        if self._leases:
+            self._probe_ended(name, permit, recorded=True)
         if self._changed:
             self._kick(name)
 
@@ -213,8 +304,10 @@ class Tracker:
             d.outcomes.append(b.outcomes[-1])
             d.samples.append(Sample(now, duration_ms, None, 0, False))
             self._transitioned(name, t)
+            self._probe_ended(name, permit, recorded=True)
         elif permit is not None:
             b.release(permit)
+            self._probe_ended(name, permit, recorded=False)
         self._kick(name)
 
     def unreachable(self, name: str) -> bool:

@@ -70,3 +70,67 @@ def test_breaker_opened_through_one_gateway_is_skipped_by_another(sandbox, sim, 
             finally:
                 if p.poll() is None:
                     p.kill()
+
+
+def test_one_half_open_probe_for_the_whole_fleet(sandbox, sim, redis_url):
+    """Three gateway processes (A with two workers, B) see the primary half-open: one probe
+    request reaches it; every other request meanwhile is skipped to the backup."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from failover_cli.breaker import BreakerSnapshot
+    from failover_cli.state import ProviderDelta, StateDelta
+    from failover_cli.store.redis import RedisStore
+
+    tag = uuid.uuid4().hex[:8]
+    primary, backup = f"primary{tag}", f"backup{tag}"
+    slow = sim("openai", Behavior(latency=2.0))  # the probe stays in flight meanwhile
+    up = sim("openai")
+    sandbox.config(provider(primary, slow), provider(backup, up))
+    sandbox.env["FAILOVER_STATE"] = redis_url
+    now = time.time()
+    delta = StateDelta()
+    delta.providers[primary] = ProviderDelta(breaker=BreakerSnapshot(
+        state="open", opened_at=now - 60, open_until=now - 1, cooldown=30.0,
+        updated_at=now - 60, down_since=now - 60,
+    ))  # fmt: skip
+    store = RedisStore(redis_url)
+    store.update("default", delta)
+    store.close()
+    procs, urls = [], []
+    try:
+        for workers in ("2", "1"):
+            port = _free_port()
+            procs.append(subprocess.Popen(
+                [*FAILOVER, "serve", "--port", str(port), "--access-log", "off",
+                 "--workers", workers],
+                env=sandbox.env, cwd=sandbox.root, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            ))  # fmt: skip
+            urls.append(f"http://127.0.0.1:{port}")
+            _wait_port(port, procs[-1], timeout=60)
+        clients = [httpx.Client(base_url=u, timeout=10) for u in urls]
+        with ThreadPoolExecutor(1) as pool:
+            probe = pool.submit(clients[0].post, "/v1/chat/completions", json=chat())
+            end = time.monotonic() + 10
+            while slow.count == 0:
+                assert time.monotonic() < end, "no probe reached the primary"
+                time.sleep(0.01)  # polling for the request to arrive, not proving timing
+            for i in range(8):  # A (either worker) and B, while the probe is out
+                r = clients[i % 2].post("/v1/chat/completions", json=chat())
+                assert r.status_code == 200
+                assert r.headers["x-failover-provider"] == backup
+            assert slow.count == 1
+            answer = probe.result(timeout=10)
+        assert answer.status_code == 200 and answer.headers["x-failover-provider"] == primary
+        assert slow.count == 1
+        for c in clients:
+            c.close()
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                assert p.wait(15) == 0
+            finally:
+                if p.poll() is None:
+                    p.kill()

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 
 import anthropic
+import httpx
 import openai
 import pytest
-from conftest import provider
+from conftest import SIM_KEY, provider
 from test_serve_app import gateway
 
 from failover_cli.serve.auth import GatewayKeys, digest
@@ -206,3 +207,48 @@ def test_body_fallbacks_extend_the_chain(gateway, sim):
         model="default", messages=USER, extra_headers={"x-failover-providers": "a,c"}
     )
     assert raw.headers["x-failover-provider"] == "c" and b.count == 0
+
+
+# --- count_tokens ----------------------------------------------------------------------------
+
+
+def test_anthropic_count_tokens_is_the_providers_own_count(gateway, sim):
+    """Answered by the chain's first Anthropic provider (an OpenAI one cannot count), with
+    the number that provider's count_tokens endpoint gives for the same body."""
+    claude = sim("anthropic")
+    gw = gateway(provider("gpt", sim("openai")), provider("claude", claude))
+    client = an(gw)
+    messages = [{"role": "user", "content": "count these five words"}]
+    got = client.messages.count_tokens(model="default", messages=messages, system="Be brief")
+    direct = anthropic.Anthropic(base_url=claude.base_url, api_key=SIM_KEY, max_retries=0)
+    want = direct.messages.count_tokens(model="claude-model", messages=messages, system="Be brief")
+    assert got.input_tokens == want.input_tokens > 0
+    sent = claude.requests[-2].json  # what the gateway forwarded: no sampling fields
+    assert "max_tokens" not in sent and "stream" not in sent
+    assert sent["system"] == "Be brief"
+    tools = [{"name": "get_weather", "description": "Weather", "input_schema": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}]  # fmt: skip
+    with_tools = client.messages.count_tokens(model="default", messages=messages, tools=tools)
+    assert with_tools.input_tokens > got.input_tokens - 3  # the tools are counted too
+    assert claude.requests[-1].json["tools"][0]["name"] == "get_weather"
+
+
+def test_count_tokens_without_an_anthropic_provider_is_a_404_not_an_estimate(gateway, sim):
+    gw = gateway(provider("gpt", sim("openai")))
+    with pytest.raises(anthropic.NotFoundError) as e:
+        an(gw).messages.count_tokens(model="default", messages=[{"role": "user", "content": "hi"}])
+    assert "no provider of this chain can count tokens" in e.value.message
+    assert e.value.body["error"]["type"] == "not_found_error"
+
+
+def test_count_tokens_fails_over_between_anthropic_providers(gateway, sim):
+    down = sim("anthropic", Behavior(health_status=529))
+    up = sim("anthropic")
+    gw = gateway(provider("first", down), provider("second", up))
+    r = httpx.post(f"{gw.url}/v1/messages/count_tokens",
+                   json={"model": "default", "messages": [{"role": "user", "content": "a b c"}]},
+                   headers={"anthropic-version": "2023-06-01"}, timeout=10)  # fmt: skip
+    assert r.status_code == 200 and r.json() == {"input_tokens": 3}
+    assert r.headers["x-failover-provider"] == "second"
+    bad = httpx.post(f"{gw.url}/v1/messages/count_tokens", json={"model": "default"}, timeout=10)
+    assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"

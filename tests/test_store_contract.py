@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -420,3 +421,62 @@ def test_a_reset_forgets_breakers_and_history_but_keeps_spend(open_store: StoreF
     }
     store.update("c", spend_delta("a", "2026-12-03", 0.5))
     assert open_store().load("c").providers["a"].spend == {"2026-12-03": 2.0, "2026-12": 4.5}
+
+
+# --- the fleet's half-open probe lease -------------------------------------------------------
+
+
+def test_a_probe_lease_goes_to_one_owner_until_it_ends(open_store: StoreFactory) -> None:
+    a, b = open_store(), open_store()
+    first = a.claim_probe("c", "p", "A", 30.0, T0)
+    assert first.granted and first.holder == "A"
+    assert T0 + 29 <= first.expires_at <= T0 + 30
+    other = b.claim_probe("c", "p", "B", 30.0, T0 + 1)
+    assert not other.granted and other.holder == "A"
+    assert T0 + 1 < other.expires_at <= T0 + 31  # when B may look again at the latest
+    assert a.claim_probe("c", "p", "A", 30.0, T0 + 2).granted  # the holder renews its own
+    b.end_probe("c", "p", "B")  # not B's to end
+    assert not b.claim_probe("c", "p", "B", 30.0, T0 + 3).granted
+    a.end_probe("c", "p", "A")
+    assert b.claim_probe("c", "p", "B", 30.0, T0 + 4).granted
+    assert a.load("c") == ChainState()  # a lease is not breaker state
+
+
+def test_probe_leases_of_other_providers_and_chains_are_independent(
+    open_store: StoreFactory,
+) -> None:
+    store = open_store()
+    assert store.claim_probe("c", "p", "A", 30.0, T0).granted
+    assert store.claim_probe("c", "q", "B", 30.0, T0).granted
+    assert store.claim_probe("d", "p", "B", 30.0, T0).granted
+    assert store.claim_probe("c:p", "x", "B", 30.0, T0).granted  # names cannot run together
+
+
+def test_an_abandoned_probe_lease_lapses(open_store: StoreFactory) -> None:
+    a, b = open_store(), open_store()
+    assert a.claim_probe("c", "p", "A", 0.001, T0).granted  # its holder died
+    # Memory and file leases expire on the caller's clock (T0 + 1 is past it at once); the
+    # Redis server expires its key on its own clock: polled for, not proving timing.
+    end = time.monotonic() + 5
+    while not b.claim_probe("c", "p", "B", 30.0, T0 + 1).granted:
+        assert time.monotonic() < end, "an expired lease was never released"
+        time.sleep(0.01)
+
+
+def test_racing_claimants_get_exactly_one_lease(open_store: StoreFactory) -> None:
+    stores = [open_store() for _ in range(6)]
+    barrier = threading.Barrier(len(stores))
+    granted: list[str] = []
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        if stores[i].claim_probe("c", "p", f"owner{i}", 30.0, T0).granted:
+            granted.append(f"owner{i}")
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(granted) == 1
+    assert stores[0].claim_probe("c", "p", "late", 30.0, T0).holder == granted[0]

@@ -108,7 +108,18 @@ from ..types import (
     Usage,
 )
 from ._base import BaseProvider, KindDefaults, api_url, conversation, merge_extra, turns
-from ._http import Call, count, decode_json, drain, is_context_message, label, parsing, text_of
+from ._http import (
+    Call,
+    Clocks,
+    count,
+    decode_json,
+    drain,
+    is_context_message,
+    label,
+    parsing,
+    text_of,
+    translate_errors,
+)
 
 API_VERSION = "2026-10-21"
 JSON_TOOL = "json_answer"  # the forced tool carrying a structured answer on older models
@@ -185,6 +196,13 @@ class _Paused(Completion):
     """A completion that stopped with ``pause_turn``: its content, to be sent back."""
 
     content: tuple[Any, ...] = ()
+
+
+# What POST /v1/messages/count_tokens takes (anthropic 2.16, message_count_tokens_params.py).
+_COUNT_FIELDS = frozenset(
+    ("messages", "model", "cache_control", "output_config", "speed", "system", "thinking",
+     "tool_choice", "tools")
+)  # fmt: skip
 
 
 class AnthropicProvider(BaseProvider):
@@ -336,6 +354,34 @@ class AnthropicProvider(BaseProvider):
             tool_calls=tuple(calls),
             finish_reason="tool_calls" if calls else completion.finish_reason,
         )
+
+    async def count_tokens(self, request: CompletionRequest, *, timeout: float) -> int:
+        """The input tokens of ``request`` as the API counts them (``POST
+        /v1/messages/count_tokens``, a Messages body without the sampling fields); every
+        failure raises a :class:`ProviderError`."""
+        key = self.api_key()
+        headers, secrets = self.request_headers(key)
+        with translate_errors(self.name, secrets) as call:
+            call.clock = Clocks.start(
+                timeout, connect=self.config.connect_timeout, first_token=timeout,
+                idle=timeout, stream=False,
+            )  # fmt: skip
+            call.request = request
+            body = self.body(request, stream=False)
+            if request.extra:
+                body = merge_extra(body, request.extra)
+            body = {k: v for k, v in body.items() if k in _COUNT_FIELDS}
+            url = api_url(self.base_url, "v1", "messages/count_tokens")
+            async with asyncio.timeout(timeout):
+                response = await self._open(call, "POST", url, headers, json=body)
+                raw = await self._read(call, response)
+            data = decode_json(call, raw)
+            n = data.get("input_tokens") if isinstance(data, dict) else None
+            if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+                raise call.error(
+                    TransientError, "token count without input_tokens", reason="malformed"
+                )
+            return n
 
     def parse_completion(self, call: Call, data: Any) -> Completion:
         with parsing(call):

@@ -22,19 +22,24 @@ import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
-from ..breaker import BreakerState, Transition
+from ..breaker import BreakerState
 from ..clock import SYSTEM_CLOCK
 from ..config import Config, key_env
-from ..errors import StateError
+from ..errors import ProviderError, StateError
+from ..history import enabled as history_enabled
+from ..history import history_path
 from ..protocols import StateStore
+from ..request import build_request
 from ..router import FailoverRouter
 from ..state import ChainState
 from ..types import RouteResult
 from . import anthropic_wire, openai_wire
 from .accesslog import AccessLog
 from .auth import GatewayKeys, presented_key
+from .history import GatewayHistory
 from .limits import Admission, BodyTooLarge, RateLimiter, read_body
 from .metrics import CONTENT_TYPE, CURRENT, Metrics, Trace
 from .wire import GatewayRequest, WireError
@@ -53,6 +58,8 @@ _SSE = [
     (b"x-accel-buffering", b"no"),
 ]
 _WIRES = {"openai": openai_wire, "anthropic": anthropic_wire}
+_COUNT_TOKENS = ("/v1/messages/count_tokens", "/messages/count_tokens")
+COUNT_TIMEOUT = 30.0  # seconds one provider may take to count a request's tokens
 _COMPLETIONS = {
     "/v1/chat/completions": "openai",
     "/chat/completions": "openai",
@@ -84,16 +91,7 @@ def adopt_shared_state(router: FailoverRouter, state: ChainState) -> None:
     """Take the breaker decisions other processes wrote to the shared store (``state``, as
     loaded from it) when newer than ours. The router adopts them only when it flushes
     outcomes of its own: a fleet member that is idle, or only skipping, must see them too."""
-    tracker = router.tracker
-    now = tracker.clock.time()
-    for name, ps in state.providers.items():
-        b = tracker.breakers.get(name)
-        if b is not None and ps.breaker.updated_at > b.snap.updated_at:
-            old = b.state(now)
-            b.snap = ps.breaker
-            new = b.state(now)
-            if new is not old:
-                tracker.on_transition(name, Transition(old, new, b.snap.open_until))
+    router.tracker.adopt(state)
 
 
 class Gateway:
@@ -135,6 +133,7 @@ class Gateway:
         self.router: FailoverRouter | None = None
         self.store: StateStore | None = None
         self._sync: asyncio.Task[None] | None = None
+        self.history: GatewayHistory | None = None  # serve.log: requests in the history
         self._names = [p.name for p in config.providers]
         self._models = {p.name: p.model for p in config.providers}
         self._by_model = {p.model: p.name for p in reversed(config.providers)}
@@ -148,6 +147,9 @@ class Gateway:
         self.store = await asyncio.to_thread(self._open_store) if self._open_store else None
         opts = {"env": self.env, **self._router_options}
         self.router = GatewayRouter(self.config, store=self.store, listeners=[self.metrics], **opts)
+        if self.serve.log and history_enabled(self.config.log, env=self.env):
+            path = history_path(self.config.log)
+            self.history = GatewayHistory(path, self.config, bodies=self.log.bodies)
         self.metrics.router = self.router
         if self.store is not None and self.sync_interval > 0:
             self._sync = asyncio.get_running_loop().create_task(self._sync_loop())
@@ -166,6 +168,9 @@ class Gateway:
             store, self.store = self.store, None
             with contextlib.suppress(StateError):
                 await asyncio.to_thread(store.close)
+        if self.history is not None:
+            history, self.history = self.history, None
+            await asyncio.to_thread(history.close)
         self.log.close()
 
     async def _sync_loop(self) -> None:
@@ -214,6 +219,14 @@ class Gateway:
         path: str = scope["path"]
         method: str = scope["method"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if path in _COUNT_TOKENS:
+            if method != "POST":
+                await self._error(
+                    send, "anthropic", WireError(405, f"{method} is not allowed here")
+                )
+                return
+            await self._count_tokens(scope, receive, send, headers)
+            return
         api = _COMPLETIONS.get(path)
         if api is not None:
             if method != "POST":
@@ -361,26 +374,12 @@ class Gateway:
         info: dict[str, Any] = {"request_id": rid, "method": "POST", "path": scope["path"],
                                 "api": api}  # fmt: skip
         body: bytes | None = None
+        req: GatewayRequest | None = None
         status = 500
         label = "-"
         reply: tuple[int, list[tuple[bytes, bytes]], bytes] | None = None
         try:
-            key = None
-            if self.keys is not None:
-                key = self._key_id(headers)
-                if key is None:
-                    raise _unauthorized()
-                info["key"] = key
-            if self.rates is not None:
-                client = scope.get("client")
-                wait = self.rates.take(key or (client[0] if client else "-"))
-                if wait is not None:
-                    raise WireError(429, "rate limit of this gateway key exceeded",
-                                    kind="rate_limit_error", retry_after=wait)  # fmt: skip
-            try:
-                body = await read_body(receive, self.serve.max_body_bytes)
-            except BodyTooLarge as exc:
-                raise WireError(413, str(exc), kind="request_too_large") from None
+            body = await self._admit_client(scope, receive, headers, info)
             req = wire.parse_request(body, max_messages=self.serve.max_messages)
             label, chain = self.chain_for(
                 req.model, headers.get("x-failover-providers"), req.fallbacks
@@ -424,15 +423,124 @@ class Gateway:
             info.pop("_headers", None)
             info.pop("_started", None)
             self.metrics.observe(api, label, status, seconds, result)
+            failure = info.pop("_exc", None)
             self.log.write(status=status, latency_ms=seconds * 1000, result=result,
                            body=body, **info)  # fmt: skip
+            if self.history is not None and req is not None and label != "-" and status != 499:
+                self.history.record(
+                    chain=label, result=result, error=failure or info.get("error"),
+                    messages=req.route_kwargs.get("messages") or (), latency_ms=seconds * 1000,
+                )  # fmt: skip
         if reply is not None:  # sent after the log line is written: a client sees both
             await _respond(send, *reply)
+
+    async def _admit_client(
+        self, scope: Scope, receive: Receive, headers: Mapping[str, str], info: dict[str, Any]
+    ) -> bytes:
+        """The request body, once the client's gateway key and rate allow it (WireError
+        otherwise)."""
+        key = None
+        if self.keys is not None:
+            key = self._key_id(headers)
+            if key is None:
+                raise _unauthorized()
+            info["key"] = key
+        if self.rates is not None:
+            client = scope.get("client")
+            wait = self.rates.take(key or (client[0] if client else "-"))
+            if wait is not None:
+                raise WireError(429, "rate limit of this gateway key exceeded",
+                                kind="rate_limit_error", retry_after=wait)  # fmt: skip
+        try:
+            return await read_body(receive, self.serve.max_body_bytes)
+        except BodyTooLarge as exc:
+            raise WireError(413, str(exc), kind="request_too_large") from None
+
+    # --- token counting ----------------------------------------------------------------------
+
+    async def _count_tokens(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]
+    ) -> None:
+        """``POST /v1/messages/count_tokens``: the count of the first Anthropic provider of
+        the chain that answers it. Never an estimate: with no such provider the answer is a
+        404 saying so."""
+        t0 = time.monotonic()
+        rid = "req_" + secrets.token_hex(12)
+        info: dict[str, Any] = {"request_id": rid, "method": "POST", "path": scope["path"],
+                                "api": "anthropic"}  # fmt: skip
+        body: bytes | None = None
+        try:
+            body = await self._admit_client(scope, receive, headers, info)
+            req = anthropic_wire.parse_request(
+                body, max_messages=self.serve.max_messages, default_max_tokens=1
+            )
+            _, chain = self.chain_for(req.model, headers.get("x-failover-providers"),
+                                      req.fallbacks)  # fmt: skip
+            info.update(model=req.model[:200], chain=list(chain) if chain else None)
+            if self.router is None:
+                raise WireError(503, "the gateway is not serving (starting or stopping)",
+                                kind="overloaded_error", retry_after=1)  # fmt: skip
+            tokens, name = await self._count_with(receive, req, chain)
+            info["provider"] = name
+            answer = json.dumps({"input_tokens": tokens}).encode()
+            ids = [(b"x-request-id", rid.encode()), (b"x-failover-provider", name.encode())]
+            reply = 200, [_JSON, *ids], answer
+        except WireError as err:
+            info["error"] = err.message
+            reply = self._error_reply("anthropic", err)
+        except ConnectionError:
+            reply = None
+        except Exception as exc:  # a bug: a one-line error for the client, the type in the log
+            info["error"] = f"internal error: {type(exc).__name__}"
+            internal = WireError(500, "internal error in the gateway", kind="api_error")
+            reply = self._error_reply("anthropic", internal)
+        seconds = time.monotonic() - t0
+        self.log.write(status=reply[0] if reply else 499, latency_ms=seconds * 1000,
+                       result=None, body=body, **info)  # fmt: skip
+        if reply is not None:
+            await _respond(send, *reply)
+
+    async def _count_with(
+        self, receive: Receive, req: GatewayRequest, chain: Chain | None
+    ) -> tuple[int, str]:
+        """(tokens, provider) from the chain's first provider able to count that answers."""
+        router = self.router
+        assert router is not None
+        names = list(chain) if chain is not None else router.order()
+        counters = [
+            n for n in names if callable(getattr(router.providers[n], "count_tokens", None))
+        ]
+        if not counters:
+            raise WireError(404, "no provider of this chain can count tokens (an Anthropic "
+                            "provider is needed); failover does not estimate them",
+                            kind="not_found_error")  # fmt: skip
+        kwargs = dict(req.route_kwargs)
+        extra = kwargs.pop("extra", None) or {}
+        request = build_request(**kwargs)
+        if extra.get("anthropic"):
+            request = replace(request, extra=dict(extra["anthropic"]))
+        now = router.clock.time()
+        failures: list[str] = []
+        for name in counters:
+            if router.tracker.breakers[name].state(now) is BreakerState.OPEN:
+                failures.append(f"{name}: breaker open")
+                continue
+            provider: Any = router.providers[name]
+            timeout = min(COUNT_TIMEOUT, provider.config.timeout)
+            try:
+                return await _unless_gone(
+                    receive, provider.count_tokens(request, timeout=timeout)
+                ), name
+            except ProviderError as exc:
+                failures.append(f"{name}: {exc.message[:200]}")
+        raise WireError(503, "no provider could count tokens: " + "; ".join(failures),
+                        kind="overloaded_error", retry_after=self._retry_hint())  # fmt: skip
 
     def _route_error(self, wire: Any, exc: BaseException, info: dict[str, Any]) -> WireError:
         """The client-facing error for a routing failure, with the attempts header."""
         if isinstance(exc, WireError):
             return exc
+        info["_exc"] = exc  # for the history: why, with every attempt
         if isinstance(exc, ValueError):
             return WireError(400, str(exc)[:500])
         err: WireError = wire.error_for(exc, retry_after=self._retry_hint())

@@ -1,4 +1,5 @@
-"""The Anthropic Messages API: ``POST /v1/messages`` (JSON and SSE) and ``GET /v1/models``.
+"""The Anthropic Messages API: ``POST /v1/messages`` (JSON and SSE), ``GET /v1/models`` and
+``POST /v1/messages/count_tokens``.
 
 Wire format, as documented by Anthropic:
 
@@ -9,6 +10,9 @@ Wire format, as documented by Anthropic:
   https://docs.anthropic.com/en/docs/build-with-claude/streaming
 - Status → ``error.type`` table, the ``{"type":"error","error":{...},"request_id":...}`` shape
   and the ``request-id`` header: https://docs.anthropic.com/en/api/errors
+- Token counting answers ``{"input_tokens": N}`` (the SDK's ``MessageTokensCount``) to a
+  Messages body without ``max_tokens``: https://docs.anthropic.com/en/api/messages-count-tokens
+  (N is the same count the simulator reports as a completion's ``usage.input_tokens``).
 - Models list (``data``, ``has_more``, ``first_id``, ``last_id``):
   https://docs.anthropic.com/en/api/models-list
 - The key comes as ``x-api-key`` (the OpenAPI spec, tests/specs/anthropic-messages.openapi.json,
@@ -77,6 +81,7 @@ from .wire import (
     SimToolCall,
     StreamFrames,
     Template,
+    count_words,
     cut_json,
     dumps,
     last_role,
@@ -136,6 +141,8 @@ class AnthropicDialect:
     json_type = JSON_TYPE
 
     def route(self, request: RecordedRequest) -> Route | None:
+        if request.method == "POST" and request.path == COUNT_TOKENS_PATH:
+            return Route(completion=False)  # answered beside the health checks
         return models_api_route(request, "/v1/messages")
 
     def unknown_route(self, request: RecordedRequest) -> Reply:
@@ -215,6 +222,8 @@ class AnthropicDialect:
         return request.json.get("model")
 
     def health(self, request: RecordedRequest, route: Route, models: list[str]) -> Reply:
+        if request.path == COUNT_TOKENS_PATH:
+            return _count_tokens(request)
         if route.model is not None:
             return Reply(200, dumps(_model(route.model)), JSON_TYPE)
         entries = [_model(model) for model in models]
@@ -312,6 +321,26 @@ class AnthropicDialect:
                     (prefix + "reset", rfc3339(now + budget.reset)),
                 ]
         return headers
+
+
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
+
+
+def _count_tokens(request: RecordedRequest) -> Reply:
+    """``{"input_tokens": N}`` for a Messages body (``max_tokens`` is not needed here)."""
+    body = request.json
+    if not isinstance(body, dict):
+        return _error(400, "invalid_request_error", "There was an error parsing the body.")
+    for name in ("model", "messages"):
+        if name not in body:
+            return _error(400, "invalid_request_error", f"{name}: Field required")
+    if not isinstance(body["messages"], list) or not body["messages"]:
+        return _error(400, "invalid_request_error", "messages: at least one message is required")
+    model = body["model"] if isinstance(body["model"], str) else ""
+    problem = _tools_problem(body) or _messages_problem(body["messages"], model)
+    if problem:
+        return _error(400, "invalid_request_error", problem)
+    return Reply(200, dumps({"input_tokens": max(1, count_words(body))}), JSON_TYPE)
 
 
 def _model(model: str) -> dict[str, str]:

@@ -8,6 +8,10 @@ leaves either the old or the new file. A writer that cannot have the lock within
 merges (see :mod:`._journal`): no outcome is dropped because a lock wait ran out. Readers take
 no lock on the state file.
 
+Half-open probe leases live beside the file in ``<path>.leases`` (JSON: chain -> provider ->
+``{"owner", "expires_at"}`` in epoch seconds), read and written only under the same lock;
+expired records are dropped on each write, and an unreadable leases file counts as empty.
+
 The state file, its lock and its journal must be regular files: a symbolic link, directory,
 device, FIFO or socket at any of those paths is refused with a one-line :class:`StateError`
 and left untouched. The file is read with a bounded size. A corrupt or foreign file is moved
@@ -19,6 +23,8 @@ alone.
 from __future__ import annotations
 
 import errno
+import json
+import math
 import os
 import re
 import threading
@@ -28,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..breaker import ProbeLease
 from ..errors import StateError
 from ..fsutil import (
     NotRegularFile,
@@ -46,6 +53,8 @@ from ._lockfile import FileLock, file_lock, poll
 DEFAULT_LOCK_TIMEOUT = 2.0  # seconds an update waits for the lock before journalling
 JOURNAL_WAIT = 30.0  # seconds an append may wait for a holder merging the journal
 MAX_STATE_BYTES = 32 * 2**20  # a larger state file is unreadable (moved aside)
+MAX_LEASE_BYTES = 2**20  # a larger leases file is unreadable (treated as empty)
+LEASE_LOCK_WAIT = 0.05  # seconds a lease claim waits for the lock (claims run on event loops)
 _LEFTOVER = re.compile(r"(?:[0-9a-f]{32}\.)?tmp")  # temporary files of writers that died
 
 # What a write does to the chain: its new state and the providers changed, or None: nothing.
@@ -69,6 +78,7 @@ class JsonFileStore:
         self.path = Path(path).expanduser()
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.journal_path = self.path.with_name(self.path.name + ".journal")
+        self.leases_path = self.path.with_name(self.path.name + ".leases")
         self.lock_timeout = lock_timeout
         self.on_warning = on_warning
         self._journal = Journal(self.journal_path) if os.name == "posix" else None
@@ -117,9 +127,80 @@ class JsonFileStore:
         with self._exclusive("state not reset"):
             self._commit(chain, _dropping(providers))
 
+    def claim_probe(
+        self, chain: str, provider: str, owner: str, ttl: float, now: float
+    ) -> ProbeLease:
+        """Take the lease under the file lock: a record with an expiry in epoch seconds. A
+        lock held by others for ``LEASE_LOCK_WAIT`` is contention: not granted, ask again."""
+        try:
+            with self._exclusive("probe lease not taken", LEASE_LOCK_WAIT):
+                return self._claim(chain, provider, owner, ttl, now)
+        except _Busy:
+            return ProbeLease(False, "", now + 2 * LEASE_LOCK_WAIT)
+
+    def _claim(self, chain: str, provider: str, owner: str, ttl: float, now: float) -> ProbeLease:
+        """With the lock held: grant unless another owner's lease is still running."""
+        leases = self._read_leases(now)
+        held = leases.get(chain, {}).get(provider)
+        if held is not None and held[0] != owner:
+            return ProbeLease(False, held[0], held[1])
+        leases.setdefault(chain, {})[provider] = (owner, now + ttl)
+        self._write_leases(leases)
+        return ProbeLease(True, owner, now + ttl)
+
+    def end_probe(self, chain: str, provider: str, owner: str) -> None:
+        with self._exclusive("probe lease not ended", LEASE_LOCK_WAIT):
+            leases = self._read_leases(None)
+            held = leases.get(chain, {}).get(provider)
+            if held is not None and held[0] == owner:
+                del leases[chain][provider]
+                self._write_leases(leases)
+
     def close(self) -> None:
         with self._mutex:
             self._cached = Document()
+
+    # --- probe leases (called with the lock held) -----------------------------------------------
+
+    def _read_leases(self, now: float | None) -> dict[str, dict[str, tuple[str, float]]]:
+        """The leases on disk, without those expired at ``now``; malformed records skipped."""
+        try:
+            raw = json.loads(read_limited(self.leases_path, MAX_LEASE_BYTES))
+        except FileNotFoundError:
+            return {}
+        except NotRegularFile as exc:
+            raise StateError(self._refusal("leases file", self.leases_path, exc)) from None
+        except (TooLarge, ValueError, RecursionError):
+            return {}  # unreadable: rewritten whole on the next claim
+        except OSError as exc:
+            raise StateError(f"cannot read {self.leases_path}: {_reason(exc)}") from None
+        out: dict[str, dict[str, tuple[str, float]]] = {}
+        for chain, providers in raw.items() if isinstance(raw, dict) else ():
+            for name, rec in providers.items() if isinstance(providers, dict) else ():
+                if not isinstance(rec, dict):
+                    continue
+                holder, until = rec.get("owner"), rec.get("expires_at")
+                if (
+                    isinstance(holder, str)
+                    and isinstance(until, int | float)
+                    and math.isfinite(until)
+                    and (now is None or until > now)
+                ):
+                    out.setdefault(chain, {})[name] = (holder, float(until))
+        return out
+
+    def _write_leases(self, leases: dict[str, dict[str, tuple[str, float]]]) -> None:
+        doc = {
+            c: {n: {"owner": o, "expires_at": t} for n, (o, t) in ps.items()}
+            for c, ps in leases.items()
+            if ps
+        }
+        try:
+            atomic_write(self.leases_path, json.dumps(doc, separators=(",", ":")).encode())
+        except NotRegularFile as exc:
+            raise StateError(self._refusal("leases file", self.leases_path, exc)) from None
+        except OSError as exc:
+            raise StateError(f"cannot write {self.leases_path}: {_reason(exc)}") from None
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -255,8 +336,10 @@ class JsonFileStore:
         return detach(_with_pending(state, chain, pending, doc.journal))
 
     @contextmanager
-    def _exclusive(self, consequence: str) -> Iterator[None]:
-        """Hold this process's mutex and the cross-process file lock."""
+    def _exclusive(self, consequence: str, wait: float | None = None) -> Iterator[None]:
+        """Hold this process's mutex and the cross-process file lock (waiting ``wait``
+        seconds for it, default ``lock_timeout``)."""
+        wait = self.lock_timeout if wait is None else wait
         with self._mutex:
             try:
                 check_regular(self.path)  # before creating anything beside it
@@ -272,7 +355,7 @@ class JsonFileStore:
                     f"cannot create state directory {self.path.parent}: {_reason(exc)}"
                 ) from None
             try:
-                acquired = poll(lock.try_acquire, self.lock_timeout)
+                acquired = poll(lock.try_acquire, wait)
             except NotRegularFile as exc:
                 raise StateError(self._refusal("lock file", self.lock_path, exc)) from None
             except (OSError, RuntimeError) as exc:
@@ -281,8 +364,7 @@ class JsonFileStore:
                 ) from None
             if not acquired:
                 raise _Busy(
-                    f"state file locked by another process for more than "
-                    f"{self.lock_timeout:g}s: {consequence}"
+                    f"state file locked by another process for more than {wait:g}s: {consequence}"
                 )
             try:
                 yield

@@ -5,6 +5,9 @@ provider's :class:`~failover_cli.state.ProviderState` as JSON (with a ``"schema"
 and ``{prefix}:{chain}:providers`` is the set of provider names (``%`` and ``:`` in names are
 percent-escaped; a provider named ``providers`` is stored as ``%70roviders``).
 
+A half-open probe lease is ``{prefix}:{chain}:lock:probe:{provider}``, taken with
+``SET NX PX`` (in a script that also renews the holder's own and reports another's expiry).
+
 ``update`` is atomic on the server: it WATCHes the delta's provider keys, merges with
 :func:`~failover_cli.state.merge_provider` and writes in MULTI/EXEC. A client that loses the
 race queues on a short-lived writer lock (``{prefix}:{chain}:lock:writer``) before trying
@@ -25,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..breaker import ProbeLease
 from ..errors import StateError, redact
 from ..state import (
     DECODE_ERRORS,
@@ -54,6 +58,24 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
     redis.call('lpush', KEYS[2], 1)
     redis.call('ltrim', KEYS[2], 0, 0)
     redis.call('pexpire', KEYS[2], 5000)
+end
+"""
+# Claim a probe lease with SET NX PX, renewing our own; answer [granted, holder, ms left].
+_CLAIM = """
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return {1, ARGV[1], tonumber(ARGV[2])}
+end
+local holder = redis.call('get', KEYS[1])
+if holder == ARGV[1] then
+    redis.call('pexpire', KEYS[1], ARGV[2])
+    return {1, holder, tonumber(ARGV[2])}
+end
+return {0, holder or '', redis.call('pttl', KEYS[1])}
+"""
+# End a probe lease if still ours.
+_END = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    redis.call('del', KEYS[1])
 end
 """
 _INSTALL_ADVICE = "pip install 'failover[redis]'"
@@ -148,6 +170,26 @@ class RedisStore:
         except self._errors as exc:
             raise self._error("cannot reset state in", exc) from None
         raise StateError(f"redis state store at {self._where} too busy: state not reset")
+
+    def claim_probe(
+        self, chain: str, provider: str, owner: str, ttl: float, now: float
+    ) -> ProbeLease:
+        """Take the lease with ``SET NX PX`` on the server (expiry on the server's clock)."""
+        ms = max(1, int(ttl * 1000))
+        try:
+            granted, holder, left = self._client.eval(
+                _CLAIM, 1, self._probe_key(chain, provider), owner, ms
+            )
+        except self._errors as exc:
+            raise self._error("cannot claim probe lease in", exc) from None
+        left = int(left) if int(left) > 0 else 0  # -1/-2: gone since GET; none left
+        return ProbeLease(bool(granted), _text(holder), now + left / 1000)
+
+    def end_probe(self, chain: str, provider: str, owner: str) -> None:
+        try:
+            self._client.eval(_END, 1, self._probe_key(chain, provider), owner)
+        except self._errors as exc:
+            raise self._error("cannot end probe lease in", exc) from None
 
     def close(self) -> None:
         try:
@@ -286,6 +328,9 @@ class RedisStore:
         if name == "providers":  # that key is the set of names
             name = "%70roviders"
         return f"{self.prefix}:{_escape(chain)}:{name}"
+
+    def _probe_key(self, chain: str, provider: str) -> str:
+        return f"{self.prefix}:{_escape(chain)}:lock:probe:{_escape(provider)}"
 
     def _set_key(self, chain: str) -> str:
         return f"{self.prefix}:{_escape(chain)}:providers"

@@ -75,4 +75,26 @@ state:
   path: null                  # default: the user state dir (see `failover config path`)
   # url: redis://localhost:6379/0   # share breaker state across a fleet instead
   history: 500                # latency samples kept per provider
+
+log:                          # the history of asks and chats (`failover logs`); `log: false` turns it off
+  enabled: true
+  path: null                  # default: history.db in the user data dir
+  max_entries: 10000          # oldest entries are pruned beyond this...
+  max_mb: 200                 # ...or this size
+
+budget:                       # optional spend limits in USD (UTC days and months), checked on every hop
+  daily_usd: null
+  monthly_usd: null
+  # providers: {claude: {daily_usd: 5}}   # a provider's own limit
+  # A provider without cost: is skipped while a limit covers it: its spend cannot be known.
+
+# models:                     # `failover serve`: a request's model name choosing a chain
+#   fast: [gpt, llama]
+
+serve:                        # `failover serve`, the gateway (pip install 'failover[serve]')
+  host: 127.0.0.1             # any other address needs gateway keys
+  port: 8400
+  keys_env: null              # optional: an environment variable holding gateway keys
+  unknown_model: default      # default: unknown model names go to the whole chain | reject
+  log: false                  # record gateway requests in the history too
 """

@@ -20,11 +20,9 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .breaker import BreakerState, Permit, Transition
-from .budget import Budget, Ledger, request_input_tokens
-from .budget import input_tokens as text_tokens
 from .capabilities import Capabilities, Strategy, adapt, capabilities, missing
 from .chat import ToolCall
 from .clock import SYSTEM_CLOCK, Clock
@@ -69,6 +67,9 @@ from .types import (
     Usage,
 )
 from .waitqueue import WaitQueue
+
+if TYPE_CHECKING:
+    from .budget import Ledger  # imported only when a budget is set: not on every ask
 
 Listener = Callable[[Event], None]
 DEFAULT_TIMEOUT = 600.0  # seconds a whole request may take unless told otherwise
@@ -168,6 +169,8 @@ class FailoverRouter:
         self._ledger: Ledger | None = None
         self._spend_lock: asyncio.Lock | None = None  # one store sync of spend at a time
         if self.config.budget.enabled:
+            from .budget import Budget, Ledger
+
             prices = {c.name: c.cost for c in self.config.providers}
             self._ledger = Ledger(Budget.of(self.config.budget), prices)
 
@@ -689,9 +692,11 @@ class _Run:
     def input_tokens(self) -> int:
         """The input tokens this hop is estimated to send: the request, and the partial
         answer it continues, if any."""
+        from .budget import input_tokens, request_input_tokens
+
         if self._input_tokens is None:
             self._input_tokens = request_input_tokens(self.req)
-        return self._input_tokens + text_tokens(len(self.partial))
+        return self._input_tokens + input_tokens(len(self.partial))
 
     def _next_wake(self) -> float | None:
         """The earliest time a provider not excluded from this request may admit again."""
@@ -1068,7 +1073,9 @@ async def _generate(run: _Run, sink: _Sink, typed: bool) -> AsyncGenerator[Any, 
             run._failed(opened.name, opened.permit, exc, duration, r.config.retry.attempts)
             run.excluded.add(opened.name)
             if run.ledger is not None:  # a broken stream reports no usage: charge an estimate
-                sent = Usage(run.input_tokens(), text_tokens(len(seg_text) + calls.chars()))
+                from .budget import input_tokens
+
+                sent = Usage(run.input_tokens(), input_tokens(len(seg_text) + calls.chars()))
                 await r._charge(opened.name, r._cost(opened.name, sent), run, done=False)
             if calls:  # never continued mid-call: the next provider writes the turn anew
                 segments.clear()

@@ -750,6 +750,7 @@ def test_a_piped_ask_imports_neither_rich_nor_pydantic(sandbox: Sandbox, sim) ->
     assert "httpx" in imported  # the measurement works
     # click is installed (the gateway servers need it): httpx would import its command line
     assert not {m for m in imported if m.split(".")[0] in ("rich", "pydantic", "typer", "click")}
+    assert "failover_cli.budget" not in imported  # no budget configured: none of its code
 
 
 def test_ask_answers_alike_with_and_without_typer(sandbox: Sandbox, sim) -> None:

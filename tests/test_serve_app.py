@@ -340,6 +340,10 @@ def test_load_keys_from_env_and_file(tmp_path: Path):
         load_keys(None, str(f), {})
     with pytest.raises(ConfigError, match=r"\$GW_KEYS"):
         load_keys("GW_KEYS", None, {})
+    f.write_text(f"{digest('planted').hex()}\n")
+    f.chmod(0o666)  # anyone could add a key of their own
+    with pytest.raises(ConfigError, match=r"serve\.keys_file: cannot read"):
+        load_keys(None, str(f), {})
     assert presented_key("Bearer  tok ", None) == "tok"
     assert presented_key(None, "xk") == "xk"
     assert presented_key("Basic abc", None) is None

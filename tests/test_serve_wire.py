@@ -230,8 +230,14 @@ async def test_openai_parsed_request_routes_through_a_router():
         (body(model="m"), "messages", "Missing required parameter: 'messages'"),
         (body(model="m", messages={}), "messages", "array"),
         (body(model="m", messages=[]), "messages", "empty array"),
+        (b'{"model": "m", "temperature": NaN, "messages": []}', None, "could not parse"),
+        (b'{"model": "m", "x": 1e400, "messages": []}', None, "could not parse"),
+        (b'{"model": "m", "x": -Infinity, "messages": []}', None, "could not parse"),
+        (body(model="m", max_tokens=10**300, messages=[{"role": "user", "content": "x"}]),
+         "max_tokens", "at most"),
+        (body(model="m", n=True, messages=[{"role": "user", "content": "x"}]), "n", "only 1"),
     ],
-)
+)  # fmt: skip
 def test_openai_bad_bodies_are_400s_naming_the_field(raw: bytes, param: str | None, words: str):
     with pytest.raises(WireError) as info:
         openai_wire.parse_request(raw)
@@ -728,12 +734,11 @@ def test_error_for_maps_failover_errors_to_statuses():
     assert internal.status == 500 and "secret" not in internal.message
     assert error_for(ConfigError("bad file")).status == 500
 
-    class BudgetExceeded(AllProvidersFailed):
-        retry_after = 30.0
+    from failover_cli.errors import BudgetExceeded
 
     over = error_for(BudgetExceeded("refused by the budget: a: skipped", broken().attempts))
-    assert (over.status, over.kind, over.retry_after) == (429, "rate_limit_error", 30.0)
-    assert openai_wire.error_for is error_for and anthropic_wire.ERROR_STATUS_FOR is error_for
+    assert (over.status, over.kind, over.retry_after) == (429, "rate_limit_error", None)
+    assert openai_wire.error_for is error_for and anthropic_wire.error_for is error_for
 
 
 # --- OpenAI streams, read by the SDK --------------------------------------------------------------

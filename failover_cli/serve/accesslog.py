@@ -91,7 +91,7 @@ class AccessLog:
             if body is not None:
                 line["request_body"] = body[:MAX_BODY_LOGGED].decode("utf-8", "replace")
             if result is not None:
-                line["response_text"] = result.text
+                line["response_text"] = result.text[:MAX_BODY_LOGGED]
         try:
             self.stream.write(json.dumps(line, separators=(",", ":")) + "\n")
             self.stream.flush()

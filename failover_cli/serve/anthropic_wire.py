@@ -50,7 +50,7 @@ from typing import Any
 from ..chat import IMAGE_TYPES
 from ..types import RouteResult, StreamDone, StreamSwitched, TextDelta, ToolCallDelta, Usage
 from .wire import (
-    ERROR_STATUS_FOR,
+    MAX_TOKENS,
     GatewayRequest,
     WireError,
     call_id,
@@ -69,7 +69,6 @@ from .wire import (
 )
 
 __all__ = [
-    "ERROR_STATUS_FOR",
     "error_for",
     "parse_request",
     "render_error",
@@ -109,7 +108,7 @@ def parse_request(
     elif "max_tokens" not in data:
         raise _bad("max_tokens", "Field required")
     else:
-        max_tokens = whole(data["max_tokens"], "max_tokens")
+        max_tokens = whole(data["max_tokens"], "max_tokens", high=MAX_TOKENS)
     raw = data.get("messages")
     if raw is None:
         raise _bad("messages", "Field required")

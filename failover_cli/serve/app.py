@@ -28,7 +28,7 @@ from typing import Any
 from ..breaker import BreakerState
 from ..clock import SYSTEM_CLOCK
 from ..config import Config, key_env
-from ..errors import ProviderError, StateError
+from ..errors import ProviderError
 from ..history import enabled as history_enabled
 from ..history import history_path
 from ..protocols import StateStore
@@ -48,6 +48,7 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
+BODY_TIMEOUT = 30.0  # seconds to receive a whole request body
 MAX_PROVIDERS_HEADER = 1024  # characters of x-failover-providers
 QUEUE_RETRY_AFTER = 1  # seconds a client refused for a full queue is told to wait
 SYNC_INTERVAL = 1.0  # seconds between reads of breaker state shared by other processes
@@ -165,9 +166,10 @@ class Gateway:
             await self.router.aclose()
             self.router = None
         if self.store is not None:
+            from ..cli.wiring import close_store
+
             store, self.store = self.store, None
-            with contextlib.suppress(StateError):
-                await asyncio.to_thread(store.close)
+            await asyncio.to_thread(close_store, store)  # a failure is a warning, not lost
         if self.history is not None:
             history, self.history = self.history, None
             await asyncio.to_thread(history.close)
@@ -389,7 +391,8 @@ class Gateway:
             if self.router is None:
                 raise WireError(503, "the gateway is not serving (starting or stopping)",
                                 kind="overloaded_error", retry_after=1)  # fmt: skip
-            if not await self.admission.acquire():
+            if not await _unless_gone(receive, self.admission.acquire()):  # a client gone
+                # while queued gives its place up
                 raise WireError(429, "the gateway is at its concurrency limit and its queue "
                                 "is full", kind="rate_limit_error",
                                 retry_after=QUEUE_RETRY_AFTER)  # fmt: skip
@@ -452,9 +455,12 @@ class Gateway:
                 raise WireError(429, "rate limit of this gateway key exceeded",
                                 kind="rate_limit_error", retry_after=wait)  # fmt: skip
         try:
-            return await read_body(receive, self.serve.max_body_bytes)
+            async with asyncio.timeout(BODY_TIMEOUT):  # a slow client cannot hold a body open
+                return await read_body(receive, self.serve.max_body_bytes)
         except BodyTooLarge as exc:
             raise WireError(413, str(exc), kind="request_too_large") from None
+        except TimeoutError:
+            raise WireError(408, f"the request body took longer than {BODY_TIMEOUT:g} s") from None
 
     # --- token counting ----------------------------------------------------------------------
 

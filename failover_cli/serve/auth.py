@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 from collections.abc import Iterable, Mapping
 
@@ -71,7 +72,8 @@ def load_keys(
 
 def _read_digests(path: str) -> list[bytes]:
     try:
-        data = read_limited(path, MAX_KEYS_FILE)
+        # Only this user may write it: anyone who could would add a key of their own.
+        data = read_limited(path, MAX_KEYS_FILE, owner=os.geteuid(), deny=0o022)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"serve.keys_file: cannot read {path}: {exc}") from None
     try:

@@ -35,7 +35,7 @@ from typing import Any
 
 from ..types import RouteResult, StreamDone, StreamSwitched, TextDelta, ToolCallDelta, Usage
 from .wire import (
-    ERROR_STATUS_FOR,
+    MAX_TOKENS,
     GatewayRequest,
     WireError,
     call_id,
@@ -54,7 +54,6 @@ from .wire import (
 )
 
 __all__ = [
-    "ERROR_STATUS_FOR",
     "error_for",
     "parse_request",
     "render_error",
@@ -118,7 +117,7 @@ def parse_request(
             400, "modalities: audio output is not supported by this gateway", param="modalities"
         )
     n = data.get("n")
-    if n is not None and n != 1:
+    if n is not None and (isinstance(n, bool) or n != 1):
         raise WireError(400, "n: only 1 choice is supported by this gateway", param="n")
     stream = flag(data, "stream")
     include_usage = False
@@ -146,7 +145,9 @@ def parse_request(
         limit, limit_name = data.get("max_tokens"), "max_tokens"
     kwargs: dict[str, Any] = {
         "messages": messages,
-        "max_tokens": default_max_tokens if limit is None else whole(limit, limit_name),
+        "max_tokens": default_max_tokens
+        if limit is None
+        else whole(limit, limit_name, high=MAX_TOKENS),
         "temperature": number(data, "temperature", 0, 2),
         "top_p": number(data, "top_p", 0, 1),
         "stop": stop_list(data.get("stop"), "stop"),

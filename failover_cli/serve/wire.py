@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import (
     AllProvidersFailed,
+    BudgetExceeded,
     ConfigError,
     FailoverError,
     ProviderError,
@@ -113,11 +114,8 @@ def error_for(exc: BaseException, *, retry_after: float | None = None) -> WireEr
         status = status if status is not None and 400 <= status < 500 else 400
         kind = "request_too_large" if status == 413 else "invalid_request_error"
         return WireError(status, str(exc), kind=kind)
-    # By name: the budget's error (an AllProvidersFailed) is newer than this module.
-    if any(cls.__name__ == "BudgetExceeded" for cls in type(exc).__mro__):
-        until = getattr(exc, "retry_after", None)
-        until = until if isinstance(until, int | float) and math.isfinite(until) else None
-        return WireError(429, str(exc), kind="rate_limit_error", retry_after=until)
+    if isinstance(exc, BudgetExceeded):  # before AllProvidersFailed: it is one
+        return WireError(429, str(exc), kind="rate_limit_error")
     if isinstance(exc, QueueFull):
         return WireError(429, str(exc), kind="rate_limit_error", retry_after=wait)
     if isinstance(exc, AllProvidersFailed):
@@ -139,7 +137,8 @@ def error_for(exc: BaseException, *, retry_after: float | None = None) -> WireEr
     return WireError(500, "internal error in the gateway", kind="api_error")
 
 
-ERROR_STATUS_FOR = error_for
+MAX_WHOLE = 2**63 - 1  # the largest integer field any of these APIs takes (a seed)
+MAX_TOKENS = 10_000_000  # max_tokens above this is no model's answer (providers/_http clamps so)
 
 
 def field_of(message: str) -> str | None:
@@ -153,13 +152,24 @@ def field_of(message: str) -> str | None:
 
 def load_object(body: bytes, problem: str) -> dict[str, Any]:
     """The JSON object ``body`` holds; WireError(400, ``problem``) for anything else."""
-    try:
-        data = json.loads(body)
+    try:  # NaN, Infinity and 1e400 are not JSON any API takes: refused, not sent upstream
+        data = json.loads(body, parse_constant=_not_finite, parse_float=_finite)
     except (ValueError, RecursionError):
         raise WireError(400, problem) from None
     if not isinstance(data, dict):
         raise WireError(400, problem)
     return data
+
+
+def _not_finite(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
 
 
 def model_of(body: Mapping[str, Any], missing: str, param: str = "model") -> str:
@@ -199,12 +209,14 @@ def number(
     return value
 
 
-def whole(value: Any, where: str, *, low: int = 1) -> int:
-    """A whole number of at least ``low``."""
+def whole(value: Any, where: str, *, low: int = 1, high: int = MAX_WHOLE) -> int:
+    """A whole number from ``low`` to ``high``."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise WireError(400, f"{where}: must be an integer", param=where)
     if value < low:
         raise WireError(400, f"{where}: must be at least {low}", param=where)
+    if value > high:
+        raise WireError(400, f"{where}: must be at most {high}", param=where)
     return value
 
 

@@ -109,7 +109,9 @@ class ProviderState:
 
 # --- spend: USD by period, added up exactly like the counters ----------------------------------
 
-MAX_PERIODS = 64  # entries a stored or journalled spend may have (two are kept after a merge)
+MAX_PERIODS = 64  # entries a stored or journalled spend may have (five are kept after a merge)
+KEPT_DAYS = 3  # days of spend kept per provider: today, and room for a clock that runs ahead
+KEPT_MONTHS = 2
 MAX_SPEND = 1e12  # USD: a sum is capped here, so no merge of finite amounts makes infinity
 _PERIOD = re.compile(r"\d{4}-\d{2}(?:-\d{2})?")
 
@@ -149,16 +151,18 @@ def _finite_spend(spend: dict[str, float]) -> dict[str, float]:
 
 
 def merge_spend(old: dict[str, float], new: dict[str, float]) -> dict[str, float]:
-    """Amounts of the same period add up; then only the latest day and the latest month are
-    kept (older periods expire as the clock moves on)."""
+    """Amounts of the same period add up; then only the latest :data:`KEPT_DAYS` days and
+    :data:`KEPT_MONTHS` months are kept (older periods expire as the clock moves on)."""
     if not new:
         return dict(old)
     total = dict(old)
     for k, v in new.items():
         total[k] = min(total.get(k, 0.0) + v, MAX_SPEND)  # never overflows to infinity
-    day = max((k for k in total if len(k) == 10), default=None)
-    month = max((k for k in total if len(k) == 7), default=None)
-    return {k: v for k, v in total.items() if k in (day, month)}
+    # The newest few of each: one host whose clock runs ahead adds a future period, which
+    # must not push out the one the others are spending in now.
+    days = sorted((k for k in total if len(k) == 10), reverse=True)[:KEPT_DAYS]
+    months = sorted((k for k in total if len(k) == 7), reverse=True)[:KEPT_MONTHS]
+    return {k: total[k] for k in (*days, *months)}
 
 
 # --- finite numbers: NaN or an infinity must never be loaded, merged or written ---------------
@@ -291,7 +295,7 @@ class ProviderDelta:
             "last_error": self.last_error,
             "last_health": self.last_health,
             "last_ratelimit": self.last_ratelimit,
-            "spend": dict(self.spend),
+            **({"spend": dict(self.spend)} if self.spend else {}),
         }
 
     @classmethod

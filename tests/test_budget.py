@@ -191,16 +191,22 @@ def test_budget_is_built_from_the_configuration_section() -> None:
 # --- the stored spend ---------------------------------------------------------------------------
 
 
-def test_merged_spend_adds_up_and_keeps_only_the_latest_day_and_month() -> None:
+def test_merged_spend_adds_up_and_keeps_only_the_latest_periods() -> None:
     old = {"2026-11-30": 1.0, "2026-11": 9.0}
     assert merge_spend(old, {"2026-11-30": 0.5, "2026-11": 0.5}) == {
         "2026-11-30": 1.5,
         "2026-11": 9.5,
     }
     rolled = merge_spend(old, {"2026-12-01": 0.25, "2026-12": 0.25})
-    assert rolled == {"2026-12-01": 0.25, "2026-12": 0.25}
-    late = merge_spend(rolled, {"2026-11-30": 1.0, "2026-11": 1.0})  # a stale journal line
-    assert late == rolled
+    assert rolled == {"2026-12-01": 0.25, "2026-11-30": 1.0, "2026-12": 0.25, "2026-11": 9.0}
+    later = merge_spend(rolled, {"2026-12-02": 1.0, "2026-12-03": 1.0, "2027-01": 1.0})
+    assert set(later) == {"2026-12-03", "2026-12-02", "2026-12-01", "2027-01", "2026-12"}
+
+
+def test_a_host_whose_clock_runs_ahead_does_not_erase_todays_spend() -> None:
+    today = {"2026-12-03": 5.0, "2026-12": 5.0}
+    ahead = merge_spend(today, {"2026-12-04": 0.1, "2026-12": 0.1})  # one host a day ahead
+    assert ahead["2026-12-03"] == 5.0  # the others still see today's spend against the limit
 
 
 def test_spend_round_trips_and_malformed_spend_is_refused() -> None:

@@ -396,14 +396,20 @@ def test_spend_of_earlier_periods_expires_as_the_clock_moves_on(
     store.update("c", spend_delta("p", "2026-11-30", 0.5))
     assert open_store().load("c").providers["p"].spend == {"2026-11-30": 1.5, "2026-11": 1.5}
     store.update("c", spend_delta("p", "2026-12-01", 0.25))  # a new day and a new month
-    assert open_store().load("c").providers["p"].spend == {"2026-12-01": 0.25, "2026-12": 0.25}
+    assert open_store().load("c").providers["p"].spend == {
+        "2026-12-01": 0.25, "2026-11-30": 1.5, "2026-12": 0.25, "2026-11": 1.5,
+    }  # fmt: skip
     other = StateDelta()
     other.provider("p").spend = {"2026-12-02": 2.0, "2026-12": 2.0}
     other.provider("p").requests = 1  # spend travels with the other outcomes of a batch
     returned = store.update("c", other).providers["p"]
-    assert returned.spend == {"2026-12-02": 2.0, "2026-12": 2.25}
+    assert returned.spend["2026-12-02"] == 2.0 and returned.spend["2026-12"] == 2.25
     assert returned.requests == 1
     assert open_store().load("c").providers["p"] == returned
+    store.update("c", spend_delta("p", "2027-01-01", 0.5))  # old enough now: gone
+    assert open_store().load("c").providers["p"].spend == {
+        "2027-01-01": 0.5, "2026-12-02": 2.0, "2026-12-01": 0.25, "2027-01": 0.5, "2026-12": 2.25,
+    }  # fmt: skip
 
 
 def test_a_reset_forgets_breakers_and_history_but_keeps_spend(open_store: StoreFactory) -> None:

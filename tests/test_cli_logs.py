@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Sandbox, provider
+from conftest import SIM_KEY, Sandbox, provider
 
 from failover_cli.sim import Behavior
 
@@ -200,3 +200,12 @@ def test_a_failed_ask_keeps_its_prompt_and_is_never_sent_as_a_turn(sandbox: Sand
     first = sandbox.run("ask", "First answered")
     assert first.returncode == 0, first.stderr
     assert [e["answer"] for e in logs_json(sandbox)] == [ANSWER, ""]
+
+
+def test_a_key_pasted_into_a_prompt_is_redacted_before_it_is_stored(chain: Sandbox) -> None:
+    proc = chain.run("ask", "-s", f"my key is {SIM_KEY}", f"Is {SIM_KEY} leaked?")
+    assert proc.returncode == 0, proc.stderr
+    (e,) = logs_json(chain)
+    assert e["prompt"] == "Is [REDACTED] leaked?" and e["system"] == "my key is [REDACTED]"
+    files = [p for p in db_path(chain).parent.iterdir() if p.name.startswith("history.db")]
+    assert all(SIM_KEY.encode() not in p.read_bytes() for p in files)

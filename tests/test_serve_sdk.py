@@ -252,3 +252,15 @@ def test_count_tokens_fails_over_between_anthropic_providers(gateway, sim):
     assert r.headers["x-failover-provider"] == "second"
     bad = httpx.post(f"{gw.url}/v1/messages/count_tokens", json={"model": "default"}, timeout=10)
     assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_count_tokens_all_down_names_classes_not_upstream_text(gateway, sim):
+    gw = gateway(provider("first", sim("anthropic", Behavior(health_status=529))),
+                 provider("second", sim("anthropic", Behavior(health_status=529))))  # fmt: skip
+    r = httpx.post(f"{gw.url}/v1/messages/count_tokens",
+                   json={"model": "default", "messages": [{"role": "user", "content": "a b c"}]},
+                   headers={"anthropic-version": "2023-06-01"}, timeout=10)  # fmt: skip
+    assert r.status_code == 503, r.text
+    message = r.json()["error"]["message"]
+    assert "first: " in message and "second: " in message and "529" in message
+    assert "verloaded" not in message  # the simulator's own error text stays in the gateway

@@ -26,6 +26,7 @@ from failover_cli.errors import (
     AllProvidersFailed,
     ConfigError,
     InvalidRequest,
+    ProviderError,
     QueueFull,
     RequestRejected,
 )
@@ -38,6 +39,7 @@ from failover_cli.sim import Behavior
 from failover_cli.testing import FakeProvider, Reply, VirtualClock, fake_router, outage
 from failover_cli.types import (
     Attempt,
+    ErrorClass,
     ProviderConfig,
     RouteResult,
     StreamDone,
@@ -1139,3 +1141,21 @@ def test_hostile_conversations_get_a_400_naming_a_client_field_or_route(turns: l
     uses = {c.id for m in again.messages for c in m.tool_calls}
     answers = {m.tool_call_id for m in again.messages if m.role == "tool"}
     assert uses == answers
+
+
+def test_5xx_messages_name_providers_and_classes_never_upstream_text():
+    # An upstream 401 body can echo part of the key; a 5xx summary must not relay it.
+    leak = "invalid x-api-key sk-ant-...wxyz for org acme"
+    attempts = [
+        Attempt("claude", "failed", ErrorClass.PROVIDER, 401, leak),
+        Attempt("gpt", "failed", ErrorClass.TRANSIENT, 503, "upstream says: " + leak),
+        Attempt("llama", "skipped", reason="breaker_open"),
+    ]
+    down = error_for(AllProvidersFailed(f"no provider could answer: claude: {leak}", attempts))
+    assert down.status == 503 and "wxyz" not in down.message and "acme" not in down.message
+    assert "claude" in down.message and "401" in down.message and "gpt" in down.message
+    late = error_for(AllProvidersFailed(f"request deadline exceeded: {leak}", attempts))
+    assert late.status == 504 and "wxyz" not in late.message
+    bad_gateway = error_for(ProviderError(leak, provider="claude", status=401))
+    assert bad_gateway.status == 502 and "wxyz" not in bad_gateway.message
+    assert "claude" in bad_gateway.message

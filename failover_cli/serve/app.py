@@ -538,7 +538,11 @@ class Gateway:
                     receive, provider.count_tokens(request, timeout=timeout)
                 ), name
             except ProviderError as exc:
-                failures.append(f"{name}: {exc.message[:200]}")
+                # the class and status only: upstream text can echo part of a key
+                word = exc.error_class.value
+                failures.append(
+                    f"{name}: {word}" if exc.status is None else f"{name}: {word} {exc.status}"
+                )
         raise WireError(503, "no provider could count tokens: " + "; ".join(failures),
                         kind="overloaded_error", retry_after=self._retry_hint())  # fmt: skip
 

@@ -33,6 +33,7 @@ from failover_cli.serve.accesslog import AccessLog
 from failover_cli.serve.app import Gateway
 from failover_cli.serve.auth import GatewayKeys, digest, load_keys, presented_key
 from failover_cli.serve.limits import Admission, RateLimiter
+from failover_cli.serve.server import connection_limit, uvicorn_options
 from failover_cli.sim import Behavior
 
 uvicorn = pytest.importorskip("uvicorn")
@@ -84,12 +85,13 @@ def config_text(*providers: dict[str, Any], **sections: Any) -> str:
     return yaml.safe_dump({"providers": list(providers), **TEST_SECTIONS, **sections})
 
 
-def serve_in_thread(app: Gateway, log: io.StringIO) -> Running:
+def serve_in_thread(app: Gateway, log: io.StringIO, max_connections: int | None = None) -> Running:
+    """``app`` on uvicorn with the options ``failover serve`` uses, in a thread."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False,
-                            loop="asyncio", timeout_graceful_shutdown=2)  # fmt: skip
+    options = uvicorn_options("127.0.0.1", port, 2, "asyncio", max_connections)
+    config = uvicorn.Config(app, **{**options, "factory": False})
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -548,3 +550,38 @@ def test_sigterm_lets_an_inflight_stream_finish(sandbox, sim):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_connections_beyond_the_limit_are_turned_away_before_their_bodies(sim):
+    """Clients holding half-sent bodies cannot pile up past the server's connection limit
+    (uvicorn's ``limit_concurrency``: the connection that reaches it is answered 503)."""
+    cfg = parse_config(config_text(provider("a", sim("openai"))))
+    assert connection_limit(cfg.serve) > cfg.serve.max_concurrency + cfg.serve.max_queue
+    app = Gateway(cfg, env={SIM_KEY_ENV: SIM_KEY}, access_log=AccessLog(io.StringIO()))
+    running = serve_in_thread(app, io.StringIO(), max_connections=3)
+    host, port = running.url.removeprefix("http://").split(":")
+    connections = running.server.server_state.connections
+    half_sent = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: "
+                 b"application/json\r\ncontent-length: 100000\r\n\r\n{")  # fmt: skip
+    opened: list[socket.socket] = []
+    try:
+        for _ in range(3):
+            s = socket.create_connection((host, int(port)), timeout=5)
+            opened.append(s)
+            deadline = time.monotonic() + START_TIMEOUT
+            while len(connections) < len(opened):  # the server has accepted it
+                assert time.monotonic() < deadline, "the server did not accept the connection"
+                time.sleep(0.01)
+            s.sendall(half_sent)
+        assert opened[-1].recv(200).startswith(b"HTTP/1.1 503 ")
+        opened[0].settimeout(0.2)
+        with pytest.raises(TimeoutError):  # the first two are still being read
+            opened[0].recv(200)
+    finally:
+        for s in opened:
+            s.close()
+        deadline = time.monotonic() + START_TIMEOUT
+        while httpx.get(f"{running.url}/healthz", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline, "the closed connections were not released"
+            time.sleep(0.05)
+        running.stop()

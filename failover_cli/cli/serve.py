@@ -35,7 +35,7 @@ def run_serve(
     state: str | None,
 ) -> None:
     """Serve the gateway until SIGTERM or Ctrl-C; exit 0 after a graceful stop."""
-    from ..serve.server import Spec, missing_extra, run
+    from ..serve.server import Spec, connection_limit, missing_extra, run
 
     problem = missing_extra()
     if problem is not None:
@@ -65,5 +65,6 @@ def run_serve(
         shown = f"[{bind}]" if ":" in bind else bind
         print(f"failover: serving on http://{shown}:{port} (OpenAI base URL: "
               f"http://{shown}:{port}/v1)", file=sys.stderr, flush=True)  # fmt: skip
-        run(spec, host=bind, port=port, workers=workers, grace=grace)
+        run(spec, host=bind, port=port, workers=workers, grace=grace,
+            max_connections=connection_limit(cfg.serve))  # fmt: skip
     raise SystemExit(EXIT_OK)

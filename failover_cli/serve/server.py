@@ -14,7 +14,10 @@ import json
 import os
 import signal
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..config import ServeConfig
 
 SPEC_ENV = "FAILOVER_SERVE_SPEC"
 INSTALL_HINT = "the gateway needs its extra: pip install 'failover[serve]'"
@@ -86,9 +89,12 @@ def run(
     workers: int = 1,
     grace: float = 30.0,
     loop: str = "asyncio",
+    max_connections: int | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT; returns after a graceful shutdown. ``loop``: uvicorn's
-    event loop, "asyncio" or "uvloop" (if installed: the providers' transport runs on both)."""
+    event loop, "asyncio" or "uvloop" (if installed: the providers' transport runs on both).
+    ``max_connections``: open connections per worker beyond which the server answers 503 at
+    once (see :func:`connection_limit`)."""
     import logging
 
     os.environ[SPEC_ENV] = spec.to_env()
@@ -99,13 +105,31 @@ def run(
     # that harmless, so a graceful stop exits 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    _run_uvicorn(host, port, workers, grace, loop)
-
-
-def _run_uvicorn(host: str, port: int, workers: int, grace: float, loop: str) -> None:
+    options = uvicorn_options(host, port, grace, loop, max_connections)
     import uvicorn
 
-    options: dict[str, Any] = {
+    if workers > 1:
+        uvicorn.run(f"{__name__}:app_factory", workers=workers, **options)
+        return
+    config = uvicorn.Config(f"{__name__}:app_factory", **options)
+    uvicorn.Server(config).run()
+
+
+SPARE_CONNECTIONS = 64  # beyond the admitted and queued requests: probes, metrics, keep-alive
+
+
+def connection_limit(serve: ServeConfig) -> int:
+    """Open connections a worker accepts: the requests it serves and queues, plus spares.
+    Without a limit, any number of clients could each hold a request body of up to
+    ``max_body_bytes`` in memory before admission turns them away."""
+    return serve.max_concurrency + serve.max_queue + SPARE_CONNECTIONS
+
+
+def uvicorn_options(
+    host: str, port: int, grace: float, loop: str, max_connections: int | None
+) -> dict[str, Any]:
+    """The keyword arguments of ``uvicorn.Config`` the gateway runs with."""
+    return {
         "host": host,
         "port": port,
         "factory": True,
@@ -116,12 +140,8 @@ def _run_uvicorn(host: str, port: int, workers: int, grace: float, loop: str) ->
         "timeout_graceful_shutdown": grace,
         "loop": loop,
         "http": "httptools" if _has("httptools") else "h11",
+        "limit_concurrency": max_connections,
     }
-    if workers > 1:
-        uvicorn.run(f"{__name__}:app_factory", workers=workers, **options)
-        return
-    config = uvicorn.Config(f"{__name__}:app_factory", **options)
-    uvicorn.Server(config).run()
 
 
 def _has(module: str) -> bool:

@@ -27,6 +27,12 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 
 MAX_TOOL_NAME = 64
+# Bounds on what a caller sends, against hostile input: above what any provider takes, so a
+# real request never meets them (OpenAI documents 128 tools; Anthropic 8,192 stop sequences).
+MAX_TOOLS = 1024  # tools in one request
+MAX_PARTS = 4096  # content parts in one message
+MAX_STOP = 16  # stop sequences in one request
+MAX_STOP_CHARS = 1024  # characters of one stop sequence
 TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -286,6 +292,8 @@ def parse_tools(tools: Any) -> Sequence[Tool]:
         return tools
     if isinstance(tools, str | bytes) or not isinstance(tools, Sequence):
         raise ValueError("tools: must be a list of tools")
+    if len(tools) > MAX_TOOLS:
+        raise ValueError(f"tools: at most {MAX_TOOLS} tools, not {len(tools)}")
     names: list[str] = []
     seen: set[str] = set()
     wire = True
@@ -382,13 +390,20 @@ def parse_response_format(value: Any) -> ResponseFormat | None:
 
 
 def parse_stop(stop: Any) -> tuple[str, ...]:
+    """Stop sequences: a string or a list of at most :data:`MAX_STOP` strings of at most
+    :data:`MAX_STOP_CHARS` characters."""
     if stop is None:
         return ()
     if isinstance(stop, str):
-        return (stop,)
-    if isinstance(stop, Sequence) and all(isinstance(s, str) for s in stop):
-        return tuple(stop)
-    raise ValueError("stop: must be a string or a list of strings")
+        stop = (stop,)
+    elif not isinstance(stop, Sequence) or not all(isinstance(s, str) for s in stop):
+        raise ValueError("stop: must be a string or a list of strings")
+    if len(stop) > MAX_STOP:
+        raise ValueError(f"stop: at most {MAX_STOP} stop sequences, not {len(stop)}")
+    for i, s in enumerate(stop):
+        if len(s) > MAX_STOP_CHARS:
+            raise ValueError(f"stop[{i}]: longer than {MAX_STOP_CHARS} characters")
+    return tuple(stop)
 
 
 # --- tool names a provider can take ------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any, overload
 
 from .chat import (
     IMAGE_TYPES,
+    MAX_PARTS,
     MAX_TOOL_NAME,
     ROLES,
     TOOL_NAME,
@@ -257,6 +258,8 @@ def _check_parts(content: Any, i: int, role: str) -> tuple[int, bool, bool, list
     types. Locations are formatted only on error."""
     if type(content) is not list:
         raise invalid(f"messages[{i}].content", "must be a string or a list of parts")
+    if len(content) > MAX_PARTS:
+        raise invalid(f"messages[{i}].content", f"at most {MAX_PARTS} parts, not {len(content)}")
     chars = 0
     translate = images = urls = False  # a list of text parts alone is sent joined, a string
     types: list[str] = []

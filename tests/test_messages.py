@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from failover_cli.chat import Message, TextPart
+from failover_cli.chat import MAX_PARTS, MAX_STOP, MAX_STOP_CHARS, MAX_TOOLS, Message, TextPart
 from failover_cli.messages import Messages, check_messages
 from failover_cli.providers.openai import OpenAIProvider
 from failover_cli.request import build_request
@@ -189,3 +189,25 @@ def test_dicts_changed_while_a_request_runs_give_a_clear_error():
 def test_an_unhashable_role_is_a_value_error_naming_the_field(role):
     with pytest.raises(ValueError, match=r"messages\[0\]\.role"):
         check_messages([{"role": role, "content": "hi"}])
+
+
+def _tool(name: str) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
+
+
+def test_counts_and_lengths_a_caller_sends_are_bounded():
+    """Hostile input is bounded where it is parsed, for library users and the gateway alike:
+    the number of tools, of parts in one message, of stop sequences and their length."""
+    user = [{"role": "user", "content": "hi"}]
+    build_request(messages=user, tools=[_tool(f"t{i}") for i in range(MAX_TOOLS)])
+    with pytest.raises(ValueError, match=rf"^tools: at most {MAX_TOOLS} tools"):
+        build_request(messages=user, tools=[_tool(f"t{i}") for i in range(MAX_TOOLS + 1)])
+    parts = [{"type": "text", "text": "x"}] * MAX_PARTS
+    build_request(messages=[{"role": "user", "content": parts}])
+    with pytest.raises(ValueError, match=rf"^messages\[0\]\.content: at most {MAX_PARTS} parts"):
+        build_request(messages=[{"role": "user", "content": [*parts, parts[0]]}])
+    build_request(messages=user, stop=["x" * MAX_STOP_CHARS] * MAX_STOP)
+    with pytest.raises(ValueError, match=rf"^stop: at most {MAX_STOP} stop sequences"):
+        build_request(messages=user, stop=["x"] * (MAX_STOP + 1))
+    with pytest.raises(ValueError, match=r"^stop\[1\]: longer than"):
+        build_request(messages=user, stop=["x", "x" * (MAX_STOP_CHARS + 1)])

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..chat import MAX_STOP
 from ..errors import (
     AllProvidersFailed,
     BudgetExceeded,
@@ -30,7 +31,6 @@ from ..types import Attempt
 
 MAX_MODEL_NAME = 256  # characters of a request's model name
 MAX_FALLBACKS = 16  # entries of a body's ``fallbacks``
-MAX_STOP = 16  # stop sequences of one request
 MAX_MESSAGE = 2000  # characters of an error message sent to a client
 DEFAULT_RETRY_AFTER = 5.0  # seconds a client is told to wait when every provider is down
 # Failures of providers the router skips because the request needs what they lack.

@@ -527,6 +527,18 @@ class History:
             raise HistoryError(_describe(self.path, exc)) from None
 
 
+def newest_within(turns: Sequence[Entry], max_chars: int) -> list[Entry]:
+    """The newest of ``turns`` (oldest first) whose prompts and answers total at most
+    ``max_chars`` characters; the newest turn is always kept."""
+    total = 0
+    for start in range(len(turns) - 1, -1, -1):
+        turn = turns[start]
+        total += len(turn.prompt) + len(turn.answer)
+        if total > max_chars and start < len(turns) - 1:
+            return list(turns[start + 1 :])
+    return list(turns)
+
+
 def messages_of(turns: Sequence[Entry]) -> list[dict[str, str]]:
     """Earlier turns as OpenAI-shaped messages: each prompt, then its answer (a turn whose
     answer is empty is left out: some APIs refuse an empty assistant message)."""

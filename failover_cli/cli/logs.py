@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from ..types import RouteResult
 
 MAX_CID = 64  # characters of a conversation id given with --cid
+# Characters of earlier turns a continued conversation sends: above any model's context, so
+# only a runaway conversation meets it; its oldest turns are then left out, with a warning.
+MAX_CONVERSATION_CHARS = 4 * 1024 * 1024
 PREVIEW = 60  # characters of a prompt shown in the `logs` table
 MAX_AGE = 100 * 366 * 86400.0  # seconds: the oldest --since age
 
@@ -95,8 +98,14 @@ class Conversation:
         """Put the earlier turns before ``request``'s prompt (or its messages)."""
         if not self.earlier:
             return
-        from ..history import messages_of
+        from ..history import messages_of, newest_within
 
+        kept = newest_within(self.earlier, MAX_CONVERSATION_CHARS)
+        if len(kept) < len(self.earlier):
+            warn(f"the oldest {len(self.earlier) - len(kept)} turns of conversation "
+                 f"{self.cid} are not sent: together they pass "
+                 f"{MAX_CONVERSATION_CHARS:,} characters")  # fmt: skip
+            self.earlier = kept
         request["messages"] = messages_of(self.earlier) + list(request.get("messages") or [])
 
     def record(

@@ -54,7 +54,9 @@ if args["kind"] == "redis":
 
 def open_store(target):
     if args["kind"] == "redis":
-        return RedisStore(target, prefix=args["prefix"])
+        # generous timeouts: these tests count lost updates under contention, on machines
+        # whose load can stall a worker for seconds; the defaults are for a user's request
+        return RedisStore(target, prefix=args["prefix"], socket_timeout=30, busy_limit=120)
     return JsonFileStore(target, lock_timeout=60)
 
 def record(store, worker):
@@ -141,6 +143,7 @@ def run_workers(**args: Any) -> list[int]:
         timeout=240,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    sys.stderr.write(done.stderr[-3000:])  # a failed worker's traceback, shown on failure
     return json.loads(done.stdout)
 
 

@@ -174,3 +174,13 @@ def test_missing_redis_package_gives_install_advice(monkeypatch: pytest.MonkeyPa
 
     with pytest.raises(StateError, match=r"pip install 'failover\[redis\]'"):
         RedisStore("redis://127.0.0.1:1/0")
+
+
+def test_timeouts_default_to_a_users_request_and_can_be_raised(redis_url: str, prefix: str) -> None:
+    from failover_cli.store.redis import SOCKET_TIMEOUT, RedisStore
+
+    kwargs = RedisStore(redis_url, prefix=prefix)._client.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] == SOCKET_TIMEOUT
+    patient = RedisStore(redis_url, prefix=prefix, socket_timeout=30, busy_limit=120)
+    assert patient._client.connection_pool.connection_kwargs["socket_timeout"] == 30
+    assert patient._busy_limit == 120

@@ -85,7 +85,8 @@ class RedisStore:
     """A :class:`~failover_cli.protocols.StateStore` in a Redis server.
 
     Raises :class:`StateError` at once if the server cannot be reached (the caller then
-    warns and runs on memory).
+    warns and runs on memory). ``socket_timeout``: seconds any one reply may take;
+    ``busy_limit``: seconds an update keeps retrying lost transactions before it gives up.
     """
 
     def __init__(
@@ -94,8 +95,11 @@ class RedisStore:
         *,
         on_warning: Callable[[str], None] | None = None,
         prefix: str = "failover",
+        socket_timeout: float = SOCKET_TIMEOUT,
+        busy_limit: float = BUSY_LIMIT,
     ) -> None:
         self.prefix = prefix
+        self._busy_limit = busy_limit
         self.on_warning = on_warning
         self._where = _describe(url)
         self._secrets = _url_secrets(url)
@@ -111,7 +115,7 @@ class RedisStore:
             self._client = redis.Redis.from_url(
                 url,
                 socket_connect_timeout=CONNECT_TIMEOUT,
-                socket_timeout=SOCKET_TIMEOUT,
+                socket_timeout=socket_timeout,
                 retry=Retry(NoBackoff(), 0),  # fail fast: the caller falls back to memory
             )
             self._client.ping()
@@ -145,7 +149,7 @@ class RedisStore:
         set_key = self._set_key(chain)
         try:
             with self._client.pipeline(transaction=True) as pipe:
-                for backoff in _backoffs():
+                for backoff in _backoffs(self._busy_limit):
                     try:
                         pipe.watch(set_key)  # a provider added meanwhile restarts the reset
                         names = (
@@ -225,7 +229,7 @@ class RedisStore:
                     return written
                 self._queue_until = time.monotonic() + QUEUE_FOR  # contended: queue first
             with self._writer_lock(chain):
-                for backoff in _backoffs():
+                for backoff in _backoffs(self._busy_limit):
                     written = self._attempt(pipe, chain, names, keys, delta)
                     if written is not None:
                         return written

@@ -35,14 +35,14 @@ from ..protocols import StateStore
 from ..request import build_request
 from ..router import FailoverRouter
 from ..state import ChainState
-from ..types import RouteResult
+from ..types import Attempt, RouteResult
 from . import anthropic_wire, openai_wire
 from .accesslog import AccessLog
 from .auth import GatewayKeys, presented_key
 from .history import GatewayHistory
 from .limits import Admission, BodyTooLarge, RateLimiter, read_body
 from .metrics import CONTENT_TYPE, CURRENT, Metrics, Trace
-from .wire import GatewayRequest, WireError
+from .wire import GatewayRequest, WireError, attempt_of, summary
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -526,10 +526,10 @@ class Gateway:
         if extra.get("anthropic"):
             request = replace(request, extra=dict(extra["anthropic"]))
         now = router.clock.time()
-        failures: list[str] = []
+        failures: list[Attempt] = []
         for name in counters:
             if router.tracker.breakers[name].state(now) is BreakerState.OPEN:
-                failures.append(f"{name}: breaker open")
+                failures.append(Attempt(name, "skipped", reason="breaker_open"))
                 continue
             provider: Any = router.providers[name]
             timeout = min(COUNT_TIMEOUT, provider.config.timeout)
@@ -538,12 +538,8 @@ class Gateway:
                     receive, provider.count_tokens(request, timeout=timeout)
                 ), name
             except ProviderError as exc:
-                # the class and status only: upstream text can echo part of a key
-                word = exc.error_class.value
-                failures.append(
-                    f"{name}: {word}" if exc.status is None else f"{name}: {word} {exc.status}"
-                )
-        raise WireError(503, "no provider could count tokens: " + "; ".join(failures),
+                failures.append(attempt_of(exc, name))
+        raise WireError(503, summary("no provider could count tokens", failures),
                         kind="overloaded_error", retry_after=self._retry_hint())  # fmt: skip
 
     def _route_error(self, wire: Any, exc: BaseException, info: dict[str, Any]) -> WireError:

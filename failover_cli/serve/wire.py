@@ -125,25 +125,25 @@ def error_for(exc: BaseException, *, retry_after: float | None = None) -> WireEr
         if exc.attempts and not tried and all(a.reason in _UNSUPPORTED for a in exc.attempts):
             return WireError(400, message)
         if message.startswith("request deadline exceeded"):
-            return WireError(504, _summary("request deadline exceeded", exc.attempts),
+            return WireError(504, summary("request deadline exceeded", exc.attempts),
                              kind="timeout_error")  # fmt: skip
         if message.startswith("no provider is configured"):
             return WireError(503, message, kind="api_error")
-        return WireError(503, _summary("no provider could answer", exc.attempts),
+        return WireError(503, summary("no provider could answer", exc.attempts),
                          kind="overloaded_error", retry_after=wait)  # fmt: skip
     if isinstance(exc, TimeoutError):
         return WireError(504, "the request timed out", kind="timeout_error")
     if isinstance(exc, ProviderError):
-        return WireError(502, _summary("the provider failed", [_attempt_of(exc)]), kind="api_error")
+        return WireError(502, summary("the provider failed", [attempt_of(exc)]), kind="api_error")
     if isinstance(exc, ConfigError | FailoverError):
         return WireError(500, "the gateway could not route this request", kind="api_error")
     return WireError(500, "internal error in the gateway", kind="api_error")
 
 
-def _summary(headline: str, attempts: Sequence[Attempt]) -> str:
+def summary(headline: str, attempts: Sequence[Attempt]) -> str:
     """``headline: claude: provider 401, gpt: transient 503``: each provider tried with the
     class and status of its last failure. Upstream error text never reaches a client: an
-    upstream 401 can echo part of the key (the attempts stay in the gateway's own logs)."""
+    upstream 401 can echo part of the key (``serve --log`` keeps each attempt's message)."""
     last: dict[str, str] = {}
     for a in attempts:
         if a.outcome == "skipped":
@@ -155,8 +155,10 @@ def _summary(headline: str, attempts: Sequence[Attempt]) -> str:
     return f"{headline}: {parts}" if parts else headline
 
 
-def _attempt_of(exc: ProviderError) -> Attempt:
-    return Attempt(exc.provider or "provider", "failed", exc.error_class, exc.status)
+def attempt_of(exc: ProviderError, provider: str = "") -> Attempt:
+    """The failed attempt ``exc`` describes, for :func:`summary`."""
+    name = provider or exc.provider or "provider"
+    return Attempt(name, "failed", exc.error_class, exc.status)
 
 
 MAX_WHOLE = 2**63 - 1  # the largest integer field any of these APIs takes (a seed)

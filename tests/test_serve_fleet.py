@@ -7,6 +7,8 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -25,17 +27,14 @@ __all__ = ["redis_url"]  # a fixture
 pytest.importorskip("uvicorn")
 
 
-def test_breaker_opened_through_one_gateway_is_skipped_by_another(sandbox, sim, redis_url):
-    tag = uuid.uuid4().hex[:8]  # provider names unique to this test in the shared server
-    bad, good = f"bad{tag}", f"good{tag}"
-    down = sim("openai", Behavior(statuses=[500] * 50))
-    up = sim("openai")
-    sandbox.config(provider(bad, down), provider(good, up),
-                   breaker={"failure_threshold": 1, "cooldown": 600})  # fmt: skip
-    sandbox.env["FAILOVER_STATE"] = redis_url
-    procs, urls = [], []
+@contextmanager
+def two_gateways(sandbox) -> Iterator[list[str]]:
+    """Gateway A (``--workers 2``) and gateway B (one process) on the sandbox's config; on
+    leaving, each gets SIGTERM and must exit 0 within 15 s."""
+    procs: list[subprocess.Popen[bytes]] = []
+    urls: list[str] = []
     try:
-        for workers in ("2", "1"):  # gateway A runs two worker processes itself
+        for workers in ("2", "1"):
             port = _free_port()
             procs.append(subprocess.Popen(
                 [*FAILOVER, "serve", "--port", str(port), "--access-log", "off",
@@ -45,6 +44,27 @@ def test_breaker_opened_through_one_gateway_is_skipped_by_another(sandbox, sim, 
             ))  # fmt: skip
             urls.append(f"http://127.0.0.1:{port}")
             _wait_port(port, procs[-1], timeout=60)  # spawned workers import everything
+        yield urls
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                assert p.wait(15) == 0
+            finally:
+                if p.poll() is None:
+                    p.kill()
+
+
+def test_breaker_opened_through_one_gateway_is_skipped_by_another(sandbox, sim, redis_url):
+    tag = uuid.uuid4().hex[:8]  # provider names unique to this test in the shared server
+    bad, good = f"bad{tag}", f"good{tag}"
+    down = sim("openai", Behavior(statuses=[500] * 50))
+    up = sim("openai")
+    sandbox.config(provider(bad, down), provider(good, up),
+                   breaker={"failure_threshold": 1, "cooldown": 600})  # fmt: skip
+    sandbox.env["FAILOVER_STATE"] = redis_url
+    with two_gateways(sandbox) as urls:
         a, b = (httpx.Client(base_url=u, timeout=10) for u in urls)
         assert b.get("/readyz").json()["providers"][bad] == "closed"
         r = a.post("/v1/chat/completions", json=chat())
@@ -61,15 +81,6 @@ def test_breaker_opened_through_one_gateway_is_skipped_by_another(sandbox, sim, 
         assert down.count == sent  # B skipped it without trying
         a.close()
         b.close()
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                assert p.wait(15) == 0
-            finally:
-                if p.poll() is None:
-                    p.kill()
 
 
 def test_one_half_open_probe_for_the_whole_fleet(sandbox, sim, redis_url):
@@ -96,18 +107,7 @@ def test_one_half_open_probe_for_the_whole_fleet(sandbox, sim, redis_url):
     store = RedisStore(redis_url)
     store.update("default", delta)
     store.close()
-    procs, urls = [], []
-    try:
-        for workers in ("2", "1"):
-            port = _free_port()
-            procs.append(subprocess.Popen(
-                [*FAILOVER, "serve", "--port", str(port), "--access-log", "off",
-                 "--workers", workers],
-                env=sandbox.env, cwd=sandbox.root, stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            ))  # fmt: skip
-            urls.append(f"http://127.0.0.1:{port}")
-            _wait_port(port, procs[-1], timeout=60)
+    with two_gateways(sandbox) as urls:
         clients = [httpx.Client(base_url=u, timeout=10) for u in urls]
         with ThreadPoolExecutor(1) as pool:
             probe = pool.submit(clients[0].post, "/v1/chat/completions", json=chat())
@@ -125,12 +125,3 @@ def test_one_half_open_probe_for_the_whole_fleet(sandbox, sim, redis_url):
         assert slow.count == 1
         for c in clients:
             c.close()
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                assert p.wait(15) == 0
-            finally:
-                if p.poll() is None:
-                    p.kill()

@@ -28,7 +28,7 @@ import pytest
 import trustme
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_transport import GUARD, Server, serving
+from test_transport import GUARD, Server, dropping_address, serving
 
 from failover_cli.providers._client import (
     ClientSet,
@@ -429,21 +429,7 @@ async def test_an_address_that_drops_connections_costs_the_stagger_not_the_timeo
     to 127.0.0.1, which answers: the second attempt starts after the Happy Eyeballs delay."""
     connect_timeout = 3.0
     async with Server(serving()) as server:
-        blackhole = socket.socket()
-        fillers: list[socket.socket] = []
-        try:
-            blackhole.bind(("127.0.0.2", server.port))
-            blackhole.listen(0)
-            while True:  # fill the accept queue; then the kernel drops further SYNs
-                filler = socket.socket()
-                filler.settimeout(0.2)
-                try:
-                    filler.connect(("127.0.0.2", server.port))
-                except OSError:
-                    filler.close()
-                    break
-                fillers.append(filler)
-
+        with dropping_address(server.port):
             loop = asyncio.get_running_loop()
 
             async def resolve(host, port, *args, **kwargs):
@@ -457,9 +443,6 @@ async def test_an_address_that_drops_connections_costs_the_stagger_not_the_timeo
                 start = loop.time()
                 r = await c.get(f"http://dualhomed.test:{server.port}/", timeout=timeout)
                 took = loop.time() - start
-        finally:
-            for sock in [blackhole, *fillers]:
-                sock.close()
     assert r.status_code == 200
     assert took < connect_timeout / 2  # ~0.25 s; trying the addresses in turn would time out
 

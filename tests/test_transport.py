@@ -7,10 +7,11 @@ concurrently open connections: reuse and the connection cap are read from what t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import httpx
 import pytest
@@ -91,6 +92,30 @@ class Server:
 def ok(body: bytes = b"hello", *headers: bytes) -> bytes:
     extra = b"".join(h + b"\r\n" for h in headers)
     return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), extra, body)
+
+
+@contextlib.contextmanager
+def dropping_address(port: int, ip: str = "127.0.0.2") -> Iterator[None]:
+    """``ip``:``port`` listens with a full accept queue, so the kernel drops every further
+    SYN: a connection there neither succeeds nor is refused."""
+    blackhole = socket.socket()
+    fillers: list[socket.socket] = []
+    try:
+        blackhole.bind((ip, port))
+        blackhole.listen(0)
+        while True:  # fill the accept queue; then the kernel drops further SYNs
+            filler = socket.socket()
+            filler.settimeout(0.2)
+            try:
+                filler.connect((ip, port))
+            except OSError:
+                filler.close()
+                break
+            fillers.append(filler)
+        yield
+    finally:
+        for sock in [blackhole, *fillers]:
+            sock.close()
 
 
 def serving(make_body: Callable[[int, bytes], bytes] = lambda index, head: b"hello") -> Handler:

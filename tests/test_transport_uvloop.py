@@ -20,7 +20,7 @@ import httpx
 import pytest
 import trustme
 import uvloop
-from test_transport import GUARD, Server, serving
+from test_transport import GUARD, Server, dropping_address, serving
 
 from failover_cli.config import Config
 from failover_cli.providers._transport import AsyncioTransport, _loop_races_addresses
@@ -113,20 +113,7 @@ def test_an_address_that_drops_connections_costs_the_stagger_not_the_timeout():
 
     async def go() -> tuple[int, float, int]:
         async with Server(serving()) as server:
-            blackhole = socket.socket()
-            fillers: list[socket.socket] = []
-            try:
-                blackhole.bind(("127.0.0.2", server.port))
-                blackhole.listen(0)
-                while True:  # fill the accept queue; then the kernel drops further SYNs
-                    filler = socket.socket()
-                    filler.settimeout(0.2)
-                    try:
-                        filler.connect(("127.0.0.2", server.port))
-                    except OSError:
-                        filler.close()
-                        break
-                    fillers.append(filler)
+            with dropping_address(server.port):
                 loop = asyncio.get_running_loop()
                 transport = AsyncioTransport()
                 timeout = httpx.Timeout(GUARD, connect=connect_timeout)
@@ -135,9 +122,6 @@ def test_an_address_that_drops_connections_costs_the_stagger_not_the_timeout():
                     r = await c.get(f"http://dualhomed.test:{server.port}/")
                     took = loop.time() - start
                     open_after = transport.open_connections
-            finally:
-                for sock in [blackhole, *fillers]:
-                    sock.close()
         return r.status_code, took, open_after
 
     status, took, open_after = on_uvloop(go(), "127.0.0.2", "127.0.0.1")

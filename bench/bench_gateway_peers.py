@@ -93,8 +93,7 @@ SCENARIOS: dict[str, tuple[str, ...] | None] = {  # simulator flags of the prima
 LUA = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 %(headers)s
-wrk.body = '{"model": "%(model)s", "max_tokens": 16, "stream": %(stream)s, '
-    .. '"messages": [{"role": "user", "content": "Hi"}]}'
+wrk.body = '%(body)s'
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
 function init(args) bad = 0 end
@@ -233,9 +232,10 @@ def lua(root: Path, gateway: str, mode: str, primary: str, secondary: str) -> Pa
         model = "primary" if gateway == "litellm" else model
     stream = mode == "stream"
     path = root / f"{gateway}-{mode}.lua"
+    body = json.dumps({"model": model, "max_tokens": 16, "stream": stream,
+                       "messages": [{"role": "user", "content": "Hi"}]})  # fmt: skip
     path.write_text(LUA % {
-        "headers": headers, "model": model, "stream": "true" if stream else "false",
-        "marker": "[DONE]" if stream else '"choices"',
+        "headers": headers, "body": body, "marker": "[DONE]" if stream else '"choices"',
     })  # fmt: skip
     return path
 

@@ -254,6 +254,31 @@ def test_count_tokens_fails_over_between_anthropic_providers(gateway, sim):
     assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
 
 
+def test_count_tokens_takes_a_concurrency_slot_and_is_counted_in_metrics(gateway, sim):
+    """A count is an upstream call like a completion: it waits for one of the gateway's
+    slots (a 429 when the queue is full) and shows in the requests metric under its own api
+    label."""
+    slow = sim("anthropic", Behavior(text="one two three four five six", tokens_per_second=4))
+    gw = gateway(provider("claude", slow), serve={"max_concurrency": 1, "max_queue": 0})
+    count = {"model": "default", "messages": [{"role": "user", "content": "a b c"}]}
+    version = {"anthropic-version": "2023-06-01"}
+    held_body = {"model": "default", "max_tokens": 16, "stream": True,
+                 "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+    with gw.client() as c, c.stream("POST", "/v1/messages", json=held_body) as held:
+        assert held.status_code == 200  # in flight, holding the only slot
+        r = gw.post("/v1/messages/count_tokens", count, headers=version)
+        assert r.status_code == 429 and r.headers["retry-after"] == "1"
+        assert r.json()["error"]["type"] == "rate_limit_error"
+        held.read()
+    assert gw.post("/v1/messages/count_tokens", count, headers=version).json() == {
+        "input_tokens": 3
+    }
+    metrics = gw.get("/metrics").text
+    for status in ("429", "200"):
+        assert ('failover_requests_total{api="anthropic_count_tokens",model="default",'
+                f'status="{status}"}} 1.0') in metrics  # fmt: skip
+
+
 def test_count_tokens_all_down_names_classes_not_upstream_text(gateway, sim):
     gw = gateway(provider("first", sim("anthropic", Behavior(health_status=529))),
                  provider("second", sim("anthropic", Behavior(health_status=529))))  # fmt: skip

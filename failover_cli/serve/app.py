@@ -60,6 +60,7 @@ _SSE = [
 ]
 _WIRES = {"openai": openai_wire, "anthropic": anthropic_wire}
 _COUNT_TOKENS = ("/v1/messages/count_tokens", "/messages/count_tokens")
+COUNT_TOKENS_API = "anthropic_count_tokens"  # the metrics' api label of those requests
 COUNT_TIMEOUT = 30.0  # seconds one provider may take to count a request's tokens
 _COMPLETIONS = {
     "/v1/chat/completions": "openai",
@@ -391,19 +392,12 @@ class Gateway:
             if self.router is None:
                 raise WireError(503, "the gateway is not serving (starting or stopping)",
                                 kind="overloaded_error", retry_after=1)  # fmt: skip
-            if not await _unless_gone(receive, self.admission.acquire()):  # a client gone
-                # while queued gives its place up
-                raise WireError(429, "the gateway is at its concurrency limit and its queue "
-                                "is full", kind="rate_limit_error",
-                                retry_after=QUEUE_RETRY_AFTER)  # fmt: skip
-            try:
+            async with self._slot(receive):
                 if req.stream:
                     status = await self._stream(send, receive, wire, req, chain, rid, info)
                 else:
                     reply = await self._complete(receive, wire, req, chain, rid, info)
                     status = reply[0]
-            finally:
-                self.admission.release()
         except WireError as err:
             status = err.status
             info["error"] = err.message
@@ -436,6 +430,18 @@ class Gateway:
                 )  # fmt: skip
         if reply is not None:  # sent after the log line is written: a client sees both
             await _respond(send, *reply)
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, receive: Receive) -> AsyncIterator[None]:
+        """Hold one of the gateway's concurrency slots, queueing for it; a 429 when the queue
+        is full. A client that leaves while queued gives its place up (ConnectionError)."""
+        if not await _unless_gone(receive, self.admission.acquire()):
+            raise WireError(429, "the gateway is at its concurrency limit and its queue is full",
+                            kind="rate_limit_error", retry_after=QUEUE_RETRY_AFTER)  # fmt: skip
+        try:
+            yield
+        finally:
+            self.admission.release()
 
     async def _admit_client(
         self, scope: Scope, receive: Receive, headers: Mapping[str, str], info: dict[str, Any]
@@ -475,18 +481,20 @@ class Gateway:
         info: dict[str, Any] = {"request_id": rid, "method": "POST", "path": scope["path"],
                                 "api": "anthropic"}  # fmt: skip
         body: bytes | None = None
+        label = "-"
         try:
             body = await self._admit_client(scope, receive, headers, info)
             req = anthropic_wire.parse_request(
                 body, max_messages=self.serve.max_messages, default_max_tokens=1
             )
-            _, chain = self.chain_for(req.model, headers.get("x-failover-providers"),
-                                      req.fallbacks)  # fmt: skip
+            label, chain = self.chain_for(req.model, headers.get("x-failover-providers"),
+                                          req.fallbacks)  # fmt: skip
             info.update(model=req.model[:200], chain=list(chain) if chain else None)
             if self.router is None:
                 raise WireError(503, "the gateway is not serving (starting or stopping)",
                                 kind="overloaded_error", retry_after=1)  # fmt: skip
-            tokens, name = await self._count_with(receive, req, chain)
+            async with self._slot(receive):
+                tokens, name = await self._count_with(receive, req, chain)
             info["provider"] = name
             answer = json.dumps({"input_tokens": tokens}).encode()
             ids = [(b"x-request-id", rid.encode()), (b"x-failover-provider", name.encode())]
@@ -501,8 +509,10 @@ class Gateway:
             internal = WireError(500, "internal error in the gateway", kind="api_error")
             reply = self._error_reply("anthropic", internal)
         seconds = time.monotonic() - t0
-        self.log.write(status=reply[0] if reply else 499, latency_ms=seconds * 1000,
-                       result=None, body=body, **info)  # fmt: skip
+        status = reply[0] if reply else 499
+        self.metrics.observe(COUNT_TOKENS_API, label, status, seconds, None)
+        self.log.write(status=status, latency_ms=seconds * 1000, result=None, body=body,
+                       **info)  # fmt: skip
         if reply is not None:
             await _respond(send, *reply)
 

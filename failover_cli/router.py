@@ -988,6 +988,12 @@ class RouteStream:
     def result(self) -> RouteResult | None:
         return self._sink.result
 
+    @property
+    def provider(self) -> str | None:
+        """The provider whose stream is being read now (None before the first event). With
+        hedging, the one that won the race, whichever started last."""
+        return self._sink.provider
+
     def __aiter__(self) -> AsyncIterator[str]:
         if self._iter is None:
             # The generator must not reference this object: breaking out of `async for`
@@ -1019,6 +1025,7 @@ class RouteStream:
 @dataclass
 class _Sink:
     result: RouteResult | None = None
+    provider: str | None = None  # the stream being read
 
 
 async def _generate(run: _Run, sink: _Sink, typed: bool) -> AsyncGenerator[Any, None]:
@@ -1030,6 +1037,7 @@ async def _generate(run: _Run, sink: _Sink, typed: bool) -> AsyncGenerator[Any, 
     first_ttft: float | None = None
     while True:
         opened: _Opened = await run.drive(run.try_stream)
+        sink.provider = opened.name
         if first_ttft is None:
             first_ttft = (opened.started - run.started) * 1000 + opened.ttft_ms
         if run.broken is not None and opened.strategy is not None:

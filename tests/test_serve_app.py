@@ -249,6 +249,21 @@ def test_stream_headers_name_the_provider_that_streams(gateway, sim):
     assert "Hello" in body or "failover" in body
 
 
+def test_stream_headers_name_the_winner_of_a_hedge_not_the_last_started(gateway, sim):
+    """With hedging, the second provider starts while the first is slow to its first token;
+    when the first still wins, the headers name it (the hedge started last, and lost)."""
+    first = sim("openai", Behavior(text="from the first", ttft=0.4))
+    hedge = sim("openai", Behavior(text="from the hedge", ttft=5))
+    gw = gateway(provider("a", first), provider("b", hedge), routing={"hedge_after_ms": 50})
+    with gw.client() as c, c.stream("POST", OPENAI, json=chat(stream=True)) as r:
+        assert r.status_code == 200
+        body = r.read().decode()
+    assert len(hedge.requests) == 1  # the hedge was started...
+    assert "first" in body and "hedge" not in body  # ...and the first provider won
+    assert r.headers["x-failover-provider"] == "a"
+    assert r.headers["x-failover-model"] == "a-model"
+
+
 def test_stream_headers_skip_a_provider_without_its_key(gateway, sim):
     gw = gateway(provider("a", sim("anthropic"), api_key_env="FAILOVER_TEST_UNSET"),
                  provider("b", sim("openai")))  # fmt: skip

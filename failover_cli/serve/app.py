@@ -606,7 +606,7 @@ class Gateway:
                                 kind="api_error") from None  # fmt: skip
             except Exception as exc:
                 raise self._route_error(wire, exc, info) from None
-            provider = trace.serving or ""
+            provider = rs.provider or ""
             model = self._models.get(provider, "")
             overhead = max(0.0, (trace.last_started_at - began) * 1000)
             headers = [

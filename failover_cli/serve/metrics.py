@@ -41,32 +41,24 @@ BREAKER_VALUES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerStat
 
 @dataclass
 class Trace:
-    """What the router said while serving one request."""
+    """What the router said while serving one request: the attempts it made, and when the
+    latest began."""
 
     tried: int = 0  # attempts made
-    failed: int = 0
-    last_started: str | None = None  # provider of the latest attempt
     last_started_at: float = 0.0  # monotonic
     live: list[str] = field(default_factory=list)  # attempts started, not yet failed
 
     def note(self, event: Event) -> None:
         if isinstance(event, AttemptStarted):
             self.tried += 1
-            self.last_started = event.provider
             self.last_started_at = time.monotonic()
             self.live.append(event.provider)
         elif isinstance(event, AttemptFailed):
-            self.failed += 1
             if event.provider in self.live:
                 self.live.remove(event.provider)
         elif isinstance(event, ProviderSkipped) and event.provider in self.live:
             self.live.remove(event.provider)  # started, then found unconfigured (no key)
             self.tried -= 1
-
-    @property
-    def serving(self) -> str | None:
-        """The provider whose attempt is open now (the streaming one, after its first event)."""
-        return self.live[-1] if self.live else self.last_started
 
 
 CURRENT: contextvars.ContextVar[Trace | None] = contextvars.ContextVar(

@@ -33,8 +33,9 @@ Parts (``--parts``):
   measured by a client here (one request at a time, the targets taking turns, ``--ttfb``
   requests each); overhead is a gateway's median (p99) minus direct's.
 - ``ladder``: the highest sustainable rate of each target, non-streamed: rates from
-  ``--ladder`` in turn, 4 s measured each, until one has p99 of 50 ms or more, or a failed request, or
-  answers fewer than 95% of the requests due; such a rate is tried twice before it counts.
+  ``--ladder`` in turn, 4 s measured each, until one has p99 of 50 ms or more, or a failed
+  request, or answers fewer than 95% of the requests due; such a rate is tried twice before
+  it counts.
 - ``dead``: a dead primary (refused, every answer a 500, or silent) behind ``failover serve``
   against the same chain in the library (``FailoverRouter.route`` in a process of its own):
   ``--dead`` requests one after another from a cold start, each path with a fresh state file;

@@ -137,7 +137,19 @@ class RoutingError(FailoverError):
 
 
 class AllProvidersFailed(RoutingError):
-    """No provider could answer. ``attempts`` holds every try and skip, in order."""
+    """No provider could answer. ``attempts`` holds every try and skip, in order; ``reason``
+    says why, for callers that act on it without reading the message: ``"deadline"`` (the
+    request's deadline passed), ``"not_configured"`` (no provider has its key),
+    ``"unsupported"`` (none can serve what the request needs), ``"broken"`` (an answer broke
+    and none could continue it), ``"still_down"`` (after the bounded wait),
+    ``"unavailable"`` (none could be tried), ``"failed"`` (each tried one failed) or
+    ``"budget"``."""
+
+    def __init__(
+        self, message: str, attempts: Iterable[Attempt] = (), reason: str = "failed"
+    ) -> None:
+        self.reason = reason
+        super().__init__(message, attempts)
 
 
 class BudgetExceeded(AllProvidersFailed):

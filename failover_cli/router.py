@@ -550,7 +550,9 @@ class _Run:
         hedge_ms = r.config.routing.hedge_after_ms
         ticket: int | None = None
         if self.only is not None and not any(n in r.providers for n in self.only):
-            raise AllProvidersFailed(f"no provider named {', '.join(self.only)}")
+            raise AllProvidersFailed(
+                f"no provider named {', '.join(self.only)}", reason="unavailable"
+            )
         if self.ledger is not None:
             await r._sync_spend()  # every process's spend so far
         while True:
@@ -748,30 +750,31 @@ class _Run:
             a for a in self.attempts if a.outcome == "skipped" and a.error_class is not None
         ]
         if self._expired():
-            head = "request deadline exceeded"
+            reason, head = "deadline", "request deadline exceeded"
         elif self.broken is not None:
             b = self.broken
-            head = (
+            reason, head = "broken", (
                 f"the answer from {b.provider} broke ({b.error_class}: {b.message}) "
                 "and no provider could continue it"
             )
         elif not tried and not_configured and len(not_configured) == len(last):
-            head = "no provider is configured"
+            reason, head = "not_configured", "no provider is configured"
         elif not tried and last and all(a.reason == "unsupported" for a in last.values()):
-            head = "no provider can serve this request"
+            reason, head = "unsupported", "no provider can serve this request"
         elif waited:
-            head = "every provider is still down after waiting"
+            reason, head = "still_down", "every provider is still down after waiting"
         elif not tried:
-            head = "no provider is available"
+            reason, head = "unavailable", "no provider is available"
         else:
-            head = "no provider could answer"
+            reason, head = "failed", "no provider could answer"
         if self.ledger is not None and any(a.reason == "budget" for a in self.attempts):
             if all(a.reason == "budget" for a in last.values()):
                 head = "refused by the budget"
             else:
                 head = f"refused by the budget ({head} within it)"
-            return BudgetExceeded(f"{head}: {summary}", self.attempts)
-        return AllProvidersFailed(f"{head}: {summary}" if summary else head, self.attempts)
+            return BudgetExceeded(f"{head}: {summary}", self.attempts, "budget")
+        message = f"{head}: {summary}" if summary else head
+        return AllProvidersFailed(message, self.attempts, reason)
 
     # --- one provider, with retries ----------------------------------------------------------
 

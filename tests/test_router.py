@@ -118,6 +118,7 @@ async def test_deadline_exceeded_before_the_next_provider_is_reported(clock):
     with pytest.raises(AllProvidersFailed) as info:
         await clock.run(router.route("x", timeout=1))
     assert str(info.value).startswith("request deadline exceeded: ")
+    assert info.value.reason == "deadline"
     assert b.calls == 0
     started = [e.provider for e in rec.of(AttemptStarted)]
     ended = [e.provider for e in rec.events if isinstance(e, AttemptFailed | AttemptSucceeded)]
@@ -421,6 +422,7 @@ async def test_missing_key_on_the_only_provider_reports_why(clock):
     with pytest.raises(AllProvidersFailed) as info:
         await clock.run(router.route("x"))
     assert str(info.value) == "no provider is configured: a: skipped (ANTHROPIC_API_KEY is not set)"
+    assert info.value.reason == "not_configured"
     assert clock.time() == T0
 
 

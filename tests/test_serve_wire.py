@@ -719,10 +719,17 @@ def test_error_for_maps_failover_errors_to_statuses():
     unfit = AllProvidersFailed("no provider can serve this request: a: skipped",
                                [Attempt("a", "skipped", reason="vision_unsupported")])  # fmt: skip
     assert error_for(unfit).status == 400
-    late = AllProvidersFailed("request deadline exceeded: a: transient", [Attempt("a", "failed")])
+    late = AllProvidersFailed("request deadline exceeded: a: transient", [Attempt("a", "failed")],
+                              reason="deadline")  # fmt: skip
     assert (error_for(late).status, error_for(late).kind) == (504, "timeout_error")
-    keyless = AllProvidersFailed("no provider is configured: a: skipped", [])
+    keyless = AllProvidersFailed("no provider is configured: a: skipped", [],
+                                 reason="not_configured")  # fmt: skip
     assert (error_for(keyless).status, error_for(keyless).retry_after) == (503, None)
+    # The status follows the router's reason, never the message's wording: an upstream
+    # message that happens to start like one of the router's heads changes nothing.
+    lookalike = AllProvidersFailed("request deadline exceeded (upstream said so)",
+                                   [Attempt("a", "failed")])  # fmt: skip
+    assert (error_for(lookalike).status, error_for(lookalike).kind) == (503, "overloaded_error")
     bad = error_for(ValueError("messages[2].content: must be a string or a list of parts"))
     assert (bad.status, bad.param) == (400, "messages[2].content")
     assert error_for(ValueError("no field here")).param is None
@@ -1154,7 +1161,8 @@ def test_5xx_messages_name_providers_and_classes_never_upstream_text():
     down = error_for(AllProvidersFailed(f"no provider could answer: claude: {leak}", attempts))
     assert down.status == 503 and "wxyz" not in down.message and "acme" not in down.message
     assert "claude" in down.message and "401" in down.message and "gpt" in down.message
-    late = error_for(AllProvidersFailed(f"request deadline exceeded: {leak}", attempts))
+    late = error_for(AllProvidersFailed(f"request deadline exceeded: {leak}", attempts,
+                                        reason="deadline"))  # fmt: skip
     assert late.status == 504 and "wxyz" not in late.message
     bad_gateway = error_for(ProviderError(leak, provider="claude", status=401))
     assert bad_gateway.status == 502 and "wxyz" not in bad_gateway.message

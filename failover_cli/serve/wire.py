@@ -124,10 +124,10 @@ def error_for(exc: BaseException, *, retry_after: float | None = None) -> WireEr
         tried = [a for a in exc.attempts if a.outcome != "skipped"]
         if exc.attempts and not tried and all(a.reason in _UNSUPPORTED for a in exc.attempts):
             return WireError(400, message)
-        if message.startswith("request deadline exceeded"):
+        if exc.reason == "deadline":
             return WireError(504, summary("request deadline exceeded", exc.attempts),
                              kind="timeout_error")  # fmt: skip
-        if message.startswith("no provider is configured"):
+        if exc.reason == "not_configured":
             return WireError(503, message, kind="api_error")
         return WireError(503, summary("no provider could answer", exc.attempts),
                          kind="overloaded_error", retry_after=wait)  # fmt: skip

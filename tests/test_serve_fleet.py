@@ -28,17 +28,17 @@ pytest.importorskip("uvicorn")
 
 
 @contextmanager
-def two_gateways(sandbox) -> Iterator[list[str]]:
-    """Gateway A (``--workers 2``) and gateway B (one process) on the sandbox's config; on
-    leaving, each gets SIGTERM and must exit 0 within 15 s."""
+def gateways(sandbox, *workers: str) -> Iterator[list[str]]:
+    """One gateway process per item of ``workers`` (its ``--workers``) on the sandbox's
+    config; on leaving, each gets SIGTERM and must exit 0 within 15 s."""
     procs: list[subprocess.Popen[bytes]] = []
     urls: list[str] = []
     try:
-        for workers in ("2", "1"):
+        for count in workers:
             port = _free_port()
             procs.append(subprocess.Popen(
                 [*FAILOVER, "serve", "--port", str(port), "--access-log", "off",
-                 "--workers", workers],
+                 "--workers", count],
                 env=sandbox.env, cwd=sandbox.root, stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             ))  # fmt: skip
@@ -56,6 +56,27 @@ def two_gateways(sandbox) -> Iterator[list[str]]:
                     p.kill()
 
 
+def test_metrics_of_several_workers_are_summed_whichever_answers_the_scrape(sandbox, sim):
+    """With ``--workers 2`` each worker counts the requests it served; a scrape, answered by
+    either worker, shows the whole gateway's counts."""
+    up = sim("openai")
+    sandbox.config(provider("a", up))
+    with gateways(sandbox, "2") as (url,):
+        for _ in range(20):  # a new connection each: the two workers share them out
+            with httpx.Client(base_url=url, timeout=10) as c:
+                assert c.post("/v1/chat/completions", json=chat()).status_code == 200
+        for _ in range(10):
+            with httpx.Client(base_url=url, timeout=10) as c:
+                text = c.get("/metrics").text
+            assert 'failover_requests_total{api="openai",model="default",status="200"} 20.0' \
+                in text  # fmt: skip
+            assert 'failover_attempts_total{error_class="",outcome="ok",provider="a"} 20.0' \
+                in text  # fmt: skip
+            assert 'failover_breaker_state{provider="a"} 0.0' in text
+            assert "failover_in_flight 0.0" in text
+    assert up.count == 20
+
+
 def test_breaker_opened_through_one_gateway_is_skipped_by_another(sandbox, sim, redis_url):
     tag = uuid.uuid4().hex[:8]  # provider names unique to this test in the shared server
     bad, good = f"bad{tag}", f"good{tag}"
@@ -64,7 +85,7 @@ def test_breaker_opened_through_one_gateway_is_skipped_by_another(sandbox, sim, 
     sandbox.config(provider(bad, down), provider(good, up),
                    breaker={"failure_threshold": 1, "cooldown": 600})  # fmt: skip
     sandbox.env["FAILOVER_STATE"] = redis_url
-    with two_gateways(sandbox) as urls:
+    with gateways(sandbox, "2", "1") as urls:  # A with two workers, B
         a, b = (httpx.Client(base_url=u, timeout=10) for u in urls)
         assert b.get("/readyz").json()["providers"][bad] == "closed"
         r = a.post("/v1/chat/completions", json=chat())
@@ -107,7 +128,7 @@ def test_one_half_open_probe_for_the_whole_fleet(sandbox, sim, redis_url):
     store = RedisStore(redis_url)
     store.update("default", delta)
     store.close()
-    with two_gateways(sandbox) as urls:
+    with gateways(sandbox, "2", "1") as urls:  # A with two workers, B
         clients = [httpx.Client(base_url=u, timeout=10) for u in urls]
         with ThreadPoolExecutor(1) as pool:
             probe = pool.submit(clients[0].post, "/v1/chat/completions", json=chat())

@@ -4,19 +4,31 @@ The router tells its listeners about every attempt, skip and breaker transition;
 :class:`Metrics` listener counts them and also hands each event to the trace of the request
 being served (a context variable, so concurrent requests never mix). Breaker states are read
 from the router when scraped. Labels are bounded: the chain label is an alias, a provider
-name or ``default``, never the client's raw model string. Each worker process serves its own
-figures.
+name or ``default``, never the client's raw model string.
+
+With several worker processes (``failover serve --workers N``), ``failover serve`` sets
+``PROMETHEUS_MULTIPROC_DIR`` before the workers start: every worker writes its counts there
+(prometheus_client's multiprocess mode) and a scrape of any worker sums them all, so the
+figures do not depend on which worker answered the scrape.
 """
 
 from __future__ import annotations
 
 import contextvars
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -37,6 +49,7 @@ if TYPE_CHECKING:
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 BREAKER_VALUES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's: set, workers share counts
 
 
 @dataclass
@@ -132,9 +145,13 @@ class Metrics:
             registry=r,
         )  # fmt: skip
         self.cost = Counter("failover_cost_usd", "Cost in USD.", ["provider"], registry=r)
-        self.in_flight = Gauge("failover_in_flight", "Requests being served.", registry=r)
-        self.queued = Gauge("failover_queued", "Requests waiting for a slot.", registry=r)
-        r.register(_Breakers(self))
+        # Summed over the live workers when they share counts (ignored in one process).
+        self.in_flight = Gauge("failover_in_flight", "Requests being served.", registry=r,
+                               multiprocess_mode="livesum")  # fmt: skip
+        self.queued = Gauge("failover_queued", "Requests waiting for a slot.", registry=r,
+                            multiprocess_mode="livesum")  # fmt: skip
+        self._breakers = _Breakers(self)
+        r.register(self._breakers)
 
     def __call__(self, event: Event) -> None:
         """The router listener."""
@@ -172,7 +189,15 @@ class Metrics:
             self.ttft.labels(result.provider).observe(result.ttft_ms / 1000)
 
     def render(self, admission: Any = None) -> bytes:
+        """The exposition: this process's registry, or every worker's counts summed (see the
+        module docstring); breaker states are this worker's view of the shared store."""
         if admission is not None:
             self.in_flight.set(admission.active)
             self.queued.set(admission.waiting)
-        return generate_latest(self.registry)
+        path = os.environ.get(MULTIPROCESS_ENV)
+        if not path:
+            return generate_latest(self.registry)
+        shared = CollectorRegistry()
+        multiprocess.MultiProcessCollector(shared, path)
+        shared.register(self._breakers)
+        return generate_latest(shared)

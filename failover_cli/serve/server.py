@@ -10,9 +10,12 @@ flushes the state.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -109,10 +112,28 @@ def run(
     import uvicorn
 
     if workers > 1:
-        uvicorn.run(f"{__name__}:app_factory", workers=workers, **options)
+        with _shared_metrics():
+            uvicorn.run(f"{__name__}:app_factory", workers=workers, **options)
         return
     config = uvicorn.Config(f"{__name__}:app_factory", **options)
     uvicorn.Server(config).run()
+
+
+@contextlib.contextmanager
+def _shared_metrics() -> Iterator[None]:
+    """A fresh directory where every worker writes its metrics (removed afterwards), unless
+    the environment already names one: a scrape of any worker then sums them all."""
+    from .metrics import MULTIPROCESS_ENV
+
+    if os.environ.get(MULTIPROCESS_ENV):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="failover-metrics-") as path:
+        os.environ[MULTIPROCESS_ENV] = path
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROCESS_ENV]
 
 
 SPARE_CONNECTIONS = 64  # beyond the admitted and queued requests: probes, metrics, keep-alive

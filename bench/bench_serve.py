@@ -84,10 +84,22 @@ TARGETS = ("direct", *GATEWAYS)
 SUSTAINED_P99_MS = 50.0
 LADDER = (25, 50, 75, 100, 150, 200, 300, 400, 500, 600, 700, 800, 1000, 1200, 1400, 1700, 2000)
 LADDER_SECONDS = 4
-CONNECTIONS = 64  # wrk2's connections: enough that none waits on another at these rates
-# wrk2 records nothing for its first 10 s (CALIBRATE_DELAY_MS) plus 5 ms a connection: the
-# start, when every connection sends its first request at once, is left out.
-CALIBRATION = 10.0 + 0.005 * CONNECTIONS
+
+
+def connections(rate: int) -> int:
+    """wrk2's connections at ``rate``: each sends at most 8 req/s, so at 50 ms a request (the
+    sustainable limit) a connection is busy less than half the time and none waits on its
+    last answer; fewer connections at low rates keep each one sending often enough that the
+    requests in a short run are spread evenly."""
+    return min(512, max(8, math.ceil(rate / 8)))
+
+
+def calibration(rate: int) -> float:
+    """wrk2 records nothing for its first 10 s (CALIBRATE_DELAY_MS) plus 5 ms a connection:
+    the start, when every connection sends its first request at once, is left out."""
+    return 10.0 + 0.005 * connections(rate)
+
+
 DEAD = ("refused", "500", "stall")
 
 
@@ -163,7 +175,7 @@ def wrk2(binary: str, target: Target, script: Path, rate: int, seconds: int) -> 
     """One wrk2 run at ``rate`` req/s, measured for ``seconds`` after its calibration."""
     cpu = cpu_seconds(target.pid)
     out = subprocess.run(
-        [binary, "-t1", f"-c{CONNECTIONS}", f"-d{math.ceil(CALIBRATION + seconds)}s",
+        [binary, "-t1", f"-c{connections(rate)}", f"-d{math.ceil(calibration(rate) + seconds)}s",
          f"-R{rate}", "--timeout", "10s", "--latency", "-s", str(script), target.url],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
@@ -177,12 +189,12 @@ def wrk2(binary: str, target: Target, script: Path, rate: int, seconds: int) -> 
     cpu_ms = (cpu_seconds(target.pid) - cpu) * 1000 / count if count else float("nan")
     if not (recorded and p50 and p99):  # nothing answered after the calibration
         return Reading(rate, float("nan"), float("nan"), 0.0, int(failed[1]), cpu_ms)
-    measured = _ms(done[2], done[3]) / 1000 - CALIBRATION
+    measured = _ms(done[2], done[3]) / 1000 - calibration(rate)
     return Reading(rate, _ms(*p50.groups()), _ms(*p99.groups()),
                    int(recorded[1]) / (rate * measured), int(failed[1]), cpu_ms)  # fmt: skip
 
 
-def settle(pids: Sequence[int], limit: float = 30.0) -> None:
+def settle(pids: Sequence[int], limit: float = 120.0) -> None:
     """Wait until ``pids`` are idle (under a tenth of a core for 0.5 s): an overloaded target
     still working through requests of the last run must not slow the next one."""
     deadline = time.monotonic() + limit
@@ -191,6 +203,7 @@ def settle(pids: Sequence[int], limit: float = 30.0) -> None:
         time.sleep(0.5)
         if sum(cpu_seconds(p) for p in pids) - before < 0.05:
             return
+    print(f"# still busy after {limit:g} s; measuring anyway", file=sys.stderr)
 
 
 # --- part: fixed rates ---------------------------------------------------------------------
@@ -234,6 +247,7 @@ def rate_rows(found: list[Target], got: dict, args: argparse.Namespace) -> list[
                     median([r.p50 for r in runs]), median([r.p99 for r in runs]),
                     added50, added99, median([r.answered_share * 100 for r in runs]),
                     sum(r.failed for r in runs), median([r.cpu_ms for r in runs]),
+                    " / ".join(f"{r.p50:,.1f}" for r in runs),
                 ))  # fmt: skip
     return rows
 
@@ -466,8 +480,8 @@ def main() -> None:
         sys.exit("bench_serve needs wrk2: git clone https://github.com/giltene/wrk2 && "
                  "make -C wrk2, then --wrk2 wrk2/wrk")  # fmt: skip
     print(f"{machine()}; upstream: the OpenAI simulator, {args.delay * 1000:g} ms per answer; "
-          f"wrk2 -t1 -c{CONNECTIONS}; per-attempt timeout {TIMEOUT:g} s, {TRIES} tries per "
-          "provider", flush=True)  # fmt: skip
+          "wrk2 -t1, a connection per 8 req/s (at least 8); per-attempt timeout "
+          f"{TIMEOUT:g} s, {TRIES} tries per provider", flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         root = Path(tmp)
         found: list[Target] = []
@@ -483,7 +497,7 @@ def main() -> None:
                 f"Fixed rates (wrk2, {args.duration} s runs, median of {args.runs}; added: "
                 "minus direct's, per round)",
                 ["req/s", "mode", "target", "p50 ms", "p99 ms", "added p50 ms", "added p99 ms",
-                 "answered %", "failed", "CPU ms/req"],
+                 "answered %", "failed", "CPU ms/req", "p50 per round"],
                 rate_rows(found, got, args),
             ), flush=True)  # fmt: skip
         if "ttfb" in parts:

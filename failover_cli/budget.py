@@ -48,10 +48,6 @@ class Budget:
     chain: Limits = field(default_factory=Limits)
     providers: Mapping[str, Limits] = field(default_factory=dict)
 
-    @property
-    def enabled(self) -> bool:
-        return any(v is not None for lim in (self.chain, *self.providers.values()) for v in lim)
-
     @classmethod
     def of(cls, config: BudgetConfig) -> Budget:
         """The limits of a ``budget:`` configuration section."""

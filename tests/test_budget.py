@@ -134,7 +134,8 @@ def test_free_providers_always_fit_and_unpriced_ones_cannot_be_proven_to() -> No
     # A limit that does not cover the provider leaves even an unpriced one alone.
     only_gpt = Budget(providers={"gpt": Limits(daily_usd=1.0)})
     assert verdict(only_gpt, over, "local", None, None, MIDNIGHT) is None
-    assert not Budget().enabled and only_gpt.enabled
+    assert not Budget().covers("gpt") and not only_gpt.covers("local")
+    assert only_gpt.covers("gpt") and budget.covers("local")
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -1.0])

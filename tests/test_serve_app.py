@@ -262,6 +262,8 @@ def test_stream_headers_name_the_winner_of_a_hedge_not_the_last_started(gateway,
     assert "first" in body and "hedge" not in body  # ...and the first provider won
     assert r.headers["x-failover-provider"] == "a"
     assert r.headers["x-failover-model"] == "a-model"
+    # Overhead: until the winner's attempt began (at once), not the hedge's (after 50 ms).
+    assert float(r.headers["x-failover-overhead-ms"]) < 40
 
 
 def test_stream_headers_skip_a_provider_without_its_key(gateway, sim):

@@ -608,7 +608,7 @@ class Gateway:
                 raise self._route_error(wire, exc, info) from None
             provider = rs.provider or ""
             model = self._models.get(provider, "")
-            overhead = max(0.0, (trace.last_started_at - began) * 1000)
+            overhead = max(0.0, (trace.started_at.get(provider, began) - began) * 1000)
             headers = [
                 *_SSE,
                 (b"x-request-id", rid.encode()),

@@ -54,17 +54,17 @@ MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's: set, worke
 
 @dataclass
 class Trace:
-    """What the router said while serving one request: the attempts it made, and when the
-    latest began."""
+    """What the router said while serving one request: the attempts it made, and when each
+    provider's latest began."""
 
     tried: int = 0  # attempts made
-    last_started_at: float = 0.0  # monotonic
+    started_at: dict[str, float] = field(default_factory=dict)  # provider: its latest, monotonic
     live: list[str] = field(default_factory=list)  # attempts started, not yet failed
 
     def note(self, event: Event) -> None:
         if isinstance(event, AttemptStarted):
             self.tried += 1
-            self.last_started_at = time.monotonic()
+            self.started_at[event.provider] = time.monotonic()
             self.live.append(event.provider)
         elif isinstance(event, AttemptFailed):
             if event.provider in self.live:

@@ -149,7 +149,9 @@ net.Socket.prototype.connect = function (...args) {
 """
 
 
-def failover_setup(root: Path, primary: str, secondary: str, port: int) -> tuple[list, dict]:
+def failover_setup(
+    root: Path, primary: str, secondary: str, port: int, workers: int = 1
+) -> tuple[list, dict]:
     config = root / "failover.yaml"
     entry = "  - {{name: {}, kind: openai, model: gpt-4o-mini, base_url: '{}', timeout: {}, " \
         "api_key_env: FAILOVER_BENCH_KEY}}\n"  # fmt: skip
@@ -163,7 +165,7 @@ def failover_setup(root: Path, primary: str, secondary: str, port: int) -> tuple
     code = (
         "from failover_cli.serve.server import Spec, run; "
         f"run(Spec(config={str(config)!r}, state={str(root / 'state.json')!r}, "
-        f"access_log=None), host='127.0.0.1', port={port})"
+        f"access_log=None), host='127.0.0.1', port={port}, workers={workers})"
     )
     env = {**os.environ, "FAILOVER_BENCH_KEY": KEY, "FAILOVER_BENCH_GATEWAY_KEYS": GATEWAY_KEY}
     return [sys.executable, "-c", code], env
@@ -287,7 +289,8 @@ def gateways(
         for name in names:
             port = free_port()
             if name == "failover":
-                command, env = failover_setup(root, primary, secondary, port)
+                workers = getattr(args, "failover_workers", 1)
+                command, env = failover_setup(root, primary, secondary, port, workers)
             elif name == "litellm":
                 command, env = litellm_setup(root, primary, secondary, port, args.litellm_python)
             else:

@@ -465,6 +465,8 @@ def main() -> None:
     parser.add_argument("--ttfb", type=int, default=100, help="streamed requests per target")
     parser.add_argument("--dead", type=int, default=20, help="requests per dead-primary run")
     parser.add_argument("--delay", type=float, default=0.02, help="upstream seconds per answer")
+    parser.add_argument("--failover-workers", type=int, default=1,
+                        help="failover serve --workers (1: one process, as the peers)")  # fmt: skip
     parser.add_argument("--litellm-python", default=sys.executable,
                         help="a Python with litellm's proxy installed")  # fmt: skip
     parser.add_argument("--portkey", default=".", help="the folder npm installed it in")
@@ -481,7 +483,8 @@ def main() -> None:
                  "make -C wrk2, then --wrk2 wrk2/wrk")  # fmt: skip
     print(f"{machine()}; upstream: the OpenAI simulator, {args.delay * 1000:g} ms per answer; "
           "wrk2 -t1, a connection per 8 req/s (at least 8); per-attempt timeout "
-          f"{TIMEOUT:g} s, {TRIES} tries per provider", flush=True)  # fmt: skip
+          f"{TIMEOUT:g} s, {TRIES} tries per provider; failover serve --workers "
+          f"{args.failover_workers}", flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         root = Path(tmp)
         found: list[Target] = []

@@ -67,7 +67,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _util import KEY, machine, median, quantile, running_sim, table
-from bench_gateway import cpu_seconds
+from bench_gateway import cpu_seconds, process_tree
 from bench_gateway_peers import (
     BLOCKED,
     GATEWAY_KEY,
@@ -433,14 +433,11 @@ def dead_primary(root: Path, args: argparse.Namespace) -> list[tuple]:
 
 def peak_rss_mib(pid: int) -> tuple[float, float, int]:
     """The largest VmHWM among ``pid`` and its descendants, their sum (MiB), and how many."""
-    peaks, todo = [], [pid]
-    while todo:
-        current = todo.pop()
+    peaks = []
+    for current in process_tree(pid):
         try:
             status = Path(f"/proc/{current}/status").read_text()
             peaks.append(int(re.search(r"VmHWM:\s+(\d+) kB", status)[1]) / 1024)  # type: ignore[index]
-            for task in Path(f"/proc/{current}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, TypeError):
             continue
     return (max(peaks), sum(peaks), len(peaks)) if peaks else (float("nan"), float("nan"), 0)

@@ -254,7 +254,7 @@ def test_stream_headers_name_the_winner_of_a_hedge_not_the_last_started(gateway,
     when the first still wins, the headers name it (the hedge started last, and lost)."""
     first = sim("openai", Behavior(text="from the first", ttft=0.4))
     hedge = sim("openai", Behavior(text="from the hedge", ttft=5))
-    gw = gateway(provider("a", first), provider("b", hedge), routing={"hedge_after_ms": 50})
+    gw = gateway(provider("a", first), provider("b", hedge), routing={"hedge_after_ms": 200})
     with gw.client() as c, c.stream("POST", OPENAI, json=chat(stream=True)) as r:
         assert r.status_code == 200
         body = r.read().decode()
@@ -262,8 +262,8 @@ def test_stream_headers_name_the_winner_of_a_hedge_not_the_last_started(gateway,
     assert "first" in body and "hedge" not in body  # ...and the first provider won
     assert r.headers["x-failover-provider"] == "a"
     assert r.headers["x-failover-model"] == "a-model"
-    # Overhead: until the winner's attempt began (at once), not the hedge's (after 50 ms).
-    assert float(r.headers["x-failover-overhead-ms"]) < 40
+    # Overhead: until the winner's attempt began (at once), not the hedge's (after 200 ms).
+    assert float(r.headers["x-failover-overhead-ms"]) < 150
 
 
 def test_stream_headers_skip_a_provider_without_its_key(gateway, sim):

@@ -125,22 +125,34 @@ async def paired_rounds_us(
     paths: dict[str, Callable[[], Awaitable[Any]]], n: int, rounds: int
 ) -> list[dict[str, float]]:
     """CPU µs (this process's CPU time: other processes on a shared machine do not count) per
-    request of each path in each of ``rounds`` short rounds of ``n`` requests per path, the
-    order reversed every other round: a round's figures share the machine's state at that
-    moment, so differences taken within a round are steadier than across runs. For paths that
-    do all their work in this process (httpx.MockTransport)."""
+    request of each path in each of ``rounds`` rounds of ``n`` requests per path. Within a
+    round the paths take turns request by request, in an order that rotates, so a shared
+    machine's speed, which drifts over tenths of a second, weighs on every path alike and
+    differences taken within a round cancel it. The garbage collector is paused within a
+    round (and run between rounds): a collection lands on whichever request crosses its
+    threshold, so with requests taking turns it would charge one path for another's garbage.
+    For paths that do all their work in this process (httpx.MockTransport)."""
     for fn in paths.values():
         for _ in range(300):
             await fn()
+    names = list(paths)
+    clock = time.process_time
     out: list[dict[str, float]] = []
-    for r in range(rounds):
-        items = list(paths.items())
-        out.append(
-            {
-                name: await timed_seq(n, fn, time.process_time) * 1e6
-                for name, fn in (items if r % 2 else items[::-1])
-            }
-        )
+    for _ in range(rounds):
+        spent = dict.fromkeys(names, 0.0)
+        gc.collect()
+        gc.disable()
+        try:
+            for i in range(n):
+                k = i % len(names)
+                for name in names[k:] + names[:k]:
+                    fn = paths[name]
+                    start = clock()
+                    await fn()
+                    spent[name] += clock() - start
+        finally:
+            gc.enable()
+        out.append({name: spent[name] / n * 1e6 for name in names})
     return out
 
 
@@ -505,8 +517,8 @@ async def rich_cost(n: int, runs: int) -> list[str]:
     return [
         table(
             "1c. CPU per request, 10 messages + 5 tools + an image URL vs a plain prompt, each "
-            f"against its own body posted raw (httpx.MockTransport): {len(rounds)} interleaved "
-            f"rounds of {max(n // 10, 50)} requests per path, medians",
+            f"against its own body posted raw (httpx.MockTransport): {len(rounds)} rounds of "
+            f"{max(n // 10, 50)} requests per path taking turns, collector paused, medians",
             ["path", "µs per request", "added vs raw", "target"],
             [
                 ["raw httpx, plain body", us["raw httpx, plain body"], "", ""],

@@ -274,12 +274,14 @@ def _tool(raw: Any) -> Tool:
 _FITS: dict[str, bool] = {}  # tool name -> within Chat Completions' rule (tools recur)
 
 
-def _fits(name: str) -> bool:
+def fits_tool_name(name: str) -> bool:
+    """Whether Chat Completions takes ``name`` as a tool name as it is (remembered: the same
+    tools come with every request)."""
     fits = _FITS.get(name)
     if fits is None:
         if len(_FITS) >= 1024:
             _FITS.clear()
-        fits = _FITS[name] = TOOL_NAME.fullmatch(name) is not None
+        fits = _FITS[name] = len(name) <= MAX_TOOL_NAME and TOOL_NAME.fullmatch(name) is not None
     return fits
 
 
@@ -288,14 +290,14 @@ def parse_tools(tools: Any) -> Sequence[Tool]:
     into :class:`Tools`. Locations are formatted only on error."""
     if tools is None:
         return ()
-    if isinstance(tools, Tools):
-        return tools
-    if isinstance(tools, str | bytes) or not isinstance(tools, Sequence):
-        raise ValueError("tools: must be a list of tools")
+    if type(tools) is not list:
+        if isinstance(tools, Tools):
+            return tools
+        if isinstance(tools, str | bytes) or not isinstance(tools, Sequence):
+            raise ValueError("tools: must be a list of tools")
     if len(tools) > MAX_TOOLS:
         raise ValueError(f"tools: at most {MAX_TOOLS} tools, not {len(tools)}")
     names: list[str] = []
-    seen: set[str] = set()
     wire = True
     for i, raw in enumerate(tools):
         if type(raw) is dict:
@@ -322,17 +324,20 @@ def parse_tools(tools: Any) -> Sequence[Tool]:
                     and "type" in raw
                     and parameters is not _NO_PARAMETERS
                     and len(function) == 2 + (description != "") + (strict is not None)
-                    and _fits(name)
+                    and fits_tool_name(name)
                 )
         elif isinstance(raw, Tool):
             name = raw.name
             wire = False
         else:
             raise invalid(f"tools[{i}]", "must be an object")
-        if name in seen:
-            raise invalid(f"tools[{i}].function.name", f"{name!r} is defined twice")
-        seen.add(name)
         names.append(name)
+    if len(set(names)) != len(names):
+        seen: set[str] = set()
+        for i, name in enumerate(names):
+            if name in seen:
+                raise invalid(f"tools[{i}].function.name", f"{name!r} is defined twice")
+            seen.add(name)
     return Tools(tools, names, tools if wire else None)
 
 

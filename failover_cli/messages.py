@@ -19,19 +19,21 @@ from typing import Any, overload
 from .chat import (
     IMAGE_TYPES,
     MAX_PARTS,
-    MAX_TOOL_NAME,
     ROLES,
-    TOOL_NAME,
     ImagePart,
     Message,
     Part,
     TextPart,
     ToolCall,
     checked_string,
+    fits_tool_name,
     invalid,
 )
 
 _ROLE_SET = frozenset(ROLES)
+_PLAIN_ROLES = _ROLE_SET - {"tool"}  # roles a turn of text alone may have
+_WEB = ("https://", "http://")
+_NO_TYPES: frozenset[str] = frozenset()
 _DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)(?:;[^;,]*)*?;base64,(?P<data>.*)", re.S)
 MAX_WIRE_CALL_ID = 40  # the longest tool-call id Chat Completions takes (see providers.openai)
 _MESSAGE_KEYS = frozenset({"role", "content", "tool_calls", "tool_call_id", "name"})
@@ -133,10 +135,11 @@ def check_messages(messages: Any) -> Messages:
     Raises ValueError naming the message index and field on bad input, including tool results
     out of place: every API wants an assistant turn's tool calls answered by ``tool`` messages
     right after it, one per call, before anything else."""
-    if isinstance(messages, Messages):
-        return messages
-    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
-        raise ValueError("messages: must be a list of messages")
+    if type(messages) is not list:
+        if isinstance(messages, Messages):
+            return messages
+        if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
+            raise ValueError("messages: must be a list of messages")
     wire = True  # every dict exactly as Chat Completions takes it
     uses_tools = url_images = developer = False
     image_types: set[str] = set()
@@ -146,11 +149,23 @@ def check_messages(messages: Any) -> Messages:
     for i, raw in enumerate(messages):
         if type(raw) is dict:
             role = raw.get("role")
+            content = raw.get("content")
+            if (
+                type(content) is str
+                and len(raw) == 2
+                and type(role) is str
+                and role in _PLAIN_ROLES
+            ):  # the common turn, {"role": ..., "content": "..."}: nothing more to check
+                if calls:
+                    raise _unanswered(calls, asked_at, i)
+                chars += len(content)
+                if role == "developer":
+                    developer = True
+                continue
             if type(role) is not str or role not in _ROLE_SET:
                 raise invalid(
                     f"messages[{i}].role", f"must be one of {', '.join(ROLES)}, not {role!r}"
                 )
-            content = raw.get("content")
             asks: set[str] | frozenset[str] = _NO_CALLS
             tool_call_id = None
             if len(raw) > (2 if "content" in raw else 1):  # the rarer fields too
@@ -183,9 +198,10 @@ def check_messages(messages: Any) -> Messages:
                 image_types.update(types)
             if role == "tool":
                 uses_tools = True
-                tool_call_id = checked_string(
-                    tool_call_id, f"messages[{i}].tool_call_id", empty=False
-                )
+                if type(tool_call_id) is not str or not tool_call_id:
+                    tool_call_id = checked_string(
+                        tool_call_id, f"messages[{i}].tool_call_id", empty=False
+                    )
                 if tool_call_id not in calls:
                     raise invalid(
                         f"messages[{i}].tool_call_id",
@@ -232,7 +248,7 @@ def check_messages(messages: Any) -> Messages:
     return Messages(
         messages,
         uses_tools=uses_tools,
-        image_types=frozenset(image_types),
+        image_types=frozenset(image_types) if image_types else _NO_TYPES,
         url_images=url_images,
         developer=developer,
         text_chars=chars,
@@ -272,11 +288,19 @@ def _check_parts(content: Any, i: int, role: str) -> tuple[int, bool, bool, list
             chars += len(text)
             translate = translate or part.keys() != _TEXT_KEYS
         elif kind == "image_url":
-            at = f"messages[{i}].content[{j}]"
             if role != "user":
-                raise invalid(at, f"images are taken in user messages, not {role}")
+                raise invalid(
+                    f"messages[{i}].content[{j}]", f"images are taken in user messages, not {role}"
+                )
             images = True
             image = part.get("image_url")
+            if type(image) is dict and len(image) == 1:
+                url = image.get("url")
+                if type(url) is str and url.startswith(_WEB):  # an image by URL, as it is
+                    urls = True
+                    translate = translate or part.keys() != _IMAGE_KEYS
+                    continue
+            at = f"messages[{i}].content[{j}]"
             if isinstance(image, str):
                 found, sent_as_is = check_image(image, at + ".image_url"), False
             elif isinstance(image, dict):
@@ -325,7 +349,7 @@ def check_image(url: Any, where: str, detail: Any = None) -> tuple[str, str] | N
         return media_type, f"data:{media_type};base64,{match['data'].strip()}"
     if url.startswith("data:"):
         raise invalid(where, "a data: URL must be base64 (data:image/png;base64,...)")
-    if not url.startswith(("https://", "http://")):
+    if not url.startswith(_WEB):
         raise invalid(where, "must be an http(s) URL or a base64 data: URL")
     return None
 
@@ -348,13 +372,13 @@ def _check_calls(value: Any, i: int) -> tuple[set[str], int, bool]:
     chars = 0
     exact = True
     for j, call in enumerate(value):
-        if isinstance(call, ToolCall):
+        if type(call) is not dict:
+            if not isinstance(call, ToolCall):
+                raise invalid(f"messages[{i}].tool_calls[{j}]", "must be an object")
             ids.add(call.id)
             chars += len(call.arguments)
             exact = False
             continue
-        if type(call) is not dict:
-            raise invalid(f"messages[{i}].tool_calls[{j}]", "must be an object")
         if call.get("type", "function") != "function":
             raise invalid(
                 f"messages[{i}].tool_calls[{j}].type", "only function tool calls are supported"
@@ -383,8 +407,7 @@ def _check_calls(value: Any, i: int) -> tuple[set[str], int, bool]:
         exact = (
             exact
             and len(call_id) <= MAX_WIRE_CALL_ID
-            and len(name) <= MAX_TOOL_NAME
-            and TOOL_NAME.fullmatch(name) is not None
+            and fits_tool_name(name)
             and call.keys() == _CALL_KEYS
             and function.keys() == _FUNCTION_KEYS
         )

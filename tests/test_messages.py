@@ -211,3 +211,89 @@ def test_counts_and_lengths_a_caller_sends_are_bounded():
         build_request(messages=user, stop=["x"] * (MAX_STOP + 1))
     with pytest.raises(ValueError, match=r"^stop\[1\]: longer than"):
         build_request(messages=user, stop=["x", "x" * (MAX_STOP_CHARS + 1)])
+
+
+ASKED = {"role": "assistant", "content": None, "tool_calls": [CALL]}
+REFUSED: dict[str, tuple[dict[str, Any], str]] = {
+    "tool defined twice": (
+        {
+            "messages": [{"role": "user", "content": "hi"}],
+            "tools": [_tool("a"), _tool("b"), _tool("a")],
+        },
+        r"^tools\[2\]\.function\.name: 'a' is defined twice",
+    ),
+    "image from the assistant": (
+        {
+            "messages": [
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}
+                    ],
+                }
+            ]
+        },
+        r"^messages\[0\]\.content\[0\]: images are taken in user messages, not assistant",
+    ),
+    "image by another scheme": (
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": "ftp://x.test/a.png"}}],
+                }
+            ]
+        },
+        r"^messages\[0\]\.content\[0\]\.image_url\.url: must be an http\(s\) URL",
+    ),
+    "image by an empty url": (
+        {
+            "messages": [
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": ""}}]}
+            ]
+        },
+        r"^messages\[0\]\.content\[0\]\.image_url\.url: must not be empty",
+    ),
+    "a text turn before the tool result": (
+        {"messages": [ASKED, {"role": "user", "content": "and?"}]},
+        r"^messages\[1\]: the tool calls of messages\[0\] \(call_1\) need a tool message",
+    ),
+    "a tool result without an id": (
+        {"messages": [ASKED, {"role": "tool", "tool_call_id": 7, "content": "1"}]},
+        r"^messages\[1\]\.tool_call_id: must be a string, not int",
+    ),
+    "a tool result with an empty id": (
+        {"messages": [ASKED, {"role": "tool", "tool_call_id": "", "content": "1"}]},
+        r"^messages\[1\]\.tool_call_id: must not be empty",
+    ),
+    "a call that is not an object": (
+        {"messages": [{"role": "assistant", "content": None, "tool_calls": ["call_1"]}]},
+        r"^messages\[0\]\.tool_calls\[0\]: must be an object",
+    ),
+}
+
+
+@pytest.mark.parametrize("arguments,error", REFUSED.values(), ids=REFUSED.keys())
+def test_each_refusal_names_the_field_at_fault(arguments: dict[str, Any], error: str):
+    with pytest.raises(ValueError, match=error):
+        build_request(**arguments)
+
+
+def test_a_text_turn_of_every_role_but_tool_needs_no_more_checking():
+    """The common turn ({role, content: text}) is checked on a short path: it must still count
+    its text, note a developer message, and leave the dicts sendable as they are."""
+    messages = [
+        {"role": "developer", "content": "terse"},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": ""},
+    ]
+    checked = check_messages(messages)
+    assert (checked.text_chars, checked.developer, checked.uses_tools) == (7, True, False)
+    assert checked.wire is messages
+    url = {"type": "image_url", "image_url": {"url": "http://x.test/a.png"}}
+    images = check_messages([{"role": "user", "content": [url]}])
+    assert (images.url_images, images.image_types, images.wire is not None) == (
+        True,
+        frozenset(),
+        True,
+    )

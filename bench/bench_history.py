@@ -12,6 +12,7 @@
    process) with and without ``--no-log``, interleaved, ``--process-runs`` each; medians.
 
     python bench/bench_history.py [--runs 30] [--process-runs 60] [--entries 1000]
+                                  [--other-tree DIR] [--only-whole]
 """
 
 from __future__ import annotations
@@ -46,6 +47,28 @@ ms = [(b - a) * 1000 for a, b in zip(laps, laps[1:])]
 print(json.dumps({"baseline_ms": (t1 - t0) * 1000, "phases_ms": ms}))
 """
 PHASES = ("import", "open", "insert + commit", "close")
+
+# What recording costs once the answer is out, the way `ask` records: the history opened
+# early, in a thread, while the request is on its way (argv[2] == "early"), or opened after the
+# answer (before stop 22). The request's wait is a sleep: the main thread waits on a socket.
+AFTER_CHILD = r"""
+import json, sys, time
+import failover_cli.cli.ask, failover_cli.router, failover_cli.store.jsonfile  # loaded by `ask`
+from failover_cli.cli import logs
+from failover_cli.config import parse_config
+cfg = parse_config(
+    "providers: [{name: gpt, kind: openai, model: m}]\nlog: {path: '%s'}\n" % sys.argv[1]
+)
+fields = json.loads(sys.argv[3])
+del fields["cid"]
+talk = logs.Conversation.start(cfg)
+if sys.argv[2] == "early":
+    talk.open_early()
+time.sleep(float(sys.argv[4]))
+t0 = time.perf_counter()
+talk._write(fields.pop("prompt"), fields.pop("system"), [], fields)
+print(json.dumps({"after_ms": (time.perf_counter() - t0) * 1000}))
+"""
 
 FIELDS = {
     "cid": "6752ab12cd3f0e91",
@@ -111,7 +134,26 @@ def in_process(runs: int, entries: int, env: dict[str, str], tmp: Path) -> list[
     return rows
 
 
-def whole_process(runs: int, env: dict[str, str], tmp: Path) -> list[list[object]]:
+def after_answer(runs: int, wait: float, env: dict[str, str], tmp: Path) -> list[list[object]]:
+    """Milliseconds from the answer to the entry written and closed, the history opened
+    early or after, in fresh processes taking turns, on a database of one entry."""
+    path = tmp / "after.db"
+    fill(path, 1)
+    times: dict[str, list[float]] = {"opened early (ask)": [], "opened after the answer": []}
+    for i in range(runs):
+        order = list(zip(times, ("early", "after"), strict=True))
+        for name, how in order if i % 2 else order[::-1]:
+            argv = [sys.executable, "-c", AFTER_CHILD, str(path), how, json.dumps(FIELDS)]
+            child = run_child([*argv, str(wait)], env=env)
+            if child.returncode != 0:
+                raise SystemExit(child.stderr)
+            times[name].append(json.loads(child.stdout)["after_ms"])
+    return [[name, median(t), quantile(t, 0.9)] for name, t in times.items()]
+
+
+def whole_process(
+    runs: int, env: dict[str, str], tmp: Path, other_tree: str | None = None
+) -> list[list[object]]:
     with external_sim("openai") as url:
         config = tmp / "providers.yaml"
         config.write_text(
@@ -123,21 +165,31 @@ def whole_process(runs: int, env: dict[str, str], tmp: Path) -> list[list[object
                      "XDG_DATA_HOME": str(tmp / "data"), "XDG_STATE_HOME": str(tmp / "state"),
                      "XDG_CACHE_HOME": str(tmp / "cache")}  # fmt: skip
         exe = [sys.executable, "-m", "failover_cli", "ask", "Say hello.", "--max-tokens", "64"]
-        commands = {"ask --no-log": [*exe, "--no-log"], "ask (recorded)": exe}
-        for argv in commands.values():  # warm the bytecode and config caches
-            run_child(argv, env=child_env)
+        commands = {
+            "ask --no-log": ([*exe, "--no-log"], child_env),
+            "ask (recorded)": (exe, child_env),
+        }
+        if other_tree is not None:  # the same commands from another checkout, interleaved
+            other_env = {**child_env, "PYTHONPATH": other_tree}
+            commands["ask --no-log, other tree"] = ([*exe, "--no-log"], other_env)
+            commands["ask (recorded), other tree"] = (exe, other_env)
+        for argv, argv_env in commands.values():  # warm the bytecode and config caches
+            run_child(argv, env=argv_env)
         walls: dict[str, list[float]] = {name: [] for name in commands}
         for i in range(runs):
             order = list(commands.items())
             if i % 2:
                 order.reverse()
-            for name, argv in order:
-                child = run_child(argv, env=child_env)
+            for name, (argv, argv_env) in order:
+                child = run_child(argv, env=argv_env)
                 if child.returncode != 0:
                     raise SystemExit(child.stderr)
                 walls[name].append(child.wall * 1000)
-    base = median(walls["ask --no-log"])
-    return [[n, median(w), quantile(w, 0.9), median(w) - base] for n, w in walls.items()]
+    rows = []
+    for name, w in walls.items():
+        base = median(walls[name.replace("ask (recorded)", "ask --no-log")])
+        rows.append([name, median(w), quantile(w, 0.9), median(w) - base])
+    return rows
 
 
 def main() -> None:
@@ -145,19 +197,34 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--process-runs", type=int, default=60)
     parser.add_argument("--entries", type=int, default=1000)
+    parser.add_argument(
+        "--other-tree",
+        help="also run section 2 with this checkout on PYTHONPATH (a worktree of an earlier "
+        "commit), interleaved: before and after in one run",
+    )
+    parser.add_argument("--only-whole", action="store_true", help="section 2 alone")
     args = parser.parse_args()
     env = bytecode_env()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         os.environ.setdefault("XDG_DATA_HOME", str(tmp / "data"))
         print(machine())
-        rows = in_process(args.runs, args.entries, env, tmp)
-        print(table(
-            f"1. recording one entry in a fresh process (ms, {args.runs} processes each)",
-            ["case", "baseline", *PHASES, "total", "total p90", "total - baseline"],
-            rows,
-        ))  # fmt: skip
-        rows = whole_process(args.process_runs, env, tmp)
+        if not args.only_whole:
+            rows = in_process(args.runs, args.entries, env, tmp)
+            print(table(
+                f"1. recording one entry in a fresh process (ms, {args.runs} processes each)",
+                ["case", "baseline", *PHASES, "total", "total p90", "total - baseline"],
+                rows,
+            ))  # fmt: skip
+            wait = 0.05
+            rows = after_answer(args.runs, wait, env, tmp)
+            print(table(
+                f"1b. from the answer to the entry written, after a {wait * 1000:.0f} ms request "
+                f"(ms, {args.runs} processes each)",
+                ["history", "median", "p90"],
+                rows,
+            ))  # fmt: skip
+        rows = whole_process(args.process_runs, env, tmp, args.other_tree)
         print(table(
             f"2. whole `failover ask` processes against the simulator (ms, {args.process_runs} "
             "each)",

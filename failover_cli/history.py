@@ -281,23 +281,36 @@ def _add_error_column(db: sqlite3.Connection) -> None:
 class History:
     """An open history database. Every method raises :class:`HistoryError` on failure."""
 
-    def __init__(self, path: str | os.PathLike[str], log: LogConfig | None = None) -> None:
-        """Open (creating if missing) the database at ``path``; ``log`` sets the bounds."""
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        log: LogConfig | None = None,
+        *,
+        any_thread: bool = False,
+    ) -> None:
+        """Open (creating if missing) the database at ``path``; ``log`` sets the bounds.
+        With ``any_thread`` it may be used from another thread than the one that opened it,
+        one thread at a time."""
         from .config import LogConfig
 
         self.path = os.fspath(path)
         self.log = log or LogConfig()
         self._fts: bool | None = None
-        self._db = self._open()
+        self._db = self._open(any_thread)
 
     # --- opening ----------------------------------------------------------------------------
 
-    def _open(self) -> sqlite3.Connection:
+    def _open(self, any_thread: bool) -> sqlite3.Connection:
         import sqlite3
 
         try:
             before = _prepare(self.path)
-            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+            db = sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT,
+                isolation_level=None,
+                check_same_thread=not any_thread,
+            )
         except (OSError, sqlite3.Error) as exc:
             raise HistoryError(_describe(self.path, exc)) from None
         try:

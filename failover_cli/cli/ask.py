@@ -9,7 +9,7 @@ command line; the Typer command calls it too.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .ask_input import MAX_STDIN, bounded_stdin, model_overrides, raw_stdin, schema_format
@@ -122,7 +122,7 @@ def run_ask(
             result = run_async(
                 _ask(cfg, location, request, stream=not no_stream, json_out=json_out,
                      verbose=verbose, structured=response_format is not None, shown=shown,
-                     usage=usage)
+                     usage=usage, listener=talk.on_event)
             )  # fmt: skip
         except AllProvidersFailed as exc:
             talk.record_failure(text, request["system"], exc, attachments)  # nothing lost
@@ -143,6 +143,7 @@ async def _ask(
     structured: bool = False,
     shown: Mapping[str, Any] | None = None,
     usage: bool = False,
+    listener: Callable[[Any], None] | None = None,
 ) -> RouteResult | None:
     """Route ``request``; print the answer as it streams, or whole (``--json``; with
     ``structured``, the JSON answer once complete), plus ``shown`` in ``--json`` output.
@@ -163,7 +164,7 @@ async def _ask(
         router = FailoverRouter(
             cfg,
             store=store,
-            listeners=[display, changes],
+            listeners=[display, changes] if listener is None else [display, changes, listener],
             autoflush=False,
             on_warning=warn,
             background_probes=False,  # one request: the next process probes on request

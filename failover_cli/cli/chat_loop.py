@@ -115,7 +115,7 @@ def _turn(
     try:
         result = run_async(
             _ask(cfg, location, request, stream=True, json_out=False, verbose=verbose,
-                 usage=usage)
+                 usage=usage, listener=talk.on_event)
         )  # fmt: skip
     except KeyboardInterrupt:
         print(flush=True)

@@ -2,7 +2,9 @@
 continue (``-c``, ``--cid``), and ``failover logs`` / ``failover logs show``.
 
 The database is :mod:`failover_cli.history`, imported (with ``sqlite3``) only when it is
-used: after the answer has been printed and flushed, or to read a conversation. A history
+used: to read a conversation, or to record a turn. ``ask`` opens it in a thread while the
+request is on its way (:meth:`Conversation.open_early`), so the answer's wait hides most of
+what recording costs, and writes it after the answer has been printed and flushed. A history
 that cannot be written (locked, unwritable, a symbolic link at its path) costs one warning on
 stderr, never the answer or the exit code.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -30,6 +33,7 @@ MAX_CID = 64  # characters of a conversation id given with --cid
 MAX_CONVERSATION_CHARS = 4 * 1024 * 1024
 PREVIEW = 60  # characters of a prompt shown in the `logs` table
 MAX_AGE = 100 * 366 * 86400.0  # seconds: the oldest --since age
+OPEN_WAIT = 5.0  # seconds an answered turn waits for the history being opened early
 
 
 def _history(cfg: Config) -> History:
@@ -45,6 +49,43 @@ def _exists(cfg: Config) -> bool:
     return os.path.lexists(history_path(cfg.log))
 
 
+class _Opening:
+    """The history of ``cfg`` being opened in a daemon thread (nothing when this call is not
+    recorded): importing ``sqlite3`` and reading the schema are most of what recording
+    costs."""
+
+    def __init__(self, cfg: Config, no_log: bool) -> None:
+        self._cfg = cfg
+        self._no_log = no_log
+        self._history: History | None = None
+        self._error: Exception | None = None
+        self._thread = threading.Thread(target=self._open, name="failover-history", daemon=True)
+        self._thread.start()
+
+    def _open(self) -> None:
+        try:
+            from ..history import History, enabled, history_path
+
+            if enabled(self._cfg.log, no_log=self._no_log):
+                log = self._cfg.log
+                self._history = History(history_path(log), log, any_thread=True)
+        except Exception as exc:  # raised again by take(), in the thread that records
+            self._error = exc
+
+    def take(self) -> History:
+        """The open history; HistoryError when it could not be opened in time."""
+        from ..history import HistoryError
+
+        self._thread.join(OPEN_WAIT)
+        if self._thread.is_alive():
+            raise HistoryError(f"still opening after {OPEN_WAIT:g} s")
+        if self._error is not None:
+            raise self._error
+        if self._history is None:
+            raise HistoryError("not opened")  # not recorded: _write does not get here
+        return self._history
+
+
 class Conversation:
     """The conversation an ``ask`` or ``chat`` turn belongs to: its id, the earlier turns
     to send, and whether answers are recorded. A new conversation imports nothing of the
@@ -58,6 +99,7 @@ class Conversation:
         self.earlier = list(earlier)
         self.no_log = no_log
         self.original_system = self.earlier[-1].system if self.earlier else None
+        self._opening: _Opening | None = None
 
     @property
     def recorded(self) -> bool:
@@ -89,6 +131,18 @@ class Conversation:
             raise BadOption(f"not a conversation id (at most {MAX_CID} characters)", option)
         turns = _read_conversation(cfg, cid, option)
         return cls(cfg, turns[-1].cid, turns, no_log)
+
+    def open_early(self) -> None:
+        """Start opening the history for the next :meth:`record` in a thread, to run while
+        the request is on its way; a no-op when this conversation is not recorded."""
+        if self._opening is None and not self.no_log:
+            self._opening = _Opening(self.cfg, self.no_log)
+
+    def on_event(self, event: Any) -> None:
+        """A router listener: :meth:`open_early` once the first attempt starts, when the
+        request is about to wait on the network (before, ``ask`` is busy importing)."""
+        if self._opening is None and type(event).__name__ == "AttemptStarted":
+            self.open_early()
 
     def system(self, given: str | None) -> str | None:
         """The system prompt of this turn: ``given``, else the conversation's."""
@@ -156,8 +210,9 @@ class Conversation:
         for name in ("answer", "error"):
             if isinstance(fields.get(name), str):
                 fields = {**fields, name: scrub(fields[name])}
+        opening, self._opening = self._opening, None
         try:
-            with _history(self.cfg) as history:
+            with opening.take() if opening is not None else _history(self.cfg) as history:
                 return history.record(
                     cid=self.cid, prompt=scrub(prompt), config=self.cfg, attachments=files,
                     system=None if system is None else scrub(system), **fields,

@@ -35,12 +35,12 @@ import json
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from .chat import IMAGE_TYPES
 from .fsutil import NotRegularFile, TooLarge, read_limited
 from .prompt import STDIN_MARKER, PromptError
+from .records import frozen
 
 MAX_IMAGE = 20 << 20  # bytes of one image
 MAX_TEXT = 16 << 20  # bytes of one text file: the bound of piped stdin
@@ -75,7 +75,7 @@ class AttachmentError(PromptError):
     """An attachment or a schema cannot be used (a usage error: exit code 2)."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Attachment:
     """One file to send: ``media_type`` is an image type or ``text/plain``."""
 

@@ -26,8 +26,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from enum import StrEnum
+
+from .records import frozen
 
 # Recent outcomes kept per provider for the failure-rate window and the consecutive count:
 # twice resilience4j's default count-based window (100). More only costs state-file parsing.
@@ -41,7 +43,7 @@ class BreakerState(StrEnum):
     HALF_OPEN = "half_open"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class BreakerPolicy:
     failure_threshold: int = 3
     window: float = 60.0
@@ -55,7 +57,7 @@ class BreakerPolicy:
     cooldown_ratio: float = 0.25
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class BreakerSnapshot:
     """The persisted part of a breaker. ``state`` is ``closed`` or ``open``; half-open is
     derived (open and past ``open_until``). ``since`` marks the last close: only outcomes
@@ -111,7 +113,7 @@ def _opt_float(v: object) -> float | None:
     return None if v is None else float(v)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Permit:
     """Admission to call a provider once. A probe permit holds a half-open slot; a scout
     permit holds one of a cold breaker's first slots."""
@@ -121,7 +123,7 @@ class Permit:
     scout: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ProbeLease:
     """A store's answer to a claim of a provider's half-open probe for the whole fleet:
     ``granted`` to the claimant, else held by ``holder``; either way it lapses at
@@ -132,7 +134,7 @@ class ProbeLease:
     expires_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Transition:
     old: BreakerState
     new: BreakerState

@@ -22,9 +22,10 @@ import json
 import math
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, NamedTuple
 
+from .records import frozen
 from .types import CompletionRequest, Cost
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ class Limits(NamedTuple):
     monthly_usd: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Budget:
     """The chain's limits and each provider's own (see ``budget:`` in the configuration)."""
 

@@ -19,9 +19,10 @@ one forced tool whose input is the answer.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Literal
 
+from .records import frozen
 from .types import CapabilityOverrides, CompletionRequest, ParameterAdjusted, ProviderConfig
 
 Strategy = Literal["prefill", "instruct", "restart"]
@@ -42,7 +43,7 @@ _OLLAMA_VISION = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Capabilities:
     """What one provider accepts. ``temperature`` is a (low, high) range, or None: not taken
     (nor ``top_p``). ``native_json``: structured output as the API's own parameter (else, for

@@ -17,8 +17,10 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Literal, TypeAlias, overload
+
+from .records import frozen, slotted
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 ROLES: tuple[Role, ...] = ("system", "developer", "user", "assistant", "tool")
@@ -36,12 +38,12 @@ MAX_STOP_CHARS = 1024  # characters of one stop sequence
 TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-@dataclass(slots=True)
+@slotted
 class TextPart:
     text: str
 
 
-@dataclass(slots=True)
+@slotted
 class ImagePart:
     """An image by URL (``url``) or inline (``data``: base64 of ``media_type``)."""
 
@@ -59,7 +61,7 @@ class ImagePart:
 Part: TypeAlias = TextPart | ImagePart
 
 
-@dataclass(slots=True)
+@slotted
 class ToolCall:
     """One call of a function tool; ``arguments`` is JSON text, as OpenAI reports it."""
 
@@ -83,7 +85,7 @@ class ToolCall:
         }
 
 
-@dataclass(slots=True)
+@slotted
 class Message:
     """One turn. ``content`` is empty for an assistant turn made only of tool calls."""
 
@@ -122,7 +124,7 @@ class Message:
         return out
 
 
-@dataclass(slots=True)
+@slotted
 class Tool:
     """A function the model may call; ``parameters`` is its JSON schema."""
 
@@ -140,7 +142,7 @@ class Tool:
         return {"type": "function", "function": function}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ForcedTool:
     """``tool_choice`` naming the one function the model must call."""
 
@@ -150,7 +152,7 @@ class ForcedTool:
 ToolChoice: TypeAlias = Literal["auto", "none", "required"] | ForcedTool
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ResponseFormat:
     """Structured output: any JSON object (``json_object``) or one matching ``schema``."""
 

@@ -13,38 +13,39 @@ import os
 import re
 import types as _pytypes
 from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from .breaker import MAX_OUTCOMES, BreakerPolicy
 from .errors import ConfigError
+from .records import frozen
 from .retry import RetryPolicy
 from .scoring import Weights
 from .types import KINDS, Cost, ProviderConfig
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RoutingConfig:
     strategy: Literal["priority", "score"] = "priority"
     weights: Weights = field(default_factory=Weights)
     hedge_after_ms: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class QueueConfig:
     max_wait: float = 60.0
     max_size: int = 1000
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StateConfig:
     path: str | None = None
     url: str | None = None
     history: int = 500
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class LogConfig:
     """The history database (``log: false`` is short for ``log: {enabled: false}``)."""
 
@@ -54,7 +55,7 @@ class LogConfig:
     max_mb: float = 200.0  # and beyond this database size
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class BudgetLimit:
     """Spend limits in US dollars; None is no limit."""
 
@@ -62,7 +63,7 @@ class BudgetLimit:
     monthly_usd: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class BudgetConfig:
     """Spend limits for the whole chain, and optionally per provider (UTC days and months)."""
 
@@ -77,7 +78,7 @@ class BudgetConfig:
         return any(v is not None for v in limits)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ServeConfig:
     """The gateway (``failover serve``)."""
 
@@ -95,7 +96,7 @@ class ServeConfig:
     log: bool = False  # record requests in the history database
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Config:
     """The whole configuration. ``chain`` names the state this chain keeps."""
 

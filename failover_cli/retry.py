@@ -6,12 +6,13 @@ Pure functions: the random source and the current time are passed in.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 
+from .records import frozen
 
-@dataclass(frozen=True, slots=True)
+
+@frozen
 class RetryPolicy:
     attempts: int = 3  # tries per provider, the first included
     base_delay: float = 0.5
@@ -83,7 +84,7 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return value
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RetryDecision:
     retry: bool
     delay: float = 0.0

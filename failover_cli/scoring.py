@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+
+from .records import frozen
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Weights:
     latency: float = 0.5
     reliability: float = 0.4
     cost: float = 0.1
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ProviderStats:
     """What scoring needs to know about one provider."""
 
@@ -35,7 +36,7 @@ class ProviderStats:
     price: float | None = None  # USD per million tokens (input + output); None = unknown
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ScoreBreakdown:
     latency: float
     reliability: float

@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Collection
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import field, fields, replace
 from typing import Any, NamedTuple
 
 from .breaker import MAX_OUTCOMES, BreakerSnapshot
+from .records import slotted
 
 SCHEMA_VERSION = 1
 DEFAULT_HISTORY = 500
@@ -44,7 +45,7 @@ class Sample(NamedTuple):
         )
 
 
-@dataclass(slots=True)
+@slotted
 class ProviderState:
     breaker: BreakerSnapshot = field(default_factory=BreakerSnapshot)
     outcomes: list[tuple[float, bool]] = field(default_factory=list)
@@ -236,7 +237,7 @@ def _record(value: Any) -> dict[str, Any] | None:
     return finite_json(value)
 
 
-@dataclass(slots=True)
+@slotted
 class ChainState:
     """Everything stored for one chain (one configuration), by provider name."""
 
@@ -255,7 +256,7 @@ class ChainState:
         )
 
 
-@dataclass(slots=True)
+@slotted
 class ProviderDelta:
     """What one process learned about one provider since its last flush."""
 
@@ -340,7 +341,7 @@ def _finite_record(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if value is None else finite_json(value)
 
 
-@dataclass(slots=True)
+@slotted
 class StateDelta:
     """A batch of updates for one chain, keyed by provider name."""
 

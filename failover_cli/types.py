@@ -7,12 +7,13 @@ typed chat values requests carry).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import StrEnum
 from typing import Any, Literal
 
 from .chat import FinishReason, Message, ResponseFormat, TextPart, Tool, ToolCall, ToolChoice
 from .messages import Messages
+from .records import frozen
 
 KINDS = ("anthropic", "openai", "ollama", "gemini")
 Kind = Literal["anthropic", "openai", "ollama", "gemini"]
@@ -27,7 +28,7 @@ class ErrorClass(StrEnum):
     CONTEXT_LENGTH = "context_length"  # too long for this model: fail over; breaker untouched
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Cost:
     """Price in USD per million tokens."""
 
@@ -57,7 +58,7 @@ class Cost:
 Continuation = Literal["auto", "prefill", "instruct", "restart"]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CapabilityOverrides:
     """``providers[].capabilities``: what this provider takes, where the built-in table (see
     :mod:`failover_cli.capabilities`) is wrong for it. None keeps the table's answer."""
@@ -68,7 +69,7 @@ class CapabilityOverrides:
     prefill: bool | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ProviderConfig:
     """One link of the chain, as written in ``providers.yaml``.
 
@@ -103,7 +104,7 @@ class ProviderConfig:
     capabilities: CapabilityOverrides | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Usage:
     """Tokens of one answer. ``input_tokens`` counts every input token, cached ones included;
     ``cached_input_tokens`` is the part read from a prompt cache, ``reasoning_tokens`` the part
@@ -131,7 +132,7 @@ class Usage:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CompletionRequest:
     """What the caller asks for.
 
@@ -204,7 +205,7 @@ class CompletionRequest:
         return chars
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RateLimit:
     """What a provider's rate-limit headers said on one response (None: not reported).
     Resets are wall-clock epoch seconds."""
@@ -228,7 +229,7 @@ class RateLimit:
         return max(resets) if resets else None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Completion:
     """A whole answer from one provider (what an adapter's ``complete`` returns).
     ``stop_reason`` is the provider's own word, ``finish_reason`` it in OpenAI's."""
@@ -242,14 +243,14 @@ class Completion:
     finish_reason: FinishReason | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TextDelta:
     """A piece of streamed answer text."""
 
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ToolCallDelta:
     """A piece of a streamed tool call: the ``index``-th call of the answer. Its first piece
     carries ``id`` and ``name``; ``arguments`` fragments concatenate to its JSON text."""
@@ -260,7 +261,7 @@ class ToolCallDelta:
     arguments: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StreamEnd:
     """The terminal event of a well-formed stream: final usage, stop reason, model."""
 
@@ -274,7 +275,7 @@ class StreamEnd:
 StreamEvent = TextDelta | ToolCallDelta | StreamEnd
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class HealthResult:
     """One provider's health check. ``error`` is already scrubbed of secrets."""
 
@@ -290,7 +291,7 @@ class HealthResult:
 Outcome = Literal["ok", "failed", "skipped"]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Attempt:
     """One try (or skip) of one provider during a route."""
 
@@ -314,7 +315,7 @@ class Attempt:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Segment:
     """A stretch of the answer written by one provider (more than one after a mid-stream seam)."""
 
@@ -323,7 +324,7 @@ class Segment:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RouteResult:
     """The answer the router returns, with everything that happened on the way."""
 
@@ -377,7 +378,7 @@ class RouteResult:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StreamDone:
     """The last event of :meth:`RouteStream.events`: the whole answer's result."""
 
@@ -395,13 +396,13 @@ class StreamDone:
 # --- events emitted by the router to listeners (route trace, store recorder) ----------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AttemptStarted:
     provider: str
     attempt: int  # 1-based try on this provider
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AttemptFailed:
     provider: str
     error_class: ErrorClass
@@ -412,7 +413,7 @@ class AttemptFailed:
     retry_in: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AttemptSucceeded:
     provider: str
     latency_ms: float
@@ -420,13 +421,13 @@ class AttemptSucceeded:
     usage: Usage
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ProviderSkipped:
     provider: str
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class BreakerTransition:
     provider: str
     old: str
@@ -434,7 +435,7 @@ class BreakerTransition:
     open_until: float | None  # wall-clock epoch seconds
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StreamSwitched:
     """A stream broke mid-answer and ``new`` takes over. ``strategy`` is how: ``prefill`` or
     ``instruct`` continue after the ``kept`` characters already delivered; ``restart`` means
@@ -446,7 +447,7 @@ class StreamSwitched:
     kept: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ParameterAdjusted:
     """The router changed a request parameter for one provider: dropped or clamped it."""
 
@@ -456,7 +457,7 @@ class ParameterAdjusted:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Queued:
     """Every usable provider is down: the request waits until ``until`` (epoch seconds)."""
 

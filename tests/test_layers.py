@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "failover_cli"
 LAYERS: dict[str, int] = {
     # 1: vocabulary, no policy
     "types": 1, "chat": 1, "messages": 1, "request": 1, "errors": 1, "clock": 1, "protocols": 1,
-    "paths": 1, "prompt": 1, "fsutil": 1, "attach": 1,
+    "paths": 1, "prompt": 1, "fsutil": 1, "attach": 1, "records": 1,
     # 2: pure policy
     "breaker": 2, "retry": 2, "scoring": 2, "state": 2, "ratelimit": 2, "budget": 2,
     # 3: configuration

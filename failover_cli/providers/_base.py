@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, ClassVar, Literal
 
 import httpx
@@ -21,6 +21,7 @@ import httpx
 from ..chat import Message, TextPart
 from ..config import DEFAULT_BASE_URLS, DEFAULT_KEY_ENV
 from ..errors import ProviderError, ProviderUnavailable, TransientError
+from ..records import frozen
 from ..types import (
     Completion,
     CompletionRequest,
@@ -63,7 +64,7 @@ _HEADER_SAFE = re.compile(r"[\x20-\x7e]*")  # what a header value can carry
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class KindDefaults:
     base_url: str
     api_key_env: str | None
@@ -97,7 +98,7 @@ def turns(request: CompletionRequest, *, strip_prefill: bool = False) -> list[tu
     return conversation
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Conversation:
     """A request's turns as an adapter sends them: ``system`` texts (``system`` and
     ``developer`` messages, in order) and the other ``turns``, ending with the prompt and any

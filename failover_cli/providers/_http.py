@@ -38,6 +38,7 @@ from ..errors import (
     redact,
 )
 from ..ratelimit import parse_ratelimit, seconds_until_reset
+from ..records import frozen, slotted
 from ..retry import parse_retry_after
 from ..types import CompletionRequest, RateLimit
 from ._transport import StaleConnection, TLSError
@@ -76,7 +77,7 @@ _REQUEST_STATUS = {400, 413, 422}
 _EPSILON = 1e-3  # a timer firing this close to the attempt deadline is the deadline's
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Limits:
     """The most an adapter reads of one response, in decoded bytes."""
 
@@ -86,7 +87,7 @@ class Limits:
     stream: int = 64 * 1024 * 1024  # a whole stream
 
 
-@dataclass(slots=True)
+@slotted
 class Clocks:
     """The four limits of one attempt. Instants are event-loop time, spans seconds.
 

@@ -74,7 +74,7 @@ import hashlib
 import json
 import re
 from collections.abc import AsyncGenerator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -98,6 +98,7 @@ from ..errors import (
     ProviderUnavailable,
     TransientError,
 )
+from ..records import frozen
 from ..types import (
     Completion,
     CompletionRequest,
@@ -178,7 +179,7 @@ def tool_use_id(call_id: str) -> str:
     return "toolu_" + hashlib.sha256(call_id.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Plan:
     """How one chat request goes on the wire: tool names, and how structured output is asked
     for (``schema``: natively, in ``output_config``; ``json_tool``: by that forced tool, whose
@@ -191,7 +192,7 @@ class _Plan:
     wrapped: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Paused(Completion):
     """A completion that stopped with ``pause_turn``: its content, to be sent back."""
 

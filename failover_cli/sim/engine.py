@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import cache
 from typing import Literal
 
+from ..records import slotted
 from . import anthropic, gemini, ollama, openai
 from .behavior import CUTTING_FAULTS, ERROR_FAULTS, Behavior, Script, split_tokens
 from .wire import (
@@ -69,7 +70,7 @@ _WHOLE_ENDS: dict[str, Ending] = {"truncate": "cut", "reset": "abort", "stall": 
 BOMB_MIB = 512  # what the gzip_bomb fault inflates to
 
 
-@dataclass(slots=True)
+@slotted
 class Plan:
     """A response to send: status and headers after ``wait``, then each piece after its pause,
     then ``repeat`` again and again until the client goes (when set).

@@ -6,16 +6,18 @@ import json
 import math
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from enum import Enum
 from json.encoder import encode_basestring
 from typing import Any, Literal, Protocol
 
+from ..records import frozen, slotted
+
 JSON_TYPE = "application/json"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RecordedRequest:
     """One request a simulator received. Header names are lower-case."""
 
@@ -27,7 +29,7 @@ class RecordedRequest:
     json: Any  # the parsed body, or None when it is empty or not JSON
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Route:
     """What a request asks for: a completion or a health check, with a model named in the path."""
 
@@ -50,7 +52,7 @@ def models_api_route(request: RecordedRequest, completion_path: str) -> Route | 
     return None
 
 
-@dataclass(slots=True)
+@slotted
 class Reply:
     """A whole response, rendered by a dialect."""
 
@@ -60,7 +62,7 @@ class Reply:
     headers: list[tuple[str, str]] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SimToolCall:
     """A tool call a simulator answers with; ``arguments`` is an object."""
 
@@ -69,7 +71,7 @@ class SimToolCall:
     arguments: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ChatView:
     """What a completion request asks of the chat features, read from any dialect's body.
 
@@ -88,7 +90,7 @@ class ChatView:
 NO_CHAT = ChatView()
 
 
-@dataclass(slots=True)
+@slotted
 class Exchange:
     """One completion being answered: what the dialects need to render it."""
 
@@ -106,7 +108,7 @@ class Exchange:
     tool_calls: list[SimToolCall] = field(default_factory=list)  # answered instead of text
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Budget:
     """One rate-limit budget a response reports: what is left, and seconds until it refills."""
 
@@ -125,7 +127,7 @@ class End(Enum):
     MALFORMED = "malformed"  # a line of invalid JSON
 
 
-@dataclass(slots=True)
+@slotted
 class StreamFrames:
     """A rendered stream: frames before the first token, one frame per token, then the end."""
 

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from ..records import slotted
 from ..state import SCHEMA_VERSION, ChainState, ForeignDocument, decode_chain, migrate
 from ._encode import ENCODE, encode_provider
 
@@ -40,7 +41,7 @@ def _key(name: str) -> bytes:
     return ENCODE(name).encode()
 
 
-@dataclass(slots=True)
+@slotted
 class Document:
     """A parsed state file: every chain's providers as JSON text, decoded on demand.
 

@@ -26,10 +26,11 @@ import os
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 from ..fsutil import TooLarge, check_regular, fsync_dir, open_append, open_lock_file, read_fd
+from ..records import frozen, slotted
 from ..state import DECODE_ERRORS, ProviderDelta, StateDelta
 from ._lockfile import flock_wait
 
@@ -41,7 +42,7 @@ class JournalFull(OSError):
     """The journal cannot take this line (it is full, or the line is too long)."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Entry:
     """One journal line: its id, the chain and the delta."""
 
@@ -50,7 +51,7 @@ class Entry:
     delta: StateDelta
 
 
-@dataclass(slots=True)
+@slotted
 class Pending:
     """The journal's lines as read under its lock; ``bad`` counts lines that did not decode.
     ``ids`` are those of every line read, to be recorded as merged."""

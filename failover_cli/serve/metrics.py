@@ -197,7 +197,29 @@ class Metrics:
         path = os.environ.get(MULTIPROCESS_ENV)
         if not path:
             return generate_latest(self.registry)
+        _forget_dead_workers(path)
         shared = CollectorRegistry()
         multiprocess.MultiProcessCollector(shared, path)
         shared.register(self._breakers)
         return generate_latest(shared)
+
+
+def _forget_dead_workers(path: str) -> None:
+    """Drop the live-summed gauges of worker processes that no longer run (killed or
+    crashed; uvicorn's supervisor, which restarts them, offers no hook to do it then)."""
+    for name in os.listdir(path):
+        if not name.startswith("gauge_live") or not name.endswith(".db"):
+            continue
+        pid = name.removesuffix(".db").rpartition("_")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            multiprocess.mark_process_dead(int(pid), path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True

@@ -94,7 +94,8 @@ class FailoverRouter:
     built from it unless ``providers`` (objects implementing the Provider protocol) are given.
     ``store`` persists breaker state and history; ``clock`` and ``random`` make timing and
     jitter deterministic in tests. With ``autoflush`` the store is written in the background
-    after breaker transitions and at most every ``flush_interval`` seconds; either way
+    after breaker transitions and at most every ``flush_interval`` seconds, and half-open probe
+    leases are claimed in a worker thread (see :mod:`failover_cli.tracker`); either way
     :meth:`aclose` writes what is left.
     """
 
@@ -164,6 +165,7 @@ class FailoverRouter:
             on_transition=self._on_transition,
             fingerprints=self.fingerprints(),
             probe_ttls={n: c.timeout for n, c in self._configs.items()},
+            claims_off_loop=self.autoflush,  # a long-running router keeps store I/O off the loop
         )
         # The budget, if any: every hop is checked against it (see _Run._admit).
         self._ledger: Ledger | None = None
@@ -640,7 +642,8 @@ class _Run:
 
     async def _hold_while_scouting(self, name: str) -> None:
         """Wait, up to the policy's ``cold_start_wait`` and the request's deadline, while
-        ``name`` is cold and its scouts are still finding out whether it works."""
+        ``name`` is cold and its scouts are still finding out whether it works, or while the
+        store has not answered its probe-lease claim."""
         r = self.r
         clock = r.clock
         until = min(clock.monotonic() + r.config.breaker.cold_start_wait, self.deadline)
@@ -668,6 +671,8 @@ class _Run:
                 why = "forced open"
             elif state is BreakerState.OPEN and b.snap.open_until:
                 why = f"breaker open, half-open in {b.snap.open_until - now:.1f}s"
+            elif self.r.tracker.claim_pending(name):
+                why = "half-open, the state store has not answered the probe-lease claim"
             else:
                 why = "half-open, probe already in flight"
             self.attempts.append(Attempt(name, "skipped", message=why))

@@ -11,6 +11,10 @@ another process holds it the provider is skipped (and waiters look again every
 ``PROBE_LEASE_POLL`` seconds, or when it expires); the lease is given back only once the
 probe's outcome is in the store, and a claimant that wins it first re-reads the store, so a
 probe whose outcome already landed is not repeated. A closed breaker never touches the store.
+With ``claims_off_loop`` (a long-running router: the gateway, a library user) the claim runs
+in a worker thread, so a slow or hung store never stalls the event loop: the provider is
+skipped until the answer is in (looked at again every ``CLAIM_POLL`` seconds), and a lease won
+but not used within ``PROBE_LEASE_POLL`` is given back.
 """
 
 from __future__ import annotations
@@ -22,7 +26,14 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 
-from .breaker import BreakerPolicy, CircuitBreaker, Permit, Transition
+from .breaker import (
+    BreakerPolicy,
+    BreakerState,
+    CircuitBreaker,
+    Permit,
+    ProbeLease,
+    Transition,
+)
 from .clock import Clock
 from .errors import ProviderError, StateError
 from .protocols import StateStore
@@ -33,6 +44,7 @@ from .types import ErrorClass, HealthResult, RateLimit
 LATENCY_WINDOW = 100  # recent successful latencies kept in memory for scoring
 PROBE_LEASE_POLL = 0.1  # seconds before asking again for a lease another process holds
 PROBE_LEASE_TTL = (1.0, 300.0)  # a lease lasts the provider's timeout, within these bounds
+CLAIM_POLL = 0.01  # seconds before looking again for the answer to a claim made off the loop
 
 TransitionListener = Callable[[str, Transition], None]
 
@@ -53,6 +65,7 @@ class Tracker:
         on_transition: TransitionListener | None = None,
         fingerprints: Mapping[str, str] | None = None,
         probe_ttls: Mapping[str, float] | None = None,
+        claims_off_loop: bool = False,
     ) -> None:
         self.clock = clock
         self.store = store
@@ -76,6 +89,8 @@ class Tracker:
         self._leasing = store is not None and hasattr(store, "claim_probe")
         self._leases: set[str] = set()  # providers whose probe lease this process holds
         self._ending: set[str] = set()  # ... whose probe ended: give back after the next flush
+        self.claims_off_loop = claims_off_loop
+        self._claims: dict[str, asyncio.Future[_Claimed]] = {}  # claims asked off the loop
         if store is not None:
             self._load(policy)
 
@@ -161,16 +176,23 @@ class Tracker:
     def _leased(self, name: str, b: CircuitBreaker, permit: Permit, now: float) -> Permit | None:
         """``permit`` (a probe) if this process wins ``name``'s probe lease, else None. With
         the lease won, the store is read first: a probe elsewhere may have settled it."""
-        assert self.store is not None
         if now < b.remote_probe_until:
             b.release(permit)
             return None
-        lo, hi = PROBE_LEASE_TTL
-        ttl = min(hi, max(lo, self.probe_ttls.get(name, hi)))
-        try:
-            lease = self.store.claim_probe(self.chain, name, self.owner, ttl, now)
-        except StateError as exc:
-            self._warn_once(f"probe not shared with other processes: {exc}")
+        ttl = self._lease_ttl(name)
+        loop = _running_loop() if self.claims_off_loop else None
+        if loop is None:
+            claimed = self._claim(name, ttl, now)
+        else:
+            answered = self._claim_off_loop(loop, name, ttl, now)
+            if answered is None:  # asked, not answered yet
+                b.release(permit)
+                b.remote_probe_until = now + CLAIM_POLL
+                return None
+            claimed = answered
+        lease, state = claimed
+        if isinstance(lease, StateError):
+            self._warn_once(f"probe not shared with other processes: {lease}")
             return permit  # admission as in one process alone
         if not lease.granted:
             b.release(permit)
@@ -178,9 +200,7 @@ class Tracker:
             return None
         self._leases.add(name)
         b.remote_probe_until = 0.0
-        try:
-            state = self.store.load(self.chain)
-        except StateError:
+        if state is None:
             return permit
         b.release(permit)
         self.adopt(state)
@@ -188,6 +208,98 @@ class Tracker:
         if again is None or not again.probe:
             self._end_lease(name)  # nothing to probe any more
         return again
+
+    def _claim(self, name: str, ttl: float, now: float) -> _Claimed:
+        """Ask the store for ``name``'s probe lease and, when won, read the state (None if
+        that read fails); a StateError in place of the lease when the store cannot answer."""
+        assert self.store is not None
+        try:
+            lease = self.store.claim_probe(self.chain, name, self.owner, ttl, now)
+        except StateError as exc:
+            return exc, None
+        if not lease.granted:
+            return lease, None
+        try:
+            return lease, self.store.load(self.chain)
+        except StateError:
+            return lease, None
+
+    def _claim_off_loop(
+        self, loop: asyncio.AbstractEventLoop, name: str, ttl: float, now: float
+    ) -> _Claimed | None:
+        """The answer to ``name``'s claim made in a worker thread, or None while there is
+        none yet (the first call asks)."""
+        job = self._claims.get(name)
+        if job is None:
+            self._start_claim(loop, name, ttl, now)
+            return None
+        if not job.done():
+            return None
+        del self._claims[name]
+        return job.result()
+
+    def _start_claim(
+        self, loop: asyncio.AbstractEventLoop, name: str, ttl: float, now: float
+    ) -> None:
+        job = loop.run_in_executor(None, self._claim, name, ttl, now)
+        self._claims[name] = job
+
+        def answered(done: asyncio.Future[_Claimed]) -> None:
+            self._kick(name)  # requests holding off name look again
+            loop.call_later(PROBE_LEASE_POLL, self._drop_unused, name, done)
+
+        job.add_done_callback(answered)
+
+    def claim_pending(self, name: str) -> bool:
+        """Whether ``name``'s probe-lease claim, made off the loop, awaits the store's answer."""
+        job = self._claims.get(name)
+        return job is not None and not job.done()
+
+    def _claiming(self, name: str) -> bool:
+        """Whether a probe of ``name`` waits for the answer to a lease claim made off the
+        loop (asked here when a probe is due and nobody asked yet)."""
+        if name in self._leases:
+            return False
+        job = self._claims.get(name)
+        if job is not None:
+            return not job.done()
+        b = self.breakers[name]
+        now = self.clock.time()
+        if (
+            now < b.remote_probe_until
+            or b.state(now) is not BreakerState.HALF_OPEN
+            or b.probes_in_flight >= b.policy.half_open_probes
+        ):
+            return False
+        loop = _running_loop()
+        if loop is None:
+            return False
+        self._start_claim(loop, name, self._lease_ttl(name), now)
+        return True
+
+    def _lease_ttl(self, name: str) -> float:
+        lo, hi = PROBE_LEASE_TTL
+        return min(hi, max(lo, self.probe_ttls.get(name, hi)))
+
+    def _drop_unused(self, name: str, job: asyncio.Future[_Claimed]) -> None:
+        """Give back a lease won off the loop that no request came to use in time."""
+        if self._claims.get(name) is not job:
+            return  # used (or asked again)
+        del self._claims[name]
+        if job.cancelled() or job.exception() is not None:
+            return
+        lease, _ = job.result()
+        if isinstance(lease, StateError) or not lease.granted or self.store is None:
+            return
+        store, chain, owner = self.store, self.chain, self.owner
+
+        def give_back() -> None:
+            try:
+                store.end_probe(chain, name, owner)
+            except StateError:
+                pass  # it expires
+
+        asyncio.get_running_loop().run_in_executor(None, give_back)
 
     def _end_lease(self, name: str) -> None:
         if name not in self._leases:
@@ -218,8 +330,11 @@ class Tracker:
         self._kick(name)
 
     def must_wait(self, name: str) -> bool:
-        """Whether requests should hold off ``name`` while its cold-start scouts are out."""
-        return self.breakers[name].must_wait()
+        """Whether requests should hold off ``name`` for now: its cold-start scouts are out,
+        or its probe lease is being claimed off the loop (see :meth:`changed`)."""
+        if self.breakers[name].must_wait():
+            return True
+        return self.claims_off_loop and self._leasing and self._claiming(name)
 
     def warm(self, name: str) -> None:
         """``name`` has shown it works before any outcome is recorded (a stream opened)."""
@@ -229,7 +344,8 @@ class Tracker:
             self._kick(name)
 
     def changed(self, name: str) -> asyncio.Event:
-        """An event set the next time ``name`` records an outcome or gets a permit back."""
+        """An event set the next time ``name`` records an outcome, gets a permit back or has
+        its lease claim answered."""
         ev = self._changed.get(name)
         if ev is None:
             ev = self._changed[name] = asyncio.Event()
@@ -372,3 +488,13 @@ class Tracker:
     ) -> dict[str, ScoreBreakdown]:
         """Every provider's score now, from its recent latencies and window outcomes."""
         return score_all([self.stats(n, prices.get(n)) for n in self.names], weights)
+
+
+_Claimed = tuple["ProbeLease | StateError", "ChainState | None"]
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

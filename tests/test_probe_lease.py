@@ -240,3 +240,105 @@ def test_a_busy_state_file_lock_is_contention_not_an_error(tmp_path) -> None:
         lease = claimant.claim_probe("default", "p", "B", 30.0, T0)
     assert not lease.granted and T0 < lease.expires_at <= T0 + 1  # ask again soon
     assert claimant.claim_probe("default", "p", "B", 30.0, T0).granted
+
+
+class HungStore(MemoryStore):
+    """A store whose lease claims hang until released, as a Redis that stopped answering."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import threading
+
+        self.answer = threading.Event()
+        self.claims = 0
+
+    def claim_probe(self, chain: str, provider: str, owner: str, ttl: float, now: float):
+        self.claims += 1
+        self.answer.wait(10)
+        return super().claim_probe(chain, provider, owner, ttl, now)
+
+
+async def test_a_claim_off_the_loop_never_stalls_it_and_is_used_once_answered() -> None:
+    from failover_cli.tracker import CLAIM_POLL
+
+    store, clock = HungStore(), VirtualClock(T0)
+    (t, _) = trackers(store, clock, claims_off_loop=True)
+    try:
+        assert t.acquire("p") is None  # asked in a thread: the loop goes on at once
+        assert t.breakers["p"].next_admission(clock.time()) == T0 + CLAIM_POLL
+        ticks = 0
+        for _ in range(5):  # the loop keeps running while the store hangs
+            await asyncio.sleep(0)
+            ticks += 1
+        clock.advance(CLAIM_POLL)
+        assert t.acquire("p") is None and store.claims == 1  # still waiting: not asked again
+        store.answer.set()
+        await until(lambda: t._claims["p"].done(), "the claim never came back")
+        clock.advance(CLAIM_POLL)
+        permit = t.acquire("p")
+        assert ticks == 5 and permit is not None and permit.probe
+        assert not store.claim_probe("default", "p", "other", 1, clock.time()).granted  # ours
+    finally:
+        store.answer.set()
+
+
+async def test_a_lease_won_off_the_loop_but_not_used_is_given_back() -> None:
+    store, clock = HungStore(), VirtualClock(T0)
+    store.answer.set()
+    (t, _) = trackers(store, clock, claims_off_loop=True)
+    assert t.acquire("p") is None
+    await until(lambda: "p" not in t._claims, "an unused lease was kept")
+    await until(
+        lambda: store.claim_probe("default", "p", "other", 1, clock.time()).granted,
+        "the unused lease was not given back",
+    )
+
+
+def test_without_a_running_loop_the_claim_is_made_in_place() -> None:
+    store, clock = MemoryStore(), VirtualClock(T0)
+    (t, _) = trackers(store, clock, claims_off_loop=True)
+    permit = t.acquire("p")
+    assert permit is not None and permit.probe
+
+
+async def test_a_hung_store_costs_a_request_its_short_hold_and_never_the_loop() -> None:
+    """A gateway whose Redis stopped answering: the request holds off the half-open primary
+    for at most ``cold_start_wait``, is served by the backup, and the loop runs on meanwhile;
+    once the store answers, the next request sends the probe."""
+    store = HungStore()
+    seed_half_open(store, "primary", __import__("time").time())
+    primary, backup = start(Behavior()), start(Behavior())
+    try:
+        providers = tuple(
+            ProviderConfig(name=n, kind="openai", model="m", base_url=s.base_url,
+                           api_key_env="LEASE_KEY", timeout=10)
+            for n, s in (("primary", primary), ("backup", backup))
+        )  # fmt: skip
+        config = Config(
+            providers=providers,
+            retry=RetryPolicy(attempts=1),
+            breaker=BreakerPolicy(cold_start_wait=0.05),
+        )
+        r = FailoverRouter(config, store=store, env={"LEASE_KEY": KEY}, background_probes=False)
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        running = asyncio.create_task(ticker())
+        first = await r.route("hi")
+        assert first.provider == "backup" and primary.count == 0 and ticks > 10
+        assert "has not answered the probe-lease claim" in first.attempts[0].message
+        store.answer.set()
+        await until(lambda: not r.tracker.claim_pending("primary"), "the claim never returned")
+        second = await r.route("hi")
+        assert second.provider == "primary" and primary.count == 1 and store.claims == 1
+        running.cancel()
+        await r.aclose()
+    finally:
+        store.answer.set()
+        primary.stop()
+        backup.stop()

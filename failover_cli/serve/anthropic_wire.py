@@ -48,17 +48,19 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ..chat import IMAGE_TYPES
-from ..types import RouteResult, StreamDone, StreamSwitched, TextDelta, ToolCallDelta, Usage
+from ..types import RouteResult, ToolCallDelta, Usage
 from .wire import (
     MAX_TOKENS,
     GatewayRequest,
+    StreamWriter,
     WireError,
     call_id,
-    close_events,
     dumps,
     error_for,
     fallbacks_of,
+    finish_of,
     flag,
+    guarded,
     load_object,
     model_of,
     number,
@@ -522,7 +524,7 @@ def _response_format(value: Any) -> dict[str, Any] | None:
 def stop_reason_of(result: RouteResult) -> str:
     """The Anthropic stop reason of ``result``: by its finish reason, keeping an Anthropic
     provider's own finer word (``stop_sequence``, ...) where it means the same."""
-    finish = result.finish_reason or ("tool_calls" if result.calls else "stop")
+    finish = finish_of(result)
     if finish == "tool_calls" and not result.calls:
         finish = "stop"
     kept = _KEPT.get(result.stop_reason or "")
@@ -606,7 +608,7 @@ _PING = b'event: ping\ndata: {"type":"ping"}\n\n'
 _STOP_EVENT = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 
 
-async def render_stream(
+def render_stream(
     events: AsyncIterator[Any],
     *,
     model: str,
@@ -619,93 +621,82 @@ async def render_stream(
     ``input_json_delta``), ``message_delta`` with the stop reason and usage, ``message_stop``.
     When the answer cannot be finished the stream ends with an ``error`` event, never
     ``message_stop``. ``created`` and ``include_usage`` are not part of this format."""
-    start = {
-        "type": "message_start",
-        "message": {
-            "id": response_id("msg_", request_id),
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
-        },
-    }
-    yield _event("message_start", start)
-    yield _PING
-    sent = False  # content the client has: a restart cannot be undone
-    blocks = 0  # content blocks started
-    current: int | None = None  # the open block's index
-    text_block: int | None = None  # the open block, when it is text
-    calls: dict[int, int] = {}  # tool-call index -> its block
-    seen: set[str] = set()
-    try:
-        async for event in events:
-            if type(event) is TextDelta:
-                if not event.text:
-                    continue
-                out = b""
-                if text_block is None:
-                    if current is not None:
-                        out += _block_stop(current)
-                    current = text_block = blocks
-                    blocks += 1
-                    out += _block_start(current, {"type": "text", "text": ""})
-                sent = True
-                yield out + _block_delta(text_block, {"type": "text_delta", "text": event.text})
-            elif type(event) is ToolCallDelta:
-                sent = True
-                out = b""
-                block = calls.get(event.index)
-                if block is None:
-                    if current is not None:
-                        out += _block_stop(current)
-                    block = current = calls[event.index] = blocks
-                    blocks += 1
-                    text_block = None
-                    use = call_id("toolu_", event.id, request_id, event.index, seen)
-                    tool = {"type": "tool_use", "id": use, "name": event.name or "", "input": {}}
-                    out += _block_start(block, tool)
-                if event.arguments:
-                    json_delta = {"type": "input_json_delta", "partial_json": event.arguments}
-                    out += _block_delta(block, json_delta)
-                if out:
-                    yield out
-            elif type(event) is StreamSwitched:
-                if event.strategy == "restart" and sent:
-                    yield render_error_event(_restarted(event))
-                    return
-            elif type(event) is StreamDone:
-                result = event.result
-                out = b"" if current is None else _block_stop(current)
-                delta = {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": stop_reason_of(result), "stop_sequence": None},
-                    "usage": usage_of(result.usage),
-                }
-                yield out + _event("message_delta", delta) + _STOP_EVENT
-                return
-    except Exception as exc:  # every provider failed mid-answer: say so, never message_stop
+    return guarded(events, _Events(model, request_id))
+
+
+class _Events(StreamWriter):
+    """One Messages stream: content blocks opened in turn, one open at a time."""
+
+    def __init__(self, model: str, request_id: str) -> None:
+        self.model = model
+        self.request_id = request_id
+        self.blocks = 0  # content blocks started
+        self.current: int | None = None  # the open block's index
+        self.text_block: int | None = None  # the open block, when it is text
+        self.calls: dict[int, int] = {}  # tool-call index -> its block
+        self.seen: set[str] = set()
+
+    def open(self, block: dict[str, Any]) -> tuple[int, bytes]:
+        """Close the open block and start ``block`` after it: its index, and the frames."""
+        out = b"" if self.current is None else _block_stop(self.current)
+        index = self.current = self.blocks
+        self.blocks += 1
+        return index, out + _block_start(index, block)
+
+    def start(self) -> tuple[bytes, ...]:
+        start = {
+            "type": "message_start",
+            "message": {
+                "id": response_id("msg_", self.request_id),
+                "type": "message",
+                "role": "assistant",
+                "model": self.model,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": 0, "output_tokens": 0},
+            },
+        }
+        return _event("message_start", start), _PING
+
+    def text(self, text: str) -> bytes:
+        out = b""
+        if self.text_block is None:
+            self.text_block, out = self.open({"type": "text", "text": ""})
+        return out + _block_delta(self.text_block, {"type": "text_delta", "text": text})
+
+    def tool(self, delta: ToolCallDelta) -> bytes:
+        out = b""
+        block = self.calls.get(delta.index)
+        if block is None:
+            use = call_id("toolu_", delta.id, self.request_id, delta.index, self.seen)
+            tool = {"type": "tool_use", "id": use, "name": delta.name or "", "input": {}}
+            block, out = self.open(tool)
+            self.calls[delta.index] = block
+            self.text_block = None
+        if delta.arguments:
+            json_delta = {"type": "input_json_delta", "partial_json": delta.arguments}
+            out += _block_delta(block, json_delta)
+        return out
+
+    def done(self, result: RouteResult) -> tuple[bytes]:
+        out = b"" if self.current is None else _block_stop(self.current)
+        delta = {
+            "type": "message_delta",
+            "delta": {"stop_reason": stop_reason_of(result), "stop_sequence": None},
+            "usage": usage_of(result.usage),
+        }
+        return (out + _event("message_delta", delta) + _STOP_EVENT,)
+
+    def error(self, err: WireError) -> bytes:
+        return render_error_event(err)
+
+    def failed(self, exc: Exception) -> WireError:
+        """As :func:`~.wire.error_for`, but a 5xx is an ``overloaded_error``."""
         err = error_for(exc)
         if err.status >= 500:
             err = WireError(err.status, err.message, kind="overloaded_error")
-        yield render_error_event(err)
-        return
-    finally:
-        await close_events(events)
-    yield render_error_event(
-        WireError(502, "the answer stream ended before it was complete", kind="api_error")
-    )
-
-
-def _restarted(event: StreamSwitched) -> WireError:
-    return WireError(
-        503,
-        f"the answer broke after {event.kept} characters and {event.new} could only start it "
-        "again from the beginning; retry the request",
-        kind="overloaded_error",
-    )
+        return err
 
 
 # --- errors -----------------------------------------------------------------------------------

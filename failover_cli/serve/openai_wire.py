@@ -33,17 +33,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ..types import RouteResult, StreamDone, StreamSwitched, TextDelta, ToolCallDelta, Usage
+from ..types import RouteResult, ToolCallDelta, Usage
 from .wire import (
     MAX_TOKENS,
     GatewayRequest,
+    StreamWriter,
     WireError,
     call_id,
-    close_events,
     dumps,
     error_for,
     fallbacks_of,
+    finish_of,
     flag,
+    guarded,
     load_object,
     model_of,
     number,
@@ -210,17 +212,13 @@ def render_response(result: RouteResult, *, model: str, request_id: str, created
                     "index": 0,
                     "message": message,
                     "logprobs": None,
-                    "finish_reason": _finish(result),
+                    "finish_reason": finish_of(result),
                 }
             ],
             "usage": usage_of(result.usage),
             "system_fingerprint": None,
         }
     )
-
-
-def _finish(result: RouteResult) -> str:
-    return result.finish_reason or ("tool_calls" if result.calls else "stop")
 
 
 def usage_of(usage: Usage) -> dict[str, Any]:
@@ -234,7 +232,7 @@ def usage_of(usage: Usage) -> dict[str, Any]:
     }
 
 
-async def render_stream(
+def render_stream(
     events: AsyncIterator[Any],
     *,
     model: str,
@@ -244,73 +242,62 @@ async def render_stream(
 ) -> AsyncIterator[bytes]:
     """The SSE frames of a ``chat.completion.chunk`` stream for the router's typed
     ``events`` (see the module docstring), one frame per item."""
-    base: dict[str, Any] = {
-        "id": response_id("chatcmpl-", request_id),
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "system_fingerprint": None,
-    }
-    if include_usage:
-        base["usage"] = None
-    head = dumps(base)[:-1] + b',"choices":[{"index":0,"delta":'
+    return guarded(events, _Chunks(model, request_id, created, include_usage))
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+
+class _Chunks(StreamWriter):
+    """One ``chat.completion.chunk`` stream: every chunk shares its head (id, model, ...)."""
+
+    def __init__(self, model: str, request_id: str, created: int, include_usage: bool) -> None:
+        self.base: dict[str, Any] = {
+            "id": response_id("chatcmpl-", request_id),
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": None,
+        }
+        if include_usage:
+            self.base["usage"] = None
+        self.include_usage = include_usage
+        self.request_id = request_id
+        self.head = b""
+        self.seen: set[str] = set()
+        self.ids: dict[int, str] = {}  # tool-call index -> its id
+
+    def chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         tail = b',"logprobs":null,"finish_reason":' + dumps(finish) + b"}]}\n\n"
-        return b"data: " + head + dumps(delta) + tail
+        return b"data: " + self.head + dumps(delta) + tail
 
-    yield chunk({"role": "assistant", "content": "", "refusal": None})
-    sent = False  # content the client has: a restart cannot be undone
-    seen: set[str] = set()
-    ids: dict[int, str] = {}
-    try:
-        async for event in events:
-            if type(event) is TextDelta:
-                if event.text:
-                    sent = True
-                    yield chunk({"content": event.text})
-            elif type(event) is ToolCallDelta:
-                sent = True
-                piece: dict[str, Any] = {"index": event.index}
-                if event.index not in ids:
-                    ids[event.index] = call_id(
-                        "call_", event.id, request_id, event.index, seen, foreign=True
-                    )
-                    piece["id"] = ids[event.index]
-                    piece["type"] = "function"
-                    piece["function"] = {"name": event.name or "", "arguments": event.arguments}
-                else:
-                    piece["function"] = {"arguments": event.arguments}
-                yield chunk({"tool_calls": [piece]})
-            elif type(event) is StreamSwitched:
-                if event.strategy == "restart" and sent:
-                    yield render_error_event(_restarted(event))
-                    return
-            elif type(event) is StreamDone:
-                result = event.result
-                yield chunk({}, _finish(result))
-                if include_usage:
-                    usage = {**base, "choices": [], "usage": usage_of(result.usage)}
-                    yield b"data: " + dumps(usage) + b"\n\n"
-                yield _DONE
-                return
-    except Exception as exc:  # every provider failed mid-answer: say so, never [DONE]
-        yield render_error_event(error_for(exc))
-        return
-    finally:
-        await close_events(events)
-    yield render_error_event(
-        WireError(502, "the answer stream ended before it was complete", kind="api_error")
-    )
+    def start(self) -> list[bytes]:
+        self.head = dumps(self.base)[:-1] + b',"choices":[{"index":0,"delta":'
+        return [self.chunk({"role": "assistant", "content": "", "refusal": None})]
 
+    def text(self, text: str) -> bytes:
+        return self.chunk({"content": text})
 
-def _restarted(event: StreamSwitched) -> WireError:
-    return WireError(
-        503,
-        f"the answer broke after {event.kept} characters and {event.new} could only start it "
-        "again from the beginning; retry the request",
-        kind="overloaded_error",
-    )
+    def tool(self, delta: ToolCallDelta) -> bytes:
+        piece: dict[str, Any] = {"index": delta.index}
+        if delta.index not in self.ids:
+            self.ids[delta.index] = call_id(
+                "call_", delta.id, self.request_id, delta.index, self.seen, foreign=True
+            )
+            piece["id"] = self.ids[delta.index]
+            piece["type"] = "function"
+            piece["function"] = {"name": delta.name or "", "arguments": delta.arguments}
+        else:
+            piece["function"] = {"arguments": delta.arguments}
+        return self.chunk({"tool_calls": [piece]})
+
+    def done(self, result: RouteResult) -> list[bytes]:
+        frames = [self.chunk({}, finish_of(result))]
+        if self.include_usage:
+            usage = {**self.base, "choices": [], "usage": usage_of(result.usage)}
+            frames.append(b"data: " + dumps(usage) + b"\n\n")
+        frames.append(_DONE)
+        return frames
+
+    def error(self, err: WireError) -> bytes:
+        return render_error_event(err)
 
 
 # --- errors -----------------------------------------------------------------------------------

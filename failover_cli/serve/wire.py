@@ -1,10 +1,12 @@
 """What the gateway's two wire formats share: the parsed request, the client-facing error,
-failover errors mapped to HTTP statuses, and the checks both request parsers make.
+failover errors mapped to HTTP statuses, the checks both request parsers make, and the course
+of a stream (:func:`guarded`).
 
 The OpenAI (:mod:`.openai_wire`) and Anthropic (:mod:`.anthropic_wire`) modules each turn a
 request body into a :class:`GatewayRequest` (keyword arguments for
 :meth:`FailoverRouter.route` / :meth:`~FailoverRouter.stream`, already validated so the router's
-own checks pass at once), and render results, streams and :class:`WireError` in their format.
+own checks pass at once), and render results, streams (a :class:`StreamWriter`) and
+:class:`WireError` in their format.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..chat import MAX_STOP
+from ..chat import MAX_STOP, FinishReason
 from ..errors import (
     AllProvidersFailed,
     BudgetExceeded,
@@ -27,7 +30,14 @@ from ..errors import (
     QueueFull,
     RequestRejected,
 )
-from ..types import Attempt
+from ..types import (
+    Attempt,
+    RouteResult,
+    StreamDone,
+    StreamSwitched,
+    TextDelta,
+    ToolCallDelta,
+)
 
 MAX_MODEL_NAME = 256  # characters of a request's model name
 MAX_FALLBACKS = 16  # entries of a body's ``fallbacks``
@@ -363,6 +373,95 @@ def call_id(
         out = prefix + hashlib.sha256(seed.encode("utf-8", "surrogatepass")).hexdigest()[:24]
     seen.add(out)
     return out
+
+
+def finish_of(result: RouteResult) -> FinishReason:
+    """The answer's finish reason: the provider's, else ``tool_calls`` if it called tools,
+    else ``stop``."""
+    return result.finish_reason or ("tool_calls" if result.calls else "stop")
+
+
+# --- streams ----------------------------------------------------------------------------------
+
+
+class StreamWriter(ABC):
+    """How one stream is written in one format, for :func:`guarded`; it keeps the format's
+    own state (tool-call ids, open blocks). Each method returns whole SSE frames: a delta's
+    frame (``b""``: nothing to send), the opening and closing frames in the order sent."""
+
+    @abstractmethod
+    def start(self) -> Sequence[bytes]:
+        """The frames before any content."""
+
+    @abstractmethod
+    def text(self, text: str) -> bytes:
+        """A piece of answer text (never empty)."""
+
+    @abstractmethod
+    def tool(self, delta: ToolCallDelta) -> bytes:
+        """A piece of a tool call."""
+
+    @abstractmethod
+    def done(self, result: RouteResult) -> Sequence[bytes]:
+        """The last frames of a complete answer: its finish reason, usage, end marker."""
+
+    @abstractmethod
+    def error(self, err: WireError) -> bytes:
+        """``err`` as the last event of a stream that could not be completed."""
+
+    def failed(self, exc: Exception) -> WireError:
+        """The error for what ended an answer mid-stream (every provider failed, ...)."""
+        return error_for(exc)
+
+
+async def guarded(events: AsyncIterator[Any], writer: StreamWriter) -> AsyncIterator[bytes]:
+    """The frames ``writer`` makes of the router's typed ``events``, one per item.
+
+    Once content reached the client (a text or tool-call delta; empty text is not sent), a
+    ``restart`` switch cannot be undone: the stream ends with an error; any other switch goes
+    unseen. An exception after the opening frames (from the router: every provider failed;
+    or from the writer) ends it with ``writer.failed``'s error, and so do events that stop
+    before their :class:`StreamDone`: never a stream that looks complete. ``events`` is
+    closed as soon as the stream ends or is given up on."""
+    for frame in writer.start():
+        yield frame
+    sent = False  # content the client has
+    try:
+        async for event in events:
+            if type(event) is TextDelta:
+                if event.text:
+                    sent = True
+                    yield writer.text(event.text)
+            elif type(event) is ToolCallDelta:
+                sent = True
+                frame = writer.tool(event)
+                if frame:
+                    yield frame
+            elif type(event) is StreamSwitched:
+                if event.strategy == "restart" and sent:
+                    yield writer.error(_restarted(event))
+                    return
+            elif type(event) is StreamDone:
+                for frame in writer.done(event.result):
+                    yield frame
+                return
+    except Exception as exc:
+        yield writer.error(writer.failed(exc))
+        return
+    finally:
+        await close_events(events)
+    yield writer.error(
+        WireError(502, "the answer stream ended before it was complete", kind="api_error")
+    )
+
+
+def _restarted(event: StreamSwitched) -> WireError:
+    return WireError(
+        503,
+        f"the answer broke after {event.kept} characters and {event.new} could only start it "
+        "again from the beginning; retry the request",
+        kind="overloaded_error",
+    )
 
 
 async def close_events(events: Any) -> None:

@@ -90,6 +90,7 @@ class Tracker:
         self._leases: set[str] = set()  # providers whose probe lease this process holds
         self._ending: set[str] = set()  # ... whose probe ended: give back after the next flush
         self.claims_off_loop = claims_off_loop
+        self._flushing: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._claims: dict[str, asyncio.Future[_Claimed]] = {}  # claims asked off the loop
         if store is not None:
             self._load(policy)
@@ -144,10 +145,16 @@ class Tracker:
         return True
 
     async def flush(self) -> bool:
-        """Write pending outcomes without blocking the event loop."""
-        if self.store is None or (self.pending.is_empty() and not self._ending):
-            return True
-        return await asyncio.to_thread(self.flush_now)
+        """Write pending outcomes without blocking the event loop. One flush at a time: a
+        flush asked for while another runs waits for it, so what was pending when it was
+        asked (leases to give back included) is written when it returns."""
+        loop = asyncio.get_running_loop()
+        if self._flushing is None or self._flushing[0] is not loop:
+            self._flushing = (loop, asyncio.Lock())  # a router may outlive one asyncio.run
+        async with self._flushing[1]:
+            if self.store is None or (self.pending.is_empty() and not self._ending):
+                return True
+            return await asyncio.to_thread(self.flush_now)
 
     def adopt(self, state: ChainState) -> None:
         """Take the breaker decisions in ``state`` (as loaded from the store) that are newer
@@ -176,20 +183,21 @@ class Tracker:
     def _leased(self, name: str, b: CircuitBreaker, permit: Permit, now: float) -> Permit | None:
         """``permit`` (a probe) if this process wins ``name``'s probe lease, else None. With
         the lease won, the store is read first: a probe elsewhere may have settled it."""
-        if now < b.remote_probe_until:
-            b.release(permit)
-            return None
-        ttl = self._lease_ttl(name)
         loop = _running_loop() if self.claims_off_loop else None
-        if loop is None:
-            claimed = self._claim(name, ttl, now)
+        job = self._claims.get(name) if loop is not None else None
+        if job is not None and job.done():  # the answer to a claim made off the loop
+            del self._claims[name]
+            claimed = job.result()
+        elif now < b.remote_probe_until or job is not None:
+            b.release(permit)  # held elsewhere, or asked and not answered yet
+            return None
+        elif loop is not None:
+            self._start_claim(loop, name, self._lease_ttl(name), now)
+            b.release(permit)
+            b.remote_probe_until = now + CLAIM_POLL
+            return None
         else:
-            answered = self._claim_off_loop(loop, name, ttl, now)
-            if answered is None:  # asked, not answered yet
-                b.release(permit)
-                b.remote_probe_until = now + CLAIM_POLL
-                return None
-            claimed = answered
+            claimed = self._claim(name, self._lease_ttl(name), now)
         lease, state = claimed
         if isinstance(lease, StateError):
             self._warn_once(f"probe not shared with other processes: {lease}")
@@ -223,20 +231,6 @@ class Tracker:
             return lease, self.store.load(self.chain)
         except StateError:
             return lease, None
-
-    def _claim_off_loop(
-        self, loop: asyncio.AbstractEventLoop, name: str, ttl: float, now: float
-    ) -> _Claimed | None:
-        """The answer to ``name``'s claim made in a worker thread, or None while there is
-        none yet (the first call asks)."""
-        job = self._claims.get(name)
-        if job is None:
-            self._start_claim(loop, name, ttl, now)
-            return None
-        if not job.done():
-            return None
-        del self._claims[name]
-        return job.result()
 
     def _start_claim(
         self, loop: asyncio.AbstractEventLoop, name: str, ttl: float, now: float

@@ -54,14 +54,14 @@ PHASES = ("import", "open", "insert + commit", "close")
 AFTER_CHILD = r"""
 import json, sys, time
 import failover_cli.cli.ask, failover_cli.router, failover_cli.store.jsonfile  # loaded by `ask`
-from failover_cli.cli import logs
+from failover_cli.cli.conversation import Conversation
 from failover_cli.config import parse_config
 cfg = parse_config(
     "providers: [{name: gpt, kind: openai, model: m}]\nlog: {path: '%s'}\n" % sys.argv[1]
 )
 fields = json.loads(sys.argv[3])
 del fields["cid"]
-talk = logs.Conversation.start(cfg)
+talk = Conversation.start(cfg)
 if sys.argv[2] == "early":
     talk.open_early()
 time.sleep(float(sys.argv[4]))

@@ -1,4 +1,5 @@
-"""Files that may sit in a hostile place: atomic replacement, bounded reads, lock files.
+"""Files that may sit in a hostile place: atomic replacement, bounded reads, lock files, and
+files made ready for another library (SQLite) to open.
 
 Every open here uses ``O_NOFOLLOW`` (a planted symbolic link is never followed), ``O_NOCTTY``
 and ``O_CLOEXEC``; a path is looked at with ``lstat`` before it is opened, so a device, a FIFO
@@ -20,7 +21,9 @@ __all__ = [
     "TooLarge",
     "atomic_write",
     "check_regular",
+    "check_unchanged",
     "create_exclusive",
+    "ensure_regular",
     "fsync_dir",
     "open_append",
     "open_lock_file",
@@ -84,6 +87,44 @@ def check_regular(path: str | os.PathLike[str]) -> os.stat_result | None:
     return st
 
 
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def check_unchanged(path: str | os.PathLike[str], before: os.stat_result) -> None:
+    """NotRegularFile unless ``path`` is still the regular file ``before`` describes (say,
+    replaced between a check and another library's open of it)."""
+    st = os.lstat(path)
+    if not stat.S_ISREG(st.st_mode) or not _same_file(st, before):
+        raise NotRegularFile(os.fspath(path), "replaced while being opened")
+
+
+def ensure_regular(
+    path: str | os.PathLike[str], *, mode: int = 0o600, dir_mode: int | None = None
+) -> os.stat_result:
+    """The stat of the regular file ``path``; if nothing is there, it is created empty with
+    exactly ``mode``, exclusively and never through a link (with ``dir_mode``, its missing
+    directories are made first). NotRegularFile for a symbolic link or anything but a
+    regular file, also one planted while it is being created."""
+    target = os.fspath(path)
+    st = check_regular(target)
+    if st is not None:
+        return st
+    if dir_mode is not None:
+        os.makedirs(os.path.dirname(target) or ".", mode=dir_mode, exist_ok=True)
+    try:
+        fd = _create(target, mode)
+    except FileExistsError:  # created meanwhile: look again
+        st = check_regular(target)
+        if st is None:
+            raise
+        return st
+    try:
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
 def _open_checked(path: str | os.PathLike[str], flags: int, mode: int = 0o600) -> int:
     """Open ``path`` only if it is a regular file (or missing, when ``flags`` create)."""
     before = check_regular(path)
@@ -99,7 +140,7 @@ def _open_checked(path: str | os.PathLike[str], flags: int, mode: int = 0o600) -
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise NotRegularFile(os.fspath(path), _kind(st.st_mode))
-        if before is not None and (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
+        if before is not None and not _same_file(st, before):
             raise NotRegularFile(os.fspath(path), "replaced while being opened")
     except BaseException:
         os.close(fd)
@@ -155,11 +196,22 @@ def _temp_name(path: str) -> str:
     return os.path.join(head, f"{tail}.{secrets.token_hex(16)}.tmp")
 
 
-def _write_new(path: str, data: bytes, mode: int) -> None:
-    """Create ``path`` (it must not exist) holding ``data``, fsynced, with exactly ``mode``."""
+def _create(path: str, mode: int) -> int:
+    """A write descriptor on the new file ``path`` (FileExistsError if anything is there),
+    with exactly ``mode``."""
     fd = os.open(path, _CREATE, mode)
     try:
         os.fchmod(fd, mode)  # the umask does not apply
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _write_new(path: str, data: bytes, mode: int) -> None:
+    """Create ``path`` (it must not exist) holding ``data``, fsynced, with exactly ``mode``."""
+    fd = _create(path, mode)
+    try:
         write_all(fd, data)
         os.fsync(fd)
     finally:

@@ -26,13 +26,12 @@ from __future__ import annotations
 import errno
 import json
 import os
-import stat
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .fsutil import NotRegularFile, check_regular
+from .fsutil import NotRegularFile, check_regular, check_unchanged, ensure_regular
 
 if TYPE_CHECKING:
     import sqlite3
@@ -314,7 +313,7 @@ class History:
         except (OSError, sqlite3.Error) as exc:
             raise HistoryError(_describe(self.path, exc)) from None
         try:
-            _same_file(self.path, before)
+            check_unchanged(self.path, before)  # not replaced since _prepare looked
             db.execute("PRAGMA synchronous = OFF")  # no fsync: see the module docstring
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
@@ -573,41 +572,15 @@ def _fts_query(text: str) -> str:
 
 # --- the file ---------------------------------------------------------------------------------
 
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-
 
 def _prepare(path: str) -> os.stat_result:
-    """Make sure ``path`` is a regular file SQLite may open: its directory made 0700 if
-    missing, the file created 0600 (exclusively, never through a link) if missing, refused if
-    a symbolic link or anything but a regular file. The WAL and shared-memory files SQLite
-    adds take the database's mode."""
+    """Make sure ``path`` is a regular file SQLite may open (see
+    :func:`failover_cli.fsutil.ensure_regular`): created 0600 in a 0700 directory if
+    missing, refused if it or a WAL, shared-memory or journal file beside it is a symbolic
+    link or anything but a regular file. The files SQLite adds take the database's mode."""
     for suffix in ("-wal", "-shm", "-journal"):
         check_regular(path + suffix)  # a planted link or FIFO beside it is refused too
-    st = check_regular(path)
-    if st is not None:
-        return st
-    parent = os.path.dirname(path) or "."
-    os.makedirs(parent, mode=0o700, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC, 0o600)
-    except FileExistsError:  # created meanwhile: look again
-        st = check_regular(path)
-        if st is None:
-            raise
-        return st
-    try:
-        os.fchmod(fd, 0o600)  # whatever the umask
-        return os.fstat(fd)
-    finally:
-        os.close(fd)
-
-
-def _same_file(path: str, before: os.stat_result) -> None:
-    """NotRegularFile if ``path`` was replaced since :func:`_prepare` looked at it."""
-    st = os.lstat(path)
-    if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
-        raise NotRegularFile(path, "replaced while being opened")
+    return ensure_regular(path, mode=0o600, dir_mode=0o700)
 
 
 def _describe(path: str, exc: BaseException) -> str:

@@ -446,6 +446,8 @@ def test_a_plain_ask_does_not_import_the_attachment_code(sandbox: Sandbox, sim) 
     imported = {ln.split("|")[-1].strip() for ln in proc.stderr.splitlines() if "|" in ln}
     assert "failover_cli.router" in imported  # the measurement works
     assert "failover_cli.attach" not in imported
+    assert "failover_cli.cli.conversation" in imported
+    assert "failover_cli.cli.logs" not in imported  # the `failover logs` listing code
 
 
 # --- the pieces ---------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from failover_cli.cli import logs
+from failover_cli.cli import conversation
+from failover_cli.cli.conversation import Conversation
 from failover_cli.config import parse_config
 from failover_cli.history import Entry, newest_within
 
@@ -23,9 +24,9 @@ def test_newest_within_keeps_the_newest_turns_that_fit():
 
 
 def test_a_runaway_conversation_sends_its_newest_turns_with_a_warning(monkeypatch, capsys):
-    monkeypatch.setattr(logs, "MAX_CONVERSATION_CHARS", 50)
+    monkeypatch.setattr(conversation, "MAX_CONVERSATION_CHARS", 50)
     cfg = parse_config("providers: [{name: gpt, kind: openai, model: m}]\n")
-    talk = logs.Conversation(cfg, "c1", [turn(i, 10) for i in range(4)], no_log=True)
+    talk = Conversation(cfg, "c1", [turn(i, 10) for i in range(4)], no_log=True)
     request: dict = {"messages": [{"role": "user", "content": "now"}]}
     talk.add_earlier(request)
     contents = [m["content"] for m in request["messages"]]
@@ -37,7 +38,7 @@ def test_a_runaway_conversation_sends_its_newest_turns_with_a_warning(monkeypatc
 @pytest.mark.parametrize("size", [0, 1])
 def test_a_conversation_within_the_bound_is_sent_whole(size, monkeypatch):
     cfg = parse_config("providers: [{name: gpt, kind: openai, model: m}]\n")
-    talk = logs.Conversation(cfg, "c1", [turn(i, size + 1) for i in range(3)], no_log=True)
+    talk = Conversation(cfg, "c1", [turn(i, size + 1) for i in range(3)], no_log=True)
     request: dict = {"prompt": "now"}
     talk.add_earlier(request)
     assert len(request["messages"]) == 6 and len(talk.earlier) == 3

@@ -159,13 +159,36 @@ def test_a_symbolic_link_at_the_path_is_refused_and_not_followed(tmp_path: Path)
     assert not (tmp_path / "nowhere").exists()
 
 
-def test_a_link_planted_as_the_wal_file_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("side", ["-wal", "-shm", "-journal"])
+def test_a_link_or_fifo_planted_beside_the_database_is_refused(tmp_path: Path, side) -> None:
     victim = tmp_path / "victim"
     victim.write_bytes(b"precious")
-    (tmp_path / "history.db-wal").symlink_to(victim)
+    beside = tmp_path / f"history.db{side}"
+    beside.symlink_to(victim)
     with pytest.raises(HistoryError, match="symbolic link"):
         History(tmp_path / "history.db")
     assert victim.read_bytes() == b"precious"
+    assert not (tmp_path / "history.db").exists()  # refused before anything is created
+    beside.unlink()
+    os.mkfifo(beside)
+    with pytest.raises(HistoryError, match="FIFO"):
+        History(tmp_path / "history.db")
+
+
+def test_a_file_replaced_before_sqlite_opens_it_is_refused(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "history.db"
+    planted = tmp_path / "planted.db"
+    real_connect = sqlite3.connect
+
+    def swapped(*args, **kwargs):
+        planted.write_bytes(b"")
+        os.replace(planted, path)  # between the check and SQLite's open
+        return real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", swapped)
+    with pytest.raises(HistoryError, match="replaced while being opened"):
+        History(path)
+    assert path.read_bytes() == b""  # nothing was written to the planted file
 
 
 def test_a_fifo_at_the_path_is_refused_without_blocking(tmp_path: Path) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from failover_cli.cli import logs
+from failover_cli.cli import conversation
+from failover_cli.cli.conversation import Conversation
 from failover_cli.config import parse_config
 from failover_cli.errors import AllProvidersFailed
 from failover_cli.history import History
@@ -40,7 +41,7 @@ def test_the_history_is_opened_in_another_thread_and_written_after(tmp_path, mon
         return real_open(self, any_thread)
 
     monkeypatch.setattr(History, "_open", spy)
-    talk = logs.Conversation.start(config(path))
+    talk = Conversation.start(config(path))
     talk.open_early()
     talk.record_failure("first", None, failed())
     assert opened_in == ["failover-history"]
@@ -56,7 +57,7 @@ def test_an_unrecorded_call_opens_nothing_early(tmp_path, monkeypatch, off):
     if off == "env":
         monkeypatch.setenv("FAILOVER_LOG", "0")
     cfg = config(path, ", enabled: false" if off == "config" else "")
-    talk = logs.Conversation.start(cfg, no_log=off == "no_log")
+    talk = Conversation.start(cfg, no_log=off == "no_log")
     talk.open_early()
     if talk._opening is not None:
         talk._opening._thread.join(5)
@@ -67,7 +68,7 @@ def test_an_unrecorded_call_opens_nothing_early(tmp_path, monkeypatch, off):
 def test_a_history_that_cannot_be_opened_early_costs_one_warning(tmp_path, capsys):
     path = tmp_path / "history.db"
     path.symlink_to(tmp_path / "elsewhere.db")
-    talk = logs.Conversation.start(config(path))
+    talk = Conversation.start(config(path))
     talk.open_early()
     talk.record_failure("kept?", None, failed())
     err = capsys.readouterr().err.strip().splitlines()
@@ -84,8 +85,8 @@ def test_an_opening_that_hangs_is_waited_for_boundedly(tmp_path, monkeypatch, ca
         real_init(self, *args, **kwargs)
 
     monkeypatch.setattr(History, "__init__", stuck)
-    monkeypatch.setattr(logs, "OPEN_WAIT", 0.05)
-    talk = logs.Conversation.start(config(tmp_path / "history.db"))
+    monkeypatch.setattr(conversation, "OPEN_WAIT", 0.05)
+    talk = Conversation.start(config(tmp_path / "history.db"))
     talk.open_early()
     talk.record_failure("slow disk", None, failed())
     release.set()
@@ -98,7 +99,7 @@ def test_the_router_listener_opens_it_once_the_first_attempt_starts(tmp_path):
     from failover_cli.types import AttemptStarted, ProviderSkipped
 
     path = tmp_path / "history.db"
-    talk = logs.Conversation.start(config(path))
+    talk = Conversation.start(config(path))
     talk.on_event(ProviderSkipped("claude", "breaker open"))
     assert talk._opening is None
     talk.on_event(AttemptStarted("gpt", 1))

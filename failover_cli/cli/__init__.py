@@ -10,6 +10,7 @@ One package, one job per module:
 - :mod:`.output` writes plain output (the answer, one-line messages, JSON, with secrets
   redacted) and :mod:`.render` draws everything styled with Rich;
 - :mod:`.wiring` reaches the core (configuration, provider names, the state store);
+- :mod:`.conversation` is the conversation a turn belongs to and its record in the history;
 - the commands: :mod:`.ask` (with :mod:`.ask_input`), :mod:`.chat_loop`, :mod:`.logs`,
   :mod:`.health`, :mod:`.status`, :mod:`.bench`, :mod:`.config_cmd`, :mod:`.demo`,
   :mod:`.serve`.

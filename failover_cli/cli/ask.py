@@ -3,7 +3,8 @@
 This is the command people run in pipelines, so its start-up counts: it imports neither Typer
 nor Rich (Rich only when stderr or stdout is a terminal), and the attachment code only with
 ``-a`` or ``--schema``. :mod:`failover_cli.cli.fast` calls :func:`run_ask` straight from the
-command line; the Typer command calls it too.
+command line; the Typer command calls it too. :class:`Session`, the setup and sending it
+shares with ``chat``, is here as well.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .ask_input import MAX_STDIN, bounded_stdin, model_overrides, raw_stdin, schema_format
+from .conversation import Conversation
 from .exits import EXIT_FAILED, exit_code_of, handled, run_async
 from .output import (
     Answer,
@@ -66,17 +68,18 @@ def run_ask(
     ``continue_last`` (``-c``/``--continue``) and ``cid`` (``--cid``) continue the last or a
     given conversation: its earlier turns are sent first (BadOption when there is none). The
     answer is recorded in the history afterwards unless ``no_log`` (see
-    :mod:`failover_cli.cli.logs`)."""
+    :mod:`failover_cli.cli.conversation`)."""
     from ..errors import AllProvidersFailed, BudgetExceeded
 
     with handled():
         from ..prompt import STDIN_MARKER, read_prompt
-        from .logs import Conversation
 
-        cfg = load_config(config)
-        talk = Conversation.start(cfg, continue_last=continue_last, cid=cid, no_log=no_log)
-        only = check_names(cfg, provider, "--provider")
-        models = model_overrides(cfg, model, only)
+        session = Session.start(
+            config=config, state=state, continue_last=continue_last, cid=cid, no_log=no_log,
+            provider=provider, model=model, max_tokens=max_tokens, temperature=temperature,
+            timeout=timeout, wait=wait,
+        )  # fmt: skip
+        talk = session.talk
         response_format = schema_format(schema) if schema is not None else None
         stdin = bounded_stdin()
         attachments: list[Any] = []
@@ -94,42 +97,97 @@ def run_ask(
                 stdin = None  # the attachment's: not appended to the prompt
             attachments = read_attachments(attach, raw_stdin(), text_limit=MAX_STDIN)
         text = read_prompt(prompt, stdin)
-        request: dict[str, Any] = dict(
-            prompt=text,
-            max_tokens=max_tokens,
-            system=talk.system(system),
-            temperature=temperature,
-            timeout=timeout,
-            max_wait=wait,
-            only=only,
-        )
+        messages = None
         shown: dict[str, Any] = {}
         if attachments:
             from ..attach import user_message
 
-            request["prompt"] = None
-            request["messages"] = [user_message(text, attachments)]
+            messages = [user_message(text, attachments)]
             shown["attachments"] = [a.summary() for a in attachments]
-        talk.add_earlier(request)
+        request = session.request(text, system, messages)
         if json_out and talk.recorded:
             shown["conversation"] = talk.cid  # for `ask -c`/`--cid` and `logs --cid`
         if response_format is not None:
             request["response_format"] = response_format
-        if models:
-            request["models"] = models
-        location = state_location(state, cfg)
         try:
-            result = run_async(
-                _ask(cfg, location, request, stream=not no_stream, json_out=json_out,
-                     verbose=verbose, structured=response_format is not None, shown=shown,
-                     usage=usage, listener=talk.on_event)
+            result = session.send(
+                request, stream=not no_stream, json_out=json_out, verbose=verbose,
+                structured=response_format is not None, shown=shown, usage=usage,
             )  # fmt: skip
         except AllProvidersFailed as exc:
             talk.record_failure(text, request["system"], exc, attachments)  # nothing lost
             if not isinstance(exc, BudgetExceeded):  # keys were not what stopped it
-                _explain_keys(cfg, exc)
+                _explain_keys(session.cfg, exc)
             raise
         talk.record(text, request["system"], result, attachments)  # the answer is out
+
+
+class Session:
+    """What ``ask`` and every ``chat`` turn share, read once from the command line: the
+    configuration, the conversation, where the state is kept, and the settings each request
+    carries (bounds, ``-p`` providers, ``-m`` models)."""
+
+    __slots__ = ("cfg", "location", "settings", "talk")
+
+    def __init__(
+        self, cfg: Config, talk: Conversation, location: str | None, settings: dict[str, Any]
+    ) -> None:
+        self.cfg = cfg
+        self.talk = talk
+        self.location = location
+        self.settings = settings
+
+    @classmethod
+    def start(
+        cls, *, config: str | None, state: str | None, continue_last: bool, cid: str | None,
+        no_log: bool, provider: Sequence[str] | None, model: Sequence[str] | None,
+        max_tokens: int, temperature: float | None, timeout: float | None, wait: float | None,
+    ) -> Session:  # fmt: skip
+        """Load the configuration, then read the conversation to continue, ``provider`` and
+        ``model``, in that order: the first bad one is the error (BadOption, a usage error)."""
+        cfg = load_config(config)
+        talk = Conversation.start(cfg, continue_last=continue_last, cid=cid, no_log=no_log)
+        only = check_names(cfg, provider, "--provider")
+        models = model_overrides(cfg, model, only)
+        settings: dict[str, Any] = dict(
+            max_tokens=max_tokens, temperature=temperature, timeout=timeout, max_wait=wait,
+            only=only,
+        )  # fmt: skip
+        if models:
+            settings["models"] = models
+        return cls(cfg, talk, state_location(state, cfg), settings)
+
+    def request(
+        self, text: str, system: str | None, messages: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """A turn's request: ``text`` (or ``messages``, which carry it) after the
+        conversation's earlier turns, with ``system``, else the conversation's."""
+        request: dict[str, Any] = dict(prompt=text, system=self.talk.system(system))
+        request.update(self.settings)
+        if messages is not None:
+            request["prompt"] = None
+            request["messages"] = messages
+        self.talk.add_earlier(request)
+        return request
+
+    def send(
+        self,
+        request: dict[str, Any],
+        *,
+        stream: bool,
+        json_out: bool,
+        verbose: bool,
+        usage: bool,
+        structured: bool = False,
+        shown: Mapping[str, Any] | None = None,
+    ) -> RouteResult | None:
+        """Route ``request`` and print its answer (see :func:`_ask`); the history starts
+        opening once the first attempt does."""
+        return run_async(
+            _ask(self.cfg, self.location, request, stream=stream, json_out=json_out,
+                 verbose=verbose, structured=structured, shown=shown, usage=usage,
+                 listener=self.talk.on_event)
+        )  # fmt: skip
 
 
 async def _ask(

@@ -1,9 +1,9 @@
 """``failover chat``: a conversation typed at a prompt, each answer streamed through the chain.
 
 Every turn is an ``ask`` of its own (the same route display, fail-over and state saving,
-see :mod:`failover_cli.cli.ask`) whose request carries the earlier turns as messages, so a
+through :class:`failover_cli.cli.ask.Session`) whose request carries the earlier turns, so a
 conversation begun on one provider goes on on another when the first is down; each answered
-turn is recorded in the history (:mod:`failover_cli.cli.logs`) unless ``--no-log``.
+turn is recorded in the history (:mod:`failover_cli.cli.conversation`) unless ``--no-log``.
 
 Keys: line editing and recall with readline where Python has it; ``/exit`` (or ``/quit``) or
 Ctrl-D ends the session (exit 0); Ctrl-C during an answer stops that answer and returns to
@@ -16,10 +16,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .ask_input import MAX_STDIN, model_overrides
-from .exits import EXIT_INTERRUPTED, handled, run_async
+from .ask import Session
+from .ask_input import MAX_STDIN
+from .exits import EXIT_INTERRUPTED, handled
 from .output import say
-from .wiring import check_names, load_config, state_location
 
 PROMPT = "> "
 EXITS = ("/exit", "/quit")
@@ -45,31 +45,24 @@ def run_chat(
 ) -> None:
     """Chat until ``/exit``, end of input or Ctrl-C at the prompt (see ``failover chat
     --help``); BadOption for a bad ``provider``, ``model``, ``cid`` or nothing to continue."""
-    from .logs import Conversation
-
     with handled():
-        cfg = load_config(config)
-        talk = Conversation.start(cfg, continue_last=continue_last, cid=cid, no_log=no_log)
-        only = check_names(cfg, provider, "--provider")
-        models = model_overrides(cfg, model, only)
-        location = state_location(state, cfg)
+        session = Session.start(
+            config=config, state=state, continue_last=continue_last, cid=cid, no_log=no_log,
+            provider=provider, model=model, max_tokens=max_tokens, temperature=temperature,
+            timeout=timeout, wait=wait,
+        )  # fmt: skip
         interactive = _isatty(sys.stdin)
         if interactive:
             _line_editing()
+            talk = session.talk
             earlier = f", {len(talk.earlier)} earlier turns" if talk.earlier else ""
             say("note", f"conversation {talk.cid}{earlier}; {HELP}")
-        settings: dict[str, Any] = dict(
-            max_tokens=max_tokens, temperature=temperature, timeout=timeout, max_wait=wait,
-            only=only,
-        )  # fmt: skip
-        if models:
-            settings["models"] = models
         while True:
             text = _read_turn(PROMPT if interactive else "")
             if text is None:
                 return
             if text:
-                _turn(cfg, location, talk, text, system, settings, verbose=verbose, usage=usage)
+                _turn(session, text, system, verbose=verbose, usage=usage)
 
 
 def _read_turn(prompt: str) -> str | None:
@@ -95,28 +88,14 @@ def _read_turn(prompt: str) -> str | None:
     return text
 
 
-def _turn(
-    cfg: Any,
-    location: str | None,
-    talk: Any,
-    text: str,
-    system: str | None,
-    settings: dict[str, Any],
-    *,
-    verbose: bool,
-    usage: bool,
-) -> None:
+def _turn(session: Session, text: str, system: str | None, *, verbose: bool, usage: bool) -> None:
     """Send one turn with the earlier ones; a failure or Ctrl-C ends the turn, not the chat."""
     from ..errors import FailoverError
-    from .ask import _ask
 
-    request: dict[str, Any] = dict(prompt=text, system=talk.system(system), **settings)
-    talk.add_earlier(request)
+    talk = session.talk
+    request = session.request(text, system)
     try:
-        result = run_async(
-            _ask(cfg, location, request, stream=True, json_out=False, verbose=verbose,
-                 usage=usage, listener=talk.on_event)
-        )  # fmt: skip
+        result = session.send(request, stream=True, json_out=False, verbose=verbose, usage=usage)
     except KeyboardInterrupt:
         print(flush=True)
         say("note", "answer stopped")

@@ -8,6 +8,9 @@
    timer around nothing. Medians of each phase and of the total. Three cases: the first
    ``ask`` ever (the file and schema are created), a database of ``--entries`` entries, and
    one at its ``max_entries`` bound (every insert prunes one).
+1b. what recording costs once the answer is out, the way ``ask`` records now (the history
+   opened in a thread while the request waits; a 50 ms sleep stands in for it) against
+   opening it after the answer, in fresh processes taking turns.
 2. whole processes: ``failover ask`` against the OpenAI-compatible simulator (in its own
    process) with and without ``--no-log``, interleaved, ``--process-runs`` each; medians.
 

@@ -8,6 +8,7 @@ response, a stream and an error body.
 from __future__ import annotations
 
 import asyncio
+import json as _json
 import os
 import re
 import time
@@ -31,7 +32,7 @@ from ..types import (
     StreamEvent,
     TextDelta,
 )
-from ._client import make_client
+from ._client import ProviderClient, make_client
 from ._http import (
     Call,
     Clocks,
@@ -155,6 +156,10 @@ def first_token_limit(config: ProviderConfig, request: CompletionRequest, *, str
     chars = request.text_chars()
     limit = config.first_token_timeout + chars / PROMPT_CHARS_PER_SECOND
     return limit if stream else limit + request.max_tokens / TOKENS_PER_SECOND
+
+
+# httpx's encoding of a ``json=`` body (``_content.encode_json``), built once.
+_encode_json = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 class BaseProvider:
@@ -286,15 +291,36 @@ class BaseProvider:
         )
 
     async def _open(
-        self, call: Call, method: str, url: str, headers: dict[str, str], **kw: Any
+        self,
+        call: Call,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        *,
+        json: Any = None,
+        extensions: dict[str, Any] | None = None,
     ) -> httpx.Response:
-        """Send a request and return the response with its body unread; a non-2xx response is
-        read (up to ``limits.error_body``), closed and raised as the matching ProviderError."""
+        """Send a request (``json``: the body, encoded as httpx encodes ``json=``) and return
+        the response with its body unread; a non-2xx response is read (up to
+        ``limits.error_body``), closed and raised as the matching ProviderError."""
         assert call.clock is not None
-        request = self._client.build_request(
-            method, url, headers=headers, timeout=call.clock.http_timeout(), **kw
-        )
-        response = await self._client.send(request, stream=True)
+        content = None
+        if json is not None:
+            content = _encode_json(json).encode()
+            headers = {"content-type": "application/json", **headers}
+        client = self._client
+        timeout = call.clock.http_timeout()
+        if isinstance(client, ProviderClient):
+            response = await client.open(
+                method, url, headers, content=content, timeout=timeout,
+                extensions=extensions if extensions is not None else {},
+            )  # fmt: skip
+        else:
+            request = client.build_request(
+                method, url, headers=headers, content=content, timeout=timeout,
+                extensions=extensions,
+            )  # fmt: skip
+            response = await client.send(request, stream=True)
         call.in_body = True
         call.ratelimit = ratelimit_of(response)
         if response.is_success:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "USER_AGENT",
     "ClientSet",
+    "ProviderClient",
     "StaleConnection",
     "TLSContext",
     "TLSError",
@@ -57,6 +58,67 @@ _CA_FILES = (
 _ENV_PROXY_SOURCE = "the HTTP_PROXY / HTTPS_PROXY / ALL_PROXY environment variables"
 
 
+class ProviderClient(httpx.AsyncClient):
+    """The client :func:`make_client` returns: an ``httpx.AsyncClient`` whose :meth:`open`
+    hands a request to its :class:`AsyncioTransport` directly while nothing is set on the
+    client that httpx's client layer would apply (auth, cookies, event hooks, query params, a
+    base URL, redirects); otherwise it goes through ``build_request`` and ``send`` as usual.
+    Either way the response's Set-Cookie headers are not kept: a provider's cookies are not
+    sent back with later requests, which may come from other users of a shared gateway."""
+
+    def __init__(self, *, transport: AsyncioTransport, **kwargs: Any) -> None:
+        super().__init__(transport=transport, **kwargs)
+        self._direct = transport
+        self._urls: dict[str, httpx.URL] = {}
+
+    def _adds_nothing(self) -> bool:
+        hooks = self.event_hooks
+        return not (
+            self.auth is not None
+            or self.follow_redirects
+            or hooks["request"]
+            or hooks["response"]
+            or self.params
+            or self.cookies
+            or self.base_url.raw_host
+        )
+
+    async def open(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        *,
+        content: bytes | None,
+        timeout: httpx.Timeout,
+        extensions: dict[str, Any],
+    ) -> httpx.Response:
+        """Send a request; the response comes back with its body unread (``stream=True``)."""
+        if not self._adds_nothing() or self.is_closed:
+            request = self.build_request(
+                method, url, headers=headers, content=content, timeout=timeout,
+                extensions=extensions,
+            )  # fmt: skip
+            return await self.send(request, stream=True)
+        target = self._urls.get(url)
+        if target is None:
+            if len(self._urls) >= _URLS_KEPT:
+                self._urls.clear()
+            target = self._urls[url] = httpx.URL(url)
+        merged = dict(self.headers.multi_items())  # lower-case names, as ``headers``' own
+        merged.update(headers)
+        extensions["timeout"] = timeout.as_dict()
+        request = httpx.Request(
+            method, target, headers=merged, content=content, extensions=extensions
+        )
+        response = await self._direct.handle_async_request(request)
+        response.request = request
+        return response
+
+
+_URLS_KEPT = 64  # parsed URLs a client remembers: a chain's few endpoints
+
+
 def make_client(
     *,
     env: Mapping[str, str] | None = None,
@@ -65,7 +127,7 @@ def make_client(
     verify: bool = True,
     headers: Headers = (),
     tls: TLSContext | None = None,
-) -> httpx.AsyncClient:
+) -> ProviderClient:
     """A pooled HTTP/1.1 client over :class:`AsyncioTransport`: no httpcore or anyio to
     import, proxies from ``proxy`` or ``env``, CAs loaded on the first https connection, no
     redirects, ``headers`` sent with every request. ``tls`` shares one :class:`TLSContext`
@@ -84,7 +146,7 @@ def make_client(
     client_headers = httpx.Headers({"user-agent": USER_AGENT})
     for name, value in headers:
         client_headers[name] = value
-    return httpx.AsyncClient(
+    return ProviderClient(
         transport=transport,
         trust_env=False,  # the environment is read here, from ``env``
         follow_redirects=False,

@@ -607,3 +607,59 @@ def test_connections_beyond_the_limit_are_turned_away_before_their_bodies(sim):
             assert time.monotonic() < deadline, "the closed connections were not released"
             time.sleep(0.05)
         running.stop()
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_startup_freezes_the_heap_only_when_asked(freeze, sim):
+    """``freeze_heap``: startup moves what it built to the collector's permanent generation,
+    so a full collection under load walks only what requests made. The collector stays on."""
+    import gc
+
+    cfg = parse_config(config_text(provider("gpt", sim("openai"))))
+    app = Gateway(cfg, env={SIM_KEY_ENV: SIM_KEY}, freeze_heap=freeze)
+    gc.unfreeze()
+    try:
+        asyncio.run(app.startup())
+        assert (gc.get_freeze_count() > 0) is freeze
+        assert gc.isenabled()
+        assert app.router is not None and gc.is_tracked(app.router)
+        in_permanent = app.router not in gc.get_objects()  # a frozen object is in no generation
+        assert in_permanent is freeze
+    finally:
+        gc.unfreeze()
+        asyncio.run(app.shutdown())
+
+
+def test_the_served_gateway_freezes_its_heap(tmp_path, monkeypatch):
+    from failover_cli.serve.server import Spec, build_app
+
+    config = tmp_path / "failover.yaml"
+    config.write_text(config_text(provider("gpt", "http://127.0.0.1:9", "openai")))
+    monkeypatch.setenv(SIM_KEY_ENV, SIM_KEY)
+    app = build_app(Spec(config=str(config), state=str(tmp_path / "state.json"), access_log=None))
+    assert app.freeze_heap is True
+
+
+def test_a_client_that_leaves_cancels_its_provider_call_and_frees_its_slot(gateway, sim):
+    """The route is cancelled as soon as the client's connection closes, long before the
+    provider would answer: the slot comes back and the log says 499."""
+    gw = gateway(provider("slow", sim("openai", Behavior(latency=30.0)), timeout=60))
+    host, port = gw.url.removeprefix("http://").split(":")
+    body = json.dumps(chat()).encode()
+    client = socket.create_connection((host, int(port)))
+    client.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    deadline = time.monotonic() + 5
+    while gw.app.admission.active == 0:  # the request is in flight
+        assert time.monotonic() < deadline, "the request never took a slot"
+        time.sleep(0.01)
+    left = time.monotonic()
+    client.close()
+    while gw.app.admission.active:
+        assert time.monotonic() < left + 5, "the slot was not given back"
+        time.sleep(0.01)
+    assert time.monotonic() - left < 5  # not the provider's 30 s
+    (line,) = gw.log_lines()
+    assert line["status"] == 499

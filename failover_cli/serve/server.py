@@ -76,6 +76,7 @@ def build_app(spec: Spec) -> Any:
         keys=keys,
         access_log=log,
         sync_interval=spec.sync_interval,
+        freeze_heap=True,
     )
 
 

@@ -63,8 +63,8 @@ class ProviderClient(httpx.AsyncClient):
     hands a request to its :class:`AsyncioTransport` directly while nothing is set on the
     client that httpx's client layer would apply (auth, cookies, event hooks, query params, a
     base URL, redirects); otherwise it goes through ``build_request`` and ``send`` as usual.
-    Either way the response's Set-Cookie headers are not kept: a provider's cookies are not
-    sent back with later requests, which may come from other users of a shared gateway."""
+    The direct path keeps no Set-Cookie: a provider's cookies are not sent back with later
+    requests, which may come from other users of a shared gateway."""
 
     def __init__(self, *, transport: AsyncioTransport, **kwargs: Any) -> None:
         super().__init__(transport=transport, **kwargs)

@@ -659,7 +659,6 @@ def test_a_client_that_leaves_cancels_its_provider_call_and_frees_its_slot(gatew
     client.close()
     while gw.app.admission.active:
         assert time.monotonic() < left + 5, "the slot was not given back"
-        time.sleep(0.01)
-    assert time.monotonic() - left < 5  # not the provider's 30 s
+        time.sleep(0.01)  # within 5 s, not the provider's 30 s
     (line,) = gw.log_lines()
     assert line["status"] == 499

@@ -36,9 +36,9 @@ wrk.body = '{"model": "%s", "max_tokens": 16, "stream": %s, '
     .. '"messages": [{"role": "user", "content": "Hi"}]}'
 """
 UVICORN = (
-    "from failover_cli.serve.server import Spec, run; "
-    "run(Spec(config={config!r}, state={state!r}, access_log=None), host='127.0.0.1', "
-    "port={port}, loop={loop!r})"
+    "from failover_cli.serve.server import Spec, listen, run; "
+    "run(Spec(config={config!r}, state={state!r}, access_log=None), "
+    "listener=listen('127.0.0.1', {port}), loop={loop!r})"
 )
 SERVERS = ("uvicorn-uvloop", "uvicorn-asyncio", "granian-uvloop", "granian-asyncio")
 APP = "failover_cli.serve.server:app_factory"

@@ -163,9 +163,9 @@ def failover_setup(
         + "serve: {keys_env: FAILOVER_BENCH_GATEWAY_KEYS}\n"
     )
     code = (
-        "from failover_cli.serve.server import Spec, run; "
+        "from failover_cli.serve.server import Spec, listen, run; "
         f"run(Spec(config={str(config)!r}, state={str(root / 'state.json')!r}, "
-        f"access_log=None), host='127.0.0.1', port={port}, workers={workers})"
+        f"access_log=None), listener=listen('127.0.0.1', {port}), workers={workers})"
     )
     env = {**os.environ, "FAILOVER_BENCH_KEY": KEY, "FAILOVER_BENCH_GATEWAY_KEYS": GATEWAY_KEY}
     return [sys.executable, "-c", code], env

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -507,24 +508,58 @@ def test_background_probe_notices_recovery_without_a_request(gateway, sim):
 # --- the command -----------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class ServeProcess:
+    """``failover serve --port 0`` in a child process: the port it announced, and its stderr
+    (read by a thread, so the child never blocks on a full pipe)."""
 
+    ANNOUNCED = re.compile(r"serving on http://127\.0\.0\.1:(\d+) ")
 
-def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = START_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"failover serve exited: {proc.stderr.read()!r}")  # type: ignore[union-attr]
+    def __init__(self, args: list[str], sandbox: Any, *, stdout: int = subprocess.DEVNULL,
+                 timeout: float = START_TIMEOUT) -> None:  # fmt: skip
+        self.proc = subprocess.Popen(
+            [*FAILOVER, "serve", "--port", "0", *args], env=sandbox.env, cwd=sandbox.root,
+            stdout=stdout, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.stderr: list[str] = []
+        self._announced = threading.Event()
+        threading.Thread(target=self._drain, daemon=True).start()
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
+            if not self._announced.wait(timeout):
+                raise RuntimeError(f"failover serve announced no port: {self.stderr!r}")
+            self._wait_accepting(timeout)
+        except BaseException:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+    def _drain(self) -> None:
+        for line in self.proc.stderr:  # type: ignore[union-attr]
+            self.stderr.append(line)
+            if not self._announced.is_set() and (m := self.ANNOUNCED.search(line)):
+                self.port = int(m.group(1))
+                self._announced.set()
+        self._announced.set()  # exited without announcing: the waiter sees no port
+
+    def _wait_accepting(self, timeout: float) -> None:
+        """Until the port accepts connections: it is bound (so no one else's) once announced,
+        but the server listens only when its workers have started."""
+        if not hasattr(self, "port"):
+            raise RuntimeError(f"failover serve exited: {''.join(self.stderr)!r}")
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"failover serve exited: {''.join(self.stderr)!r}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
 
 def test_serve_refuses_other_addresses_without_keys(sandbox, sim):
@@ -532,6 +567,57 @@ def test_serve_refuses_other_addresses_without_keys(sandbox, sim):
     r = sandbox.run("serve", "--host", "0.0.0.0", "--port", "1")
     assert r.returncode == 2
     assert "without gateway keys" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line_before_announcing_anything(sandbox, sim):
+    sandbox.config(provider("a", sim("openai")))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = sandbox.run("serve", "--port", str(port))
+    assert r.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in r.stderr and "--port" in r.stderr
+    assert "serving on" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_serve_on_port_0_announces_the_port_it_serves(sandbox, sim):
+    sandbox.config(provider("a", sim("openai")))
+    served = ServeProcess(["--access-log", "off"], sandbox)
+    try:
+        assert served.port != 0
+        r = httpx.post(served.url + OPENAI, json=chat(), timeout=10)
+        assert r.status_code == 200 and r.headers["x-failover-provider"] == "a"
+    finally:
+        served.proc.terminate()
+        assert served.proc.wait(15) == 0
+
+
+@pytest.mark.parametrize("takes_target", [False, True])
+def test_the_workers_supervisor_is_built_for_either_uvicorn_signature(monkeypatch, takes_target):
+    """uvicorn 0.52 dropped ``Multiprocess``'s ``target``; older versions require it."""
+    import uvicorn.supervisors
+
+    from failover_cli.serve import server
+
+    made: dict[str, Any] = {}
+
+    class Old:
+        def __init__(self, config: Any, target: Any, sockets: list[Any]) -> None:
+            made.update(config=config, target=target, sockets=sockets)
+
+    class New:
+        def __init__(self, config: Any, sockets: list[Any]) -> None:
+            made.update(config=config, sockets=sockets)
+
+    monkeypatch.setattr(uvicorn.supervisors, "Multiprocess", Old if takes_target else New)
+    config = uvicorn.Config("failover_cli.serve.server:app_factory", factory=True, workers=2)
+    with socket.socket() as listener:
+        server.supervisor(config, listener)
+        assert made["config"] is config and made["sockets"] == [listener]
+        assert ("target" in made) is takes_target
+        if takes_target:
+            assert made["target"].__self__.config is config  # Server(config).run
 
 
 def test_serve_without_the_extra_says_how_to_install(sandbox):
@@ -547,14 +633,11 @@ def test_serve_without_the_extra_says_how_to_install(sandbox):
 def test_sigterm_lets_an_inflight_stream_finish(sandbox, sim):
     slow = sim("openai", Behavior(text="a b c d e f g h", tokens_per_second=10))
     sandbox.config(provider("a", slow))
-    port = _free_port()
-    proc = subprocess.Popen([*FAILOVER, "serve", "--port", str(port), "--grace", "10"],
-                            env=sandbox.env, cwd=sandbox.root, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)  # fmt: skip
+    served = ServeProcess(["--grace", "10"], sandbox, stdout=subprocess.PIPE)
+    proc = served.proc
     try:
-        _wait_port(port, proc)
         with (
-            httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c,
+            httpx.Client(base_url=served.url, timeout=10) as c,
             c.stream("POST", OPENAI, json=chat(stream=True)) as r,
         ):
             assert r.status_code == 200
@@ -566,7 +649,7 @@ def test_sigterm_lets_an_inflight_stream_finish(sandbox, sim):
         assert body.rstrip().endswith("data: [DONE]")
         assert proc.wait(15) == 0
         assert sandbox.state_path.exists()  # state flushed at shutdown
-        log = [json.loads(x) for x in proc.stdout.read().decode().splitlines() if x.strip()]  # type: ignore[union-attr]
+        log = [json.loads(x) for x in proc.stdout.read().splitlines() if x.strip()]  # type: ignore[union-attr]
         assert log and log[-1]["status"] == 200 and log[-1]["stream"] is True
     finally:
         if proc.poll() is None:

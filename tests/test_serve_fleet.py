@@ -4,7 +4,6 @@ with exit 0 on SIGTERM."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,8 +11,8 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
-from conftest import FAILOVER, provider
-from test_serve_app import _free_port, _wait_port, chat
+from conftest import provider
+from test_serve_app import ServeProcess, chat
 
 from failover_cli.sim import Behavior
 
@@ -31,29 +30,21 @@ pytest.importorskip("uvicorn")
 def gateways(sandbox, *workers: str) -> Iterator[list[str]]:
     """One gateway process per item of ``workers`` (its ``--workers``) on the sandbox's
     config; on leaving, each gets SIGTERM and must exit 0 within 15 s."""
-    procs: list[subprocess.Popen[bytes]] = []
-    urls: list[str] = []
+    served: list[ServeProcess] = []
     try:
-        for count in workers:
-            port = _free_port()
-            procs.append(subprocess.Popen(
-                [*FAILOVER, "serve", "--port", str(port), "--access-log", "off",
-                 "--workers", count],
-                env=sandbox.env, cwd=sandbox.root, stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            ))  # fmt: skip
-            urls.append(f"http://127.0.0.1:{port}")
-            _wait_port(port, procs[-1], timeout=60)  # spawned workers import everything
-        yield urls
+        for count in workers:  # spawned workers import everything: up to 60 s to start
+            args = ["--access-log", "off", "--workers", count]
+            served.append(ServeProcess(args, sandbox, timeout=60))
+        yield [s.url for s in served]
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
+        for s in served:
+            s.proc.terminate()
+        for s in served:
             try:
-                assert p.wait(15) == 0
+                assert s.proc.wait(15) == 0, "".join(s.stderr)
             finally:
-                if p.poll() is None:
-                    p.kill()
+                if s.proc.poll() is None:
+                    s.proc.kill()
 
 
 def test_metrics_of_several_workers_are_summed_whichever_answers_the_scrape(sandbox, sim):

@@ -361,7 +361,8 @@ SERVE: tuple[Param, ...] = (
         "gateway keys (serve.keys_env or serve.keys_file).",
         metavar="ADDR",
     ),
-    Opt("--port", "port", "int", "Port (default: serve.port, 8400).", lo=1, hi=65535),
+    Opt("--port", "port", "int", "Port (default: serve.port, 8400); 0 picks a free one.", lo=0,
+        hi=65535),
     Opt(
         "--workers",
         "workers",

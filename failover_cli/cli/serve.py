@@ -35,7 +35,7 @@ def run_serve(
     state: str | None,
 ) -> None:
     """Serve the gateway until SIGTERM or Ctrl-C; exit 0 after a graceful stop."""
-    from ..serve.server import Spec, connection_limit, missing_extra, run
+    from ..serve.server import Spec, connection_limit, listen, missing_extra, run
 
     problem = missing_extra()
     if problem is not None:
@@ -63,8 +63,15 @@ def run_serve(
         )
         port = port if port is not None else cfg.serve.port
         shown = f"[{bind}]" if ":" in bind else bind
+        try:
+            listener = listen(bind, port)
+        except OSError as exc:
+            say("error", f"cannot listen on {shown}:{port}: {exc.strerror or exc}; "
+                "choose another --port (0 picks a free one)")  # fmt: skip
+            raise SystemExit(EXIT_USAGE) from None
+        port = listener.getsockname()[1]
         print(f"failover: serving on http://{shown}:{port} (OpenAI base URL: "
               f"http://{shown}:{port}/v1)", file=sys.stderr, flush=True)  # fmt: skip
-        run(spec, host=bind, port=port, workers=workers, grace=grace,
+        run(spec, listener=listener, workers=workers, grace=grace,
             max_connections=connection_limit(cfg.serve))  # fmt: skip
     raise SystemExit(EXIT_OK)

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -85,17 +86,33 @@ def app_factory() -> Any:
     return build_app(Spec.from_env())
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host``:``port`` (0: a free port), for :func:`run` to serve on.
+    Bound before the servers start, so the address announced is the one served, and a port
+    in use is an ``OSError`` here rather than a worker's log line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)  # spawned workers accept on it
+    return sock
+
+
 def run(
     spec: Spec,
     *,
-    host: str,
-    port: int,
+    listener: socket.socket,
     workers: int = 1,
     grace: float = 30.0,
     loop: str = "asyncio",
     max_connections: int | None = None,
 ) -> None:
-    """Serve until SIGTERM or SIGINT; returns after a graceful shutdown. ``loop``: uvicorn's
+    """Serve on ``listener`` (see :func:`listen`) until SIGTERM or SIGINT; returns after a
+    graceful shutdown. ``loop``: uvicorn's
     event loop, "asyncio" or "uvloop" (if installed: the providers' transport runs on both).
     ``max_connections``: open connections per worker beyond which the server answers 503 at
     once (see :func:`connection_limit`)."""
@@ -109,15 +126,31 @@ def run(
     # that harmless, so a graceful stop exits 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    host, port = listener.getsockname()[:2]
     options = uvicorn_options(host, port, grace, loop, max_connections)
     import uvicorn
 
     if workers > 1:
         with _shared_metrics():
-            uvicorn.run(f"{__name__}:app_factory", workers=workers, **options)
+            config = uvicorn.Config(f"{__name__}:app_factory", workers=workers, **options)
+            supervisor(config, listener).run()
         return
     config = uvicorn.Config(f"{__name__}:app_factory", **options)
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=[listener])
+
+
+def supervisor(config: Any, listener: socket.socket) -> Any:
+    """uvicorn's supervisor of ``config.workers`` processes serving on ``listener``, as
+    ``uvicorn.run`` builds it: uvicorn before 0.52 also takes the function each worker runs."""
+    import inspect
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    options: dict[str, Any] = {"sockets": [listener]}
+    if "target" in inspect.signature(Multiprocess).parameters:
+        options["target"] = uvicorn.Server(config).run
+    return Multiprocess(config, **options)
 
 
 @contextlib.contextmanager

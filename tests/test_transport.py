@@ -1,4 +1,5 @@
-"""AsyncioTransport against small asyncio servers on 127.0.0.1, one per test.
+"""AsyncioTransport against small asyncio servers on 127.0.0.1, one per test, with each of
+its HTTP/1.1 codecs (httptools and h11).
 
 Each server hands connection number ``index`` to a handler coroutine and counts accepts and
 concurrently open connections: reuse and the connection cap are read from what the server saw.
@@ -17,7 +18,7 @@ import httpx
 import pytest
 import trustme
 
-from failover_cli.providers import make_client
+from failover_cli.providers import _http1, make_client
 from failover_cli.providers._transport import (
     RESENT,
     AsyncioTransport,
@@ -28,6 +29,15 @@ from failover_cli.providers._transport import (
 Handler = Callable[["Server", asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 
 GUARD = 5.0  # seconds: a broken transport fails a test instead of hanging it
+
+
+@pytest.fixture(autouse=True, params=["httptools", "h11"])
+def codec(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs with each HTTP/1.1 codec as the transport's default."""
+    if request.param == "httptools":
+        pytest.importorskip("httptools")
+    monkeypatch.setattr(_http1, "PREFERRED", request.param)
+    return request.param
 
 
 class Server:

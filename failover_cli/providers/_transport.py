@@ -3,8 +3,9 @@
 Why: a one-shot ``failover ask`` pays for every import. httpx's default async transport costs
 ~35 ms per process here: importing httpcore (~17 ms, when an AsyncClient builds it) and anyio's
 asyncio backend (~18 ms, on the first request: httpcore's pool locks use anyio). This transport
-parses with ``h11`` (installed with httpx) over ``asyncio.open_connection``, and loads CA
-certificates only when the first https connection opens.
+speaks HTTP/1.1 through :mod:`._http1` (httptools when installed, else h11, which comes with
+httpx) over ``asyncio.open_connection``, and loads CA certificates only when the first https
+connection opens.
 
 What it does: keep-alive pooling per (scheme, host, port, proxy) with httpx's limits, the
 connect/read/write/pool timeouts of ``request.extensions``, incremental response bodies, and
@@ -38,14 +39,15 @@ from contextlib import suppress
 from itertools import zip_longest
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-import h11
 import httpx
+
+from . import _http1
+from ._http1 import Head
 
 if TYPE_CHECKING:
     import ssl
 
 _READ_SIZE = 64 * 1024
-_MAX_HEAD_SIZE = 100 * 1024  # status line + headers, as httpcore
 _PORTS = {"http": 80, "https": 443}
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})  # RFC 9110 9.2.2
 HAPPY_EYEBALLS_DELAY = 0.25  # seconds before the next address is tried (RFC 8305 suggests 0.25)
@@ -106,15 +108,15 @@ Origin = tuple[str, str, int, Proxy | None]
 
 
 class _Connection:
-    """One TCP (or TLS) connection and the h11 state machine of its current exchange."""
+    """One TCP (or TLS) connection and the HTTP/1.1 codec of its current exchange."""
 
-    __slots__ = ("expires_at", "h11", "origin", "reader", "received", "reused", "writer")
+    __slots__ = ("exchange", "expires_at", "origin", "reader", "received", "reused", "writer")
 
     def __init__(self, origin: Origin, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.origin = origin
         self.reader = reader
         self.writer = writer
-        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD_SIZE)
+        self.exchange: _http1.Exchange | None = None  # set for each request
         self.expires_at = 0.0
         self.reused = False  # taken from the idle pool for the current request
         self.received = 0  # response bytes read for the current request
@@ -149,7 +151,9 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
     ``verify``: True trusts the OS store plus SSL_CERT_FILE/SSL_CERT_DIR (see
     ``_client.TLSContext``), False checks nothing, an ``ssl.SSLContext`` is used as given, a
     callable returns the context. Whichever, it is built on the first https connection.
-    ``proxy`` maps a request URL to the :class:`Proxy` it goes through (None: direct)."""
+    ``proxy`` maps a request URL to the :class:`Proxy` it goes through (None: direct).
+    ``codec`` parses responses: "httptools", "h11", or None for httptools when installed
+    (see :mod:`._http1`)."""
 
     def __init__(
         self,
@@ -160,7 +164,11 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
         max_keepalive: int = 50,
         keepalive_expiry: float = 30.0,
         happy_eyeballs_delay: float | None = HAPPY_EYEBALLS_DELAY,
+        codec: str | None = None,
     ) -> None:
+        if codec not in (None, "httptools", "h11"):
+            raise ValueError(f"unknown codec {codec!r}: httptools or h11")
+        self._codec = codec
         self._verify = verify
         self._proxy = proxy
         self._happy_eyeballs_delay = happy_eyeballs_delay
@@ -305,16 +313,10 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
 
     def _checkin(self, conn: _Connection) -> None:
         """Pool a connection whose exchange completed, if both sides allow keep-alive."""
-        state = conn.h11
-        if (
-            self._closed
-            or state.our_state is not h11.DONE
-            or state.their_state is not h11.DONE
-            or state.trailing_data[0]
-        ):
+        exchange, conn.exchange = conn.exchange, None
+        if self._closed or exchange is None or not exchange.reusable:
             self._discard(conn)
             return
-        state.start_next_cycle()
         conn.expires_at = time.monotonic() + self._keepalive_expiry
         self._idle.append(conn)
         if len(self._idle) > self._max_keepalive:
@@ -394,21 +396,18 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
     ) -> httpx.Response:
         """Send the request and read up to the end of the response headers."""
         read_timeout = timeouts.get("read")
+        conn.exchange = _http1.new_exchange(request.method, self._codec)
         try:
             await _send_request(conn, request, timeouts.get("write"))
             event = await _next_event(conn, request, read_timeout)
-            while isinstance(event, h11.InformationalResponse):  # 100 Continue, 103...
-                event = await _next_event(conn, request, read_timeout)
-            if not isinstance(event, h11.Response):  # h11 paused after a 101 or a CONNECT
-                raise httpx.UnsupportedProtocol(
-                    "Upgrade and CONNECT are not supported.", request=request
-                )
+            if type(event) is not Head:  # no response head can come before its body
+                raise httpx.RemoteProtocolError("No response head.", request=request)
         except BaseException:
             self._discard(conn)
             raise
         return httpx.Response(
             event.status_code,
-            headers=event.headers.raw_items(),
+            headers=event.headers,
             stream=_ResponseStream(self, conn, request, read_timeout),
             extensions={
                 "http_version": b"HTTP/" + event.http_version,
@@ -438,10 +437,8 @@ class _ResponseStream(httpx.AsyncByteStream):
         if conn is None:
             return
         try:
-            while isinstance(
-                event := await _next_event(conn, self._request, self._timeout), h11.Data
-            ):
-                yield bytes(event.data)
+            while type(event := await _next_event(conn, self._request, self._timeout)) is bytes:
+                yield event
         except BaseException:  # errors, cancellation, and GeneratorExit from an early close
             self._conn = None
             self._transport._discard(conn)
@@ -458,7 +455,7 @@ class _ResponseStream(httpx.AsyncByteStream):
 async def _send_request(conn: _Connection, request: httpx.Request, timeout: float | None) -> None:
     """Write the request as httpx prepared it. A connection error is left for the read to
     report (the server may have answered, say a 413, and closed), as httpcore does."""
-    state = conn.h11
+    exchange = cast(_http1.Exchange, conn.exchange)
     url, headers, proxy = request.url, request.headers.raw, conn.origin[3]
     target = url.raw_path
     if proxy is not None and conn.origin[0] == "http":  # to the proxy, in absolute form
@@ -466,18 +463,17 @@ async def _send_request(conn: _Connection, request: httpx.Request, timeout: floa
         if proxy.authorization is not None:
             headers = [*headers, (b"Proxy-Authorization", proxy.authorization)]
     try:
-        head = h11.Request(method=request.method, target=target, headers=headers)
-        pending = state.send(head) or b""
+        pending = exchange.send_head(request.method.encode("ascii"), target, headers)
         async for chunk in cast(httpx.AsyncByteStream, request.stream):
             if chunk:
-                pending += state.send(h11.Data(data=chunk)) or b""
+                pending += exchange.send_data(chunk)
                 if len(pending) >= _READ_SIZE:
                     if not await _write(conn, request, pending, timeout):
                         return
                     pending = b""
-        pending += state.send(h11.EndOfMessage()) or b""
+        pending += exchange.send_end()
         await _write(conn, request, pending, timeout)
-    except h11.LocalProtocolError as exc:
+    except _http1.LocalError as exc:
         raise httpx.LocalProtocolError(str(exc), request=request) from exc
 
 
@@ -500,29 +496,31 @@ async def _write(
 
 async def _next_event(
     conn: _Connection, request: httpx.Request, timeout: float | None
-) -> h11.Event | type[h11.PAUSED]:
-    """The next h11 event of the response, reading from the socket as needed."""
-    state = conn.h11
-    while True:
-        try:
-            event = state.next_event()
-        except h11.RemoteProtocolError as exc:
-            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
-        if event is not h11.NEED_DATA:
-            return cast("h11.Event | type[h11.PAUSED]", event)
-        try:
-            async with asyncio.timeout(_bound(timeout, request)):
-                data = await conn.reader.read(_READ_SIZE)
-        except TimeoutError:
-            raise httpx.ReadTimeout("Timed out while reading.", request=request) from None
-        except OSError as exc:  # reset by peer, TLS errors
-            raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
-        if not data and state.their_state is h11.SEND_RESPONSE:
-            raise httpx.RemoteProtocolError(
-                "Server disconnected without sending a response.", request=request
-            )
-        conn.received += len(data)
-        state.receive_data(data)
+) -> _http1.Event:
+    """The next event of the response, reading from the socket as needed."""
+    exchange = cast(_http1.Exchange, conn.exchange)
+    try:
+        while (event := exchange.next_event()) is None:
+            try:
+                async with asyncio.timeout(_bound(timeout, request)):
+                    data = await conn.reader.read(_READ_SIZE)
+            except TimeoutError:
+                raise httpx.ReadTimeout("Timed out while reading.", request=request) from None
+            except OSError as exc:  # reset by peer, TLS errors
+                raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
+            if not data and exchange.awaiting_response:
+                raise httpx.RemoteProtocolError(
+                    "Server disconnected without sending a response.", request=request
+                )
+            conn.received += len(data)
+            exchange.receive(data)
+    except _http1.ProtocolError as exc:
+        raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+    except _http1.Upgrade:
+        raise httpx.UnsupportedProtocol(
+            "Upgrade and CONNECT are not supported.", request=request
+        ) from None
+    return event
 
 
 async def _tunnel(
@@ -534,11 +532,13 @@ async def _tunnel(
     request: httpx.Request,
 ) -> None:
     """Ask ``proxy`` for a tunnel to ``host:port``; ProxyError unless it answers 2xx."""
+    import h11  # only here: a CONNECT answer has no body, whatever its headers say
+
     authority = (f"[{host}]:{port}" if ":" in host else f"{host}:{port}").encode("ascii")
     headers = [(b"Host", authority)]
     if proxy.authorization is not None:
         headers.append((b"Proxy-Authorization", proxy.authorization))
-    state = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD_SIZE)
+    state = h11.Connection(h11.CLIENT, max_incomplete_event_size=_http1.MAX_HEAD_SIZE)
     head = h11.Request(method=b"CONNECT", target=authority, headers=headers)
     writer.write((state.send(head) or b"") + (state.send(h11.EndOfMessage()) or b""))
     where = f"the proxy {proxy.host}:{proxy.port}"

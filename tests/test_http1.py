@@ -90,6 +90,21 @@ def test_both_codecs_refuse_a_malformed_request(codec, case):
         written(codec, b"POST", b"/", headers, parts)
 
 
+def test_checked_header_lines_are_remembered_boundedly_and_still_checked_as_a_whole(monkeypatch):
+    monkeypatch.setattr(_http1, "_CHECKED", {})
+    monkeypatch.setattr(_http1, "_CHECKED_KEPT", 4)
+    method, target, headers, parts = REQUESTS["json post"]
+    first = written(HttptoolsExchange, method, target, headers, parts)
+    assert (b"Authorization", b"Bearer k") in _http1._CHECKED  # framing is never remembered
+    assert not any(name.lower() == b"content-length" for name, _ in _http1._CHECKED)
+    assert written(HttptoolsExchange, method, target, headers, parts) == first
+    with pytest.raises(LocalError, match="multiple Host"):  # both lines known, two Hosts
+        written(HttptoolsExchange, b"GET", b"/", [HOST, HOST], [])
+    for i in range(10):
+        written(HttptoolsExchange, b"GET", b"/", [HOST, (b"X-N", b"%d" % i)], [])
+    assert len(_http1._CHECKED) <= 4
+
+
 @pytest.mark.parametrize("codec", CODECS)
 @pytest.mark.parametrize(("method", "target"), [(b"GE T", b"/"), (b"GET", b"/a b"),
                                                  (b"GET", b""), (b"GET", b"/\x7f")])  # fmt: skip

@@ -149,18 +149,18 @@ async def test_a_providers_cookies_are_not_sent_back_on_the_direct_path():
         assert not client.cookies  # nothing kept: later requests stay on the direct path
 
 
-async def test_the_direct_path_keeps_each_urls_parse_and_bounds_how_many():
+async def test_the_direct_path_prepares_each_url_and_head_once_and_bounds_how_many():
     async with make_client() as client:
         assert isinstance(client, ProviderClient)
         async with Recorder() as server:
             provider = adapter(server.url, client)
             for _ in range(3):
                 await provider.complete(REQUEST, timeout=5.0)
-            assert list(client._urls) == [server.url + "/v1/chat/completions"]
+            assert [key[0] for key in client._prepared] == [server.url + "/v1/chat/completions"]
             for i in range(100):  # many distinct URLs: the memory stays bounded
                 async with Recorder() as other:
                     await adapter(other.url + f"/{i}", client).complete(REQUEST, timeout=5.0)
-            assert len(client._urls) <= 64
+            assert len(client._prepared) <= 64
 
 
 async def test_a_closed_client_refuses_as_httpx_does():

@@ -394,6 +394,19 @@ async def test_admission_queues_then_refuses():
     assert adm.active == 0 and adm.waiting == 0
 
 
+async def test_try_acquire_takes_only_a_free_slot_nobody_waits_for():
+    adm = Admission(max_concurrency=1, max_queue=1)
+    assert adm.try_acquire() and adm.active == 1
+    assert not adm.try_acquire()  # busy: refused without waiting
+    waiter = asyncio.ensure_future(adm.acquire())
+    await asyncio.sleep(0)
+    adm.release()  # handed to the waiter, not freed
+    assert not adm.try_acquire()
+    assert await waiter and adm.active == 1
+    adm.release()
+    assert adm.active == 0 and adm.try_acquire()
+
+
 def test_rate_limiter_refills_on_the_clock():
     clock = VirtualClock(1000.0)
     rl = RateLimiter(60, burst=2, clock=clock)

@@ -44,3 +44,21 @@ def test_a_dead_workers_gauges_are_dropped_and_its_counts_kept(tmp_path):
     assert not (tmp_path / f"gauge_livesum_{pid}.db").exists()
     # Counters are the whole gateway's history: a dead worker's requests still count.
     assert 'failover_requests_total{api="openai",model="default",status="200"} 1.0' in text
+
+
+def test_remembered_series_count_as_prometheus_clients_own_and_stay_bounded(monkeypatch):
+    """The labelled children are remembered (one lookup per request instead of
+    prometheus_client's locked one); counts go to the same series, and the memo is bounded."""
+    from failover_cli.serve import metrics as module
+
+    monkeypatch.setattr(module, "_CHILDREN_KEPT", 3)
+    m = module.Metrics()
+    for _ in range(2):
+        m.observe("openai", "default", 200, 0.01, None)
+    for status in range(400, 410):
+        m.observe("openai", "default", status, 0.01, None)
+    m.observe("openai", "default", 200, 0.01, None)
+    labels = {"api": "openai", "model": "default", "status": "200"}
+    assert m.registry.get_sample_value("failover_requests_total", labels) == 3
+    assert m.registry.get_sample_value("failover_requests_total", {**labels, "status": "409"}) == 1
+    assert len(m._children) <= 3

@@ -69,7 +69,7 @@ class ProviderClient(httpx.AsyncClient):
     def __init__(self, *, transport: AsyncioTransport, **kwargs: Any) -> None:
         super().__init__(transport=transport, **kwargs)
         self._direct = transport
-        self._urls: dict[str, httpx.URL] = {}
+        self._prepared: dict[tuple[Any, ...], tuple[httpx.URL, httpx.Headers]] = {}
 
     def _adds_nothing(self) -> bool:
         hooks = self.event_hooks
@@ -100,23 +100,40 @@ class ProviderClient(httpx.AsyncClient):
                 extensions=extensions,
             )  # fmt: skip
             return await self.send(request, stream=True)
-        target = self._urls.get(url)
-        if target is None:
-            if len(self._urls) >= _URLS_KEPT:
-                self._urls.clear()
-            target = self._urls[url] = httpx.URL(url)
-        merged = dict(self.headers.multi_items())  # lower-case names, as ``headers``' own
-        merged.update(headers)
+        key = (url, *headers.items())
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            if len(self._prepared) >= _URLS_KEPT:
+                self._prepared.clear()
+            prepared = self._prepared[key] = self._prepare(url, headers)
+        target, head = prepared
         extensions["timeout"] = timeout.as_dict()
+        body = b"" if content is None else content
         request = httpx.Request(
-            method, target, headers=merged, content=content, extensions=extensions
+            method, target, headers=head, stream=httpx.ByteStream(body), extensions=extensions
         )
+        if content is not None or method in _BODY_METHODS:  # as httpx's own Content-Length
+            request.headers["Content-Length"] = str(len(body))
+        request.read()
         response = await self._direct.handle_async_request(request)
         response.request = request
         return response
 
 
-_URLS_KEPT = 64  # parsed URLs a client remembers: a chain's few endpoints
+    def _prepare(self, url: str, headers: dict[str, str]) -> tuple[httpx.URL, httpx.Headers]:
+        """The parsed URL and the head httpx would build for it, but Content-Length: Host
+        first, then the client's headers overridden by ``headers`` (by lower-case name)."""
+        target = httpx.URL(url)
+        merged = dict(self.headers.multi_items())  # lower-case names, as ``headers``' own
+        merged.update(headers)
+        head = httpx.Headers(merged)
+        if "Host" not in head and target.host:
+            head = httpx.Headers([(b"Host", target.netloc), *head.raw])
+        return target, head
+
+
+_URLS_KEPT = 64  # prepared (URL, headers) pairs a client remembers: a chain's few endpoints
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # a Content-Length even when empty
 
 
 def make_client(

@@ -41,7 +41,7 @@ from ..ratelimit import parse_ratelimit, seconds_until_reset
 from ..records import frozen, slotted
 from ..retry import parse_retry_after
 from ..types import CompletionRequest, RateLimit
-from ._transport import StaleConnection, TLSError
+from ._transport import ResponseStream, StaleConnection, TLSError
 
 MESSAGE_LIMIT = 300
 SNIPPET_LIMIT = 80
@@ -442,12 +442,27 @@ async def decoded_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
             yield chunk
         return
     inflater = None if encoding == "identity" else _Inflater(encoding)
-    async for raw in response.aiter_raw():
+    async for raw in _raw_chunks(response):
         if inflater is None:
             yield raw
         else:
             for piece in inflater.feed(raw):
                 yield piece
+
+
+async def _raw_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+    """``response.aiter_raw()``; for a body straight from the project transport (the direct
+    send hands its stream over unwrapped), the stream itself: httpx's wrapper re-chunks
+    nothing there and only counts bytes, a generator layer per chunk on the hot path."""
+    stream = response.stream
+    if type(stream) is not ResponseStream or response.is_stream_consumed or response.is_closed:
+        async for raw in response.aiter_raw():
+            yield raw
+        return
+    response.is_stream_consumed = True
+    async for raw in stream:
+        yield raw
+    await response.aclose()  # as aiter_raw does at the end
 
 
 async def read_body(call: Call, response: httpx.Response, limit: int, *, cut: bool) -> bytes:

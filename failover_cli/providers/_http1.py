@@ -189,6 +189,12 @@ _DIGITS = re.compile(rb"[0-9]+")
 _MAX_LENGTH_DIGITS = 20  # as h11's CONTENT_LENGTH_MAX_DIGITS
 
 _AWAITING, _BODY, _DONE = 0, 1, 2
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+_FRAMING_LENGTHS = frozenset(len(name) for name in _FRAMING)
+
+# Header lines that passed the checks, by (name, value): neither framing nor Connection.
+_CHECKED: dict[tuple[bytes, bytes], tuple[bytes, bytes]] = {}
+_CHECKED_KEPT = 512
 
 
 class HttptoolsExchange:
@@ -228,7 +234,12 @@ class HttptoolsExchange:
         rest: list[bytes] = []
         length: bytes | None = None
         chunked = False
-        for name, value in headers:
+        for pair in headers:
+            known = _CHECKED.get(pair)
+            if known is not None:  # a header line checked before (a provider's are constant)
+                (hosts if known[0] == b"host" else rest).append(known[1])
+                continue
+            name, value = pair
             if not _TOKEN.fullmatch(name):
                 raise LocalError(f"Illegal header name {name!r}")
             if not _FIELD_VALUE.fullmatch(value):
@@ -259,6 +270,10 @@ class HttptoolsExchange:
                 self._keep_alive = False
             line = b"%s: %s\r\n" % (name, value)
             (hosts if lower == b"host" else rest).append(line)
+            if lower not in _FRAMING and lower != b"connection":
+                if len(_CHECKED) >= _CHECKED_KEPT:
+                    _CHECKED.clear()
+                _CHECKED[pair] = (lower, line)
         if not hosts:
             raise LocalError("Missing mandatory Host: header")
         if len(hosts) > 1:
@@ -378,7 +393,4 @@ class HttptoolsExchange:
             )
             self._events.append(END)
 
-
-_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
-_FRAMING_LENGTHS = frozenset(len(name) for name in _FRAMING)
 

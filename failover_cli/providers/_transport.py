@@ -408,7 +408,7 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             event.status_code,
             headers=event.headers,
-            stream=_ResponseStream(self, conn, request, read_timeout),
+            stream=ResponseStream(self, conn, request, read_timeout),
             extensions={
                 "http_version": b"HTTP/" + event.http_version,
                 "reason_phrase": event.reason,
@@ -416,7 +416,7 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
         )
 
 
-class _ResponseStream(httpx.AsyncByteStream):
+class ResponseStream(httpx.AsyncByteStream):
     """A response body, yielded as it arrives; the connection goes back to the pool only once
     the body was read to its end, and is closed if the stream is closed (or fails) before."""
 

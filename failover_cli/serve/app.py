@@ -445,7 +445,9 @@ class Gateway:
     async def _slot(self, receive: Receive) -> AsyncIterator[None]:
         """Hold one of the gateway's concurrency slots, queueing for it; a 429 when the queue
         is full. A client that leaves while queued gives its place up (ConnectionError)."""
-        if not await _unless_gone(receive, self.admission.acquire()):
+        admission = self.admission
+        # A free slot is taken at once; only a wait in the queue needs the disconnect watcher.
+        if not admission.try_acquire() and not await _unless_gone(receive, admission.acquire()):
             raise WireError(429, "the gateway is at its concurrency limit and its queue is full",
                             kind="rate_limit_error", retry_after=QUEUE_RETRY_AFTER)  # fmt: skip
         try:

@@ -50,10 +50,16 @@ class Admission:
     def waiting(self) -> int:
         return len(self._waiting)
 
-    async def acquire(self) -> bool:
-        """Take a slot, waiting in line if all are busy; False when the line is full."""
+    def try_acquire(self) -> bool:
+        """Take a free slot if there is one and nobody is waiting for it; never waits."""
         if self.active < self.max_concurrency and not self._waiting:
             self.active += 1
+            return True
+        return False
+
+    async def acquire(self) -> bool:
+        """Take a slot, waiting in line if all are busy; False when the line is full."""
+        if self.try_acquire():
             return True
         if len(self._waiting) >= self.max_queue:
             return False

@@ -99,6 +99,9 @@ class _Breakers(Collector):
         yield g
 
 
+_CHILDREN_KEPT = 4096  # labelled series a process remembers (the labels are config-bounded)
+
+
 class Metrics:
     """The gateway's registry, and a router listener feeding it."""
 
@@ -152,6 +155,18 @@ class Metrics:
                             multiprocess_mode="livesum")  # fmt: skip
         self._breakers = _Breakers(self)
         r.register(self._breakers)
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, remembered: prometheus_client takes a lock and checks
+        the label values again on every call, several times per request."""
+        key = (metric, values)
+        child = self._children.get(key)
+        if child is None:
+            if len(self._children) >= _CHILDREN_KEPT:
+                self._children.clear()
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def __call__(self, event: Event) -> None:
         """The router listener."""
@@ -159,34 +174,34 @@ class Metrics:
         if trace is not None:
             trace.note(event)
         if isinstance(event, AttemptSucceeded):
-            self.attempts.labels(event.provider, "ok", "").inc()
+            self._child(self.attempts, event.provider, "ok", "").inc()
         elif isinstance(event, AttemptFailed):
             cls = event.error_class.value
-            self.attempts.labels(event.provider, "failed", cls).inc()
+            self._child(self.attempts, event.provider, "failed", cls).inc()
             if not event.will_retry:
-                self.failovers.labels(event.provider, cls).inc()
+                self._child(self.failovers, event.provider, cls).inc()
         elif isinstance(event, ProviderSkipped):
-            self.attempts.labels(event.provider, "skipped", "").inc()
+            self._child(self.attempts, event.provider, "skipped", "").inc()
         elif isinstance(event, BreakerTransition):
-            self.transitions.labels(event.provider, event.new).inc()
+            self._child(self.transitions, event.provider, event.new).inc()
 
     def observe(
         self, api: str, model: str, status: int, seconds: float, result: RouteResult | None
     ) -> None:
         """Count one finished request."""
-        self.requests.labels(api, model, str(status)).inc()
-        self.latency.labels(api, model).observe(seconds)
+        self._child(self.requests, api, model, str(status)).inc()
+        self._child(self.latency, api, model).observe(seconds)
         if result is None:
             return
         u = result.usage
         if u.input_tokens:
-            self.tokens.labels(result.provider, "input").inc(u.input_tokens)
+            self._child(self.tokens, result.provider, "input").inc(u.input_tokens)
         if u.output_tokens:
-            self.tokens.labels(result.provider, "output").inc(u.output_tokens)
+            self._child(self.tokens, result.provider, "output").inc(u.output_tokens)
         if result.cost:
-            self.cost.labels(result.provider).inc(result.cost)
+            self._child(self.cost, result.provider).inc(result.cost)
         if result.ttft_ms is not None:
-            self.ttft.labels(result.provider).observe(result.ttft_ms / 1000)
+            self._child(self.ttft, result.provider).observe(result.ttft_ms / 1000)
 
     def render(self, admission: Any = None) -> bytes:
         """The exposition: this process's registry, or every worker's counts summed (see the

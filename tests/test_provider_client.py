@@ -163,6 +163,18 @@ async def test_the_direct_path_prepares_each_url_and_head_once_and_bounds_how_ma
             assert len(client._prepared) <= 64
 
 
+async def test_the_direct_path_sends_the_clients_headers_as_they_are_now():
+    async with make_client() as client, Recorder() as server:
+        provider = adapter(server.url, client)
+        await provider.complete(REQUEST, timeout=5.0)
+        client.headers["x-team"] = "blue"  # changed in place after a first request
+        await provider.complete(REQUEST, timeout=5.0)
+        client.headers = {"x-team": "red"}
+        await provider.complete(REQUEST, timeout=5.0)
+    teams = [h.get("x-team") for _, h, _ in server.requests]
+    assert teams == [None, "blue", "red"]
+
+
 async def test_a_closed_client_refuses_as_httpx_does():
     client = make_client()
     await client.aclose()

@@ -100,7 +100,7 @@ class ProviderClient(httpx.AsyncClient):
                 extensions=extensions,
             )  # fmt: skip
             return await self.send(request, stream=True)
-        key = (url, *headers.items())
+        key = (url, tuple(self.headers.raw), *headers.items())  # the client's may change
         prepared = self._prepared.get(key)
         if prepared is None:
             if len(self._prepared) >= _URLS_KEPT:
@@ -121,7 +121,7 @@ class ProviderClient(httpx.AsyncClient):
 
 
     def _prepare(self, url: str, headers: dict[str, str]) -> tuple[httpx.URL, httpx.Headers]:
-        """The parsed URL and the head httpx would build for it, but Content-Length: Host
+        """The parsed URL, and the head httpx would build for it less Content-Length: Host
         first, then the client's headers overridden by ``headers`` (by lower-case name)."""
         target = httpx.URL(url)
         merged = dict(self.headers.multi_items())  # lower-case names, as ``headers``' own

@@ -119,7 +119,6 @@ class ProviderClient(httpx.AsyncClient):
         response.request = request
         return response
 
-
     def _prepare(self, url: str, headers: dict[str, str]) -> tuple[httpx.URL, httpx.Headers]:
         """The parsed URL, and the head httpx would build for it less Content-Length: Host
         first, then the client's headers overridden by ``headers`` (by lower-case name)."""

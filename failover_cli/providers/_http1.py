@@ -2,8 +2,8 @@
 interchangeable codecs: :class:`HttptoolsExchange` parses with httptools (llhttp, in C; the
 parser uvicorn uses), :class:`H11Exchange` with h11 (pure Python, installed with httpx).
 
-:func:`new_exchange` picks httptools when it is installed (the ``serve`` extra brings it), h11
-otherwise, and h11 for HEAD requests, whose responses announce a body they do not carry:
+:func:`new_exchange` picks httptools (a dependency wherever it has a wheel), h11 where it
+is missing, and h11 for HEAD requests, whose responses announce a body they do not carry:
 httptools cannot be told. Both send the same bytes for the same request, refuse the same
 malformed ones, and give the same events for the same response however its bytes are split
 (``tests/test_http1.py`` holds them to it). Neither is reused: the transport starts a new
@@ -15,6 +15,11 @@ from __future__ import annotations
 import re
 from collections import deque
 from typing import Final, NamedTuple, Protocol
+
+try:
+    import httptools as _lib
+except ImportError:  # no wheel for this platform: h11 only
+    _lib = None  # type: ignore[assignment]
 
 MAX_HEAD_SIZE: Final = 100 * 1024  # status line + headers, as httpcore
 
@@ -75,15 +80,7 @@ class Exchange(Protocol):
         ...
 
 
-def _has_httptools() -> bool:
-    try:
-        import httptools  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-PREFERRED: str = "httptools" if _has_httptools() else "h11"
+PREFERRED: str = "httptools" if _lib is not None else "h11"
 
 
 def new_exchange(method: str, codec: str | None = None) -> Exchange:
@@ -100,33 +97,31 @@ def new_exchange(method: str, codec: str | None = None) -> Exchange:
 class H11Exchange:
     """An exchange on h11's state machine."""
 
-    __slots__ = ("_closed", "_h11")
+    __slots__ = ("_closed", "_h11", "h11")
 
     def __init__(self) -> None:
-        import h11
+        import h11  # imported only when used: off the start-up path of an `ask`
 
+        self.h11 = h11
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_SIZE)
         self._closed = False  # the server closed (h11 ends a close-delimited body DONE)
 
     def send_head(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
-        import h11
-
+        h11 = self.h11
         try:
             return self._h11.send(h11.Request(method=method, target=target, headers=headers)) or b""
         except h11.LocalProtocolError as exc:
             raise LocalError(str(exc)) from exc
 
     def send_data(self, data: bytes) -> bytes:
-        import h11
-
+        h11 = self.h11
         try:
             return self._h11.send(h11.Data(data=data)) or b""
         except h11.LocalProtocolError as exc:
             raise LocalError(str(exc)) from exc
 
     def send_end(self) -> bytes:
-        import h11
-
+        h11 = self.h11
         try:
             return self._h11.send(h11.EndOfMessage()) or b""
         except h11.LocalProtocolError as exc:
@@ -137,8 +132,7 @@ class H11Exchange:
         self._h11.receive_data(data)
 
     def next_event(self) -> Event | None:
-        import h11
-
+        h11 = self.h11
         while True:
             try:
                 event = self._h11.next_event()
@@ -162,15 +156,11 @@ class H11Exchange:
 
     @property
     def awaiting_response(self) -> bool:
-        import h11
-
-        return self._h11.their_state is h11.SEND_RESPONSE
+        return self._h11.their_state is self.h11.SEND_RESPONSE
 
     @property
     def reusable(self) -> bool:
-        import h11
-
-        state = self._h11
+        h11, state = self.h11, self._h11
         return (
             not self._closed
             and state.our_state is h11.DONE
@@ -207,9 +197,8 @@ class HttptoolsExchange:
     )  # fmt: skip
 
     def __init__(self) -> None:
-        from httptools import HttpResponseParser
-
-        self._parser = HttpResponseParser(self)
+        assert _lib is not None, "httptools is not installed"
+        self._parser = _lib.HttpResponseParser(self)
         self._events: deque[Event] = deque()
         self._headers: list[tuple[bytes, bytes]] = []
         self._reason = b""
@@ -305,8 +294,7 @@ class HttptoolsExchange:
     # --- the response
 
     def receive(self, data: bytes) -> None:
-        from httptools import HttpParserError, HttpParserUpgrade
-
+        assert _lib is not None
         if self._state == _DONE:
             self._trailing = self._trailing or bool(data)
             return
@@ -315,9 +303,9 @@ class HttptoolsExchange:
             return
         try:
             self._parser.feed_data(data)
-        except HttpParserUpgrade:
+        except _lib.HttpParserUpgrade:
             raise Upgrade("the server switched protocols") from None
-        except HttpParserError as exc:
+        except _lib.HttpParserError as exc:
             if self._state != _DONE:  # else: garbage after the response, never parsed
                 raise ProtocolError(str(exc) or type(exc).__name__) from exc
             self._trailing = True

@@ -112,8 +112,8 @@ def run(
     max_connections: int | None = None,
 ) -> None:
     """Serve on ``listener`` (see :func:`listen`) until SIGTERM or SIGINT; returns after a
-    graceful shutdown. ``loop``: uvicorn's
-    event loop, "asyncio" or "uvloop" (if installed: the providers' transport runs on both).
+    graceful shutdown. ``loop``: uvicorn's event loop, "asyncio" or "uvloop" (if installed:
+    the providers' transport runs on both).
     ``max_connections``: open connections per worker beyond which the server answers 503 at
     once (see :func:`connection_limit`)."""
     import logging

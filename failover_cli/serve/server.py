@@ -183,7 +183,11 @@ def connection_limit(serve: ServeConfig) -> int:
 def uvicorn_options(
     host: str, port: int, grace: float, loop: str, max_connections: int | None
 ) -> dict[str, Any]:
-    """The keyword arguments of ``uvicorn.Config`` the gateway runs with."""
+    """The keyword arguments of ``uvicorn.Config`` the gateway runs with: uvicorn's httptools
+    protocol (its h11 one where httptools is missing), one write per answer (see
+    :mod:`.coalesce`)."""
+    from .coalesce import protocol
+
     return {
         "host": host,
         "port": port,
@@ -194,12 +198,6 @@ def uvicorn_options(
         "server_header": False,
         "timeout_graceful_shutdown": grace,
         "loop": loop,
-        "http": "httptools" if _has("httptools") else "h11",
+        "http": protocol(),
         "limit_concurrency": max_connections,
     }
-
-
-def _has(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None

@@ -1,7 +1,7 @@
 """``failover serve`` against the upstream direct, the LiteLLM proxy and the Portkey gateway,
 at fixed request rates.
 
-    python bench/bench_serve.py [--wrk2 PATH] [--targets direct,failover,litellm,portkey]
+    python bench/bench_serve.py [--wrk2 PATH] [--targets direct,floor,failover,litellm,portkey]
         [--rates 100,500] [--duration 8] [--runs 3] [--ladder 25,50,...] [--ttfb 100]
         [--dead 20] [--parts rates,ttfb,ladder,dead]
         [--litellm-python PY] [--portkey DIR]
@@ -13,7 +13,10 @@ One upstream for every target: the built-in OpenAI simulator in its own process 
 primary and a second, idle simulator as its fallback, with bench_gateway_peers.py's
 equivalent settings (per-attempt timeout, tries, fallback, breaker: see that script's
 docstring). "direct" is the upstream itself, called with its own key: the baseline that
-every gateway's added latency is measured against, in the same run.
+every gateway's added latency is measured against, in the same run. "floor" is
+bench/_floor_proxy.py: a bare relay to the upstream on failover serve's own HTTP server
+(uvicorn, httptools, asyncio's loop), with none of a gateway's work, so what it adds is what
+that server and a Python process cost on this machine.
 
 The load generator is wrk2 (Gil Tene's fork of wrk): it sends at a constant rate whatever the
 answers do, and measures each request's latency from the moment it was due to be sent, so a
@@ -67,7 +70,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _util import KEY, machine, median, quantile, running_sim, table
-from bench_gateway import cpu_seconds, process_tree
+from bench_gateway import cpu_seconds, free_port, process_tree, wait_port
 from bench_gateway_peers import (
     BLOCKED,
     GATEWAY_KEY,
@@ -80,7 +83,7 @@ from bench_gateway_peers import (
     primary_for,
 )
 
-TARGETS = ("direct", *GATEWAYS)
+TARGETS = ("direct", "floor", *GATEWAYS)
 SUSTAINED_P99_MS = 50.0
 LADDER = (25, 50, 75, 100, 150, 200, 300, 400, 500, 600, 700, 800, 1000, 1200, 1400, 1700, 2000)
 LADDER_SECONDS = 4
@@ -141,6 +144,8 @@ def targets(
             url = f"{primary}/v1/chat/completions"
             found.append(Target(name, url, upstream.pid, {"Authorization": f"Bearer {KEY}"},
                                 "gpt-4o-mini"))  # fmt: skip
+        elif name == "floor":
+            found.append(Target(name, *urls[name], {}, "gpt-4o-mini"))
         elif name == "portkey":
             config = portkey_config(primary, secondary)
             found.append(Target(name, *urls[name], {"x-portkey-config": config}, "gpt-4o-mini"))
@@ -444,6 +449,21 @@ def peak_rss_mib(pid: int) -> tuple[float, float, int]:
 
 
 @contextmanager
+def floor_proxy(primary: str) -> Iterator[dict[str, tuple[str, int]]]:
+    """bench/_floor_proxy.py in front of ``primary``: the least a Python proxy on failover
+    serve's own HTTP server costs per request here."""
+    port = free_port()
+    script = Path(__file__).with_name("_floor_proxy.py")
+    proc = subprocess.Popen([sys.executable, str(script), str(port), primary, KEY])
+    try:
+        wait_port(port, proc)
+        yield {"floor": (f"http://127.0.0.1:{port}/v1/chat/completions", proc.pid)}
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+@contextmanager
 def upstreams(delay: float) -> Iterator[tuple[subprocess.Popen[str], str]]:
     with running_sim("openai", "--latency", str(delay)) as upstream, \
             running_sim("openai") as idle:  # fmt: skip
@@ -488,8 +508,10 @@ def main() -> None:
         if {"rates", "ttfb", "ladder"} & set(parts):
             upstream, idle = stack.enter_context(upstreams(args.delay))
             primary = upstream.url  # type: ignore[attr-defined]
-            gateway_names = [n for n in names if n != "direct"]
+            gateway_names = [n for n in names if n not in ("direct", "floor")]
             urls = stack.enter_context(gateways(gateway_names, root, primary, idle, args))
+            if "floor" in names:
+                urls.update(stack.enter_context(floor_proxy(primary)))
             found = targets(names, urls, upstream, primary, idle)
         if "rates" in parts:
             got = fixed_rates(found, root, args)

@@ -1,7 +1,7 @@
 """The floor under any Python gateway here: the least an ASGI proxy on ``failover serve``'s
 own HTTP server (uvicorn, httptools, asyncio's loop) can do per request.
 
-    python bench/_floor_proxy.py PORT UPSTREAM_URL KEY
+    python bench/_floor_proxy.py PORT UPSTREAM_URL KEY [--uvicorn-protocol]
 
 It relays each request's body to the upstream over a pool of kept-alive connections (one
 pre-built request head, httptools parsing the answer) and relays the answer back, streamed
@@ -129,8 +129,10 @@ class Floor:
 
 def main() -> None:
     port, upstream, key = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    # --uvicorn-protocol: uvicorn's own httptools protocol (two writes per answer), to compare
+    http = "httptools" if "--uvicorn-protocol" in sys.argv[4:] else protocol()
     uvicorn.run(Floor(upstream, key), host="127.0.0.1", port=port, loop="asyncio",
-                http=protocol(), lifespan="off", access_log=False, log_level="warning",
+                http=http, lifespan="off", access_log=False, log_level="warning",
                 server_header=False)  # fmt: skip
 
 

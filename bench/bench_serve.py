@@ -460,7 +460,11 @@ def floor_proxy(primary: str) -> Iterator[dict[str, tuple[str, int]]]:
         yield {"floor": (f"http://127.0.0.1:{port}/v1/chat/completions", proc.pid)}
     finally:
         proc.terminate()
-        proc.wait(20)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @contextmanager

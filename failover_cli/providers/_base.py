@@ -42,7 +42,9 @@ from ._http import (
     error_text,
     lines,
     ratelimit_of,
+    ratelimit_of_head,
     read_body,
+    read_direct,
     sse_events,
     translate_errors,
     try_json,
@@ -298,13 +300,14 @@ class BaseProvider:
         headers: dict[str, str],
         *,
         json: Any = None,
+        content: bytes | None = None,
         extensions: dict[str, Any] | None = None,
     ) -> httpx.Response:
-        """Send a request (``json``: the body, encoded as httpx encodes ``json=``) and return
-        the response with its body unread; a non-2xx response is read (up to
-        ``limits.error_body``), closed and raised as the matching ProviderError."""
+        """Send a request (``json``: the body, encoded as httpx encodes ``json=``; or
+        ``content`` as given) and return the response with its body unread; a non-2xx
+        response is read (up to ``limits.error_body``), closed and raised as the matching
+        ProviderError."""
         assert call.clock is not None
-        content = None
         if json is not None:
             content = _encode_json(json).encode()
             headers = {"content-type": "application/json", **headers}
@@ -356,11 +359,7 @@ class BaseProvider:
             if request.extra:
                 body = merge_extra(body, request.extra)
             if self._transport_deadlines:  # the transport bounds every wait by the deadline
-                extensions = {DEADLINE: clock.deadline}
-                response = await self._open(
-                    call, "POST", url, headers, json=body, extensions=extensions
-                )
-                raw = await self._read(call, response)
+                raw = await self._post(call, url, headers, body, clock.deadline)
             else:  # one timer: to the head's limit, then moved to the attempt's deadline
                 async with asyncio.timeout_at(clock.first_token_at) as timer:
                     response = await self._open(call, "POST", url, headers, json=body)
@@ -370,6 +369,37 @@ class BaseProvider:
             if call.ratelimit is not None:
                 completion = replace(completion, ratelimit=call.ratelimit)
             return completion
+
+    async def _post(
+        self, call: Call, url: str, headers: dict[str, str], json: Any, deadline: float
+    ) -> bytes:
+        """The decoded body of a 2xx answer to POSTing ``json`` (a non-2xx one is raised as
+        in :meth:`_open`), every wait bounded by ``deadline``: through the client's direct
+        path where it applies (no httpx Request or Response per call), else through httpx."""
+        assert call.clock is not None
+        content = _encode_json(json).encode()
+        headers = {"content-type": "application/json", **headers}
+        client = self._client
+        if isinstance(client, ProviderClient):
+            timeout = call.clock.http_timeout()
+            direct = await client.post_direct(
+                url, headers, content, timeout=timeout, deadline=deadline
+            )
+            if direct is not None:
+                try:
+                    call.in_body = True
+                    call.ratelimit = ratelimit_of_head(direct.head.headers)
+                    if 200 <= direct.status_code < 300:
+                        return await read_direct(call, direct, self.limits.body, cut=False)
+                    raw = await read_direct(call, direct, self.limits.error_body, cut=True)
+                    raise self._error(call, direct.response(), raw)
+                finally:
+                    direct.close()
+        extensions = {DEADLINE: deadline}
+        response = await self._open(
+            call, "POST", url, headers, content=content, extensions=extensions
+        )
+        return await self._read(call, response)
 
     async def _read(self, call: Call, response: httpx.Response) -> bytes:
         try:

@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ._transport import AsyncioTransport, Proxy, ProxyRoute, StaleConnection, TLSError
+from ._transport import (
+    AsyncioTransport,
+    DirectResponse,
+    Proxy,
+    ProxyRoute,
+    StaleConnection,
+    TLSError,
+)
 
 if TYPE_CHECKING:
     import ssl
@@ -45,6 +52,7 @@ __all__ = [
 
 USER_AGENT = "failover/0.1"
 Headers = tuple[tuple[str, str], ...]
+_Prepared = tuple[httpx.URL, httpx.Headers, list[tuple[bytes, bytes]]]  # URL, head, raw head
 
 # Where distributions keep their CA bundle, when OpenSSL's compiled-in paths are empty: the
 # list truststore's OpenSSL backend searches (after certifi-system-store by Christian Heimes).
@@ -69,7 +77,7 @@ class ProviderClient(httpx.AsyncClient):
     def __init__(self, *, transport: AsyncioTransport, **kwargs: Any) -> None:
         super().__init__(transport=transport, **kwargs)
         self._direct = transport
-        self._prepared: dict[tuple[Any, ...], tuple[httpx.URL, httpx.Headers]] = {}
+        self._prepared: dict[tuple[Any, ...], _Prepared] = {}
 
     def _adds_nothing(self) -> bool:
         hooks = self.event_hooks
@@ -100,13 +108,7 @@ class ProviderClient(httpx.AsyncClient):
                 extensions=extensions,
             )  # fmt: skip
             return await self.send(request, stream=True)
-        key = (url, tuple(self.headers.raw), *headers.items())  # the client's may change
-        prepared = self._prepared.get(key)
-        if prepared is None:
-            if len(self._prepared) >= _URLS_KEPT:
-                self._prepared.clear()
-            prepared = self._prepared[key] = self._prepare(url, headers)
-        target, head = prepared
+        target, head, _ = self._prepared_for(url, headers)
         extensions["timeout"] = timeout.as_dict()
         body = b"" if content is None else content
         request = httpx.Request(
@@ -119,16 +121,46 @@ class ProviderClient(httpx.AsyncClient):
         response.request = request
         return response
 
-    def _prepare(self, url: str, headers: dict[str, str]) -> tuple[httpx.URL, httpx.Headers]:
-        """The parsed URL, and the head httpx would build for it less Content-Length: Host
-        first, then the client's headers overridden by ``headers`` (by lower-case name)."""
+    async def post_direct(
+        self,
+        url: str,
+        headers: dict[str, str],
+        content: bytes,
+        *,
+        timeout: httpx.Timeout,
+        deadline: float | None,
+    ) -> DirectResponse | None:
+        """POST ``content`` with the head :meth:`open` would send, through the transport's
+        direct path (no httpx Request or Response); None when that path does not apply
+        (something set on the client, a proxy): then use :meth:`open`."""
+        if self.is_closed or not self._adds_nothing():
+            return None
+        target, _, raw = self._prepared_for(url, headers)
+        head = [*raw, (b"Content-Length", str(len(content)).encode("ascii"))]
+        return await self._direct.post(
+            target, head, content, timeouts=timeout.as_dict(), deadline=deadline
+        )
+
+    def _prepared_for(self, url: str, headers: dict[str, str]) -> _Prepared:
+        key = (url, tuple(self.headers.raw), *headers.items())  # the client's may change
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            if len(self._prepared) >= _URLS_KEPT:
+                self._prepared.clear()
+            prepared = self._prepared[key] = self._prepare(url, headers)
+        return prepared
+
+    def _prepare(self, url: str, headers: dict[str, str]) -> _Prepared:
+        """The parsed URL, and the head httpx would build for it less Content-Length (as
+        httpx Headers, and raw): Host first, then the client's headers overridden by
+        ``headers`` (by lower-case name)."""
         target = httpx.URL(url)
         merged = dict(self.headers.multi_items())  # lower-case names, as ``headers``' own
         merged.update(headers)
         head = httpx.Headers(merged)
         if "Host" not in head and target.host:
             head = httpx.Headers([(b"Host", target.netloc), *head.raw])
-        return target, head
+        return target, head, head.raw
 
 
 _URLS_KEPT = 64  # prepared (URL, headers) pairs a client remembers: a chain's few endpoints

@@ -41,7 +41,7 @@ from ..ratelimit import parse_ratelimit, seconds_until_reset
 from ..records import frozen, slotted
 from ..retry import parse_retry_after
 from ..types import CompletionRequest, RateLimit
-from ._transport import ResponseStream, StaleConnection, TLSError
+from ._transport import DirectResponse, ResponseStream, StaleConnection, TLSError
 
 MESSAGE_LIMIT = 300
 SNIPPET_LIMIT = 80
@@ -481,6 +481,17 @@ async def read_body(call: Call, response: httpx.Response, limit: int, *, cut: bo
     return b"".join(parts)
 
 
+async def read_direct(call: Call, direct: DirectResponse, limit: int, *, cut: bool) -> bytes:
+    """:func:`read_body` for a response of the transport's direct path."""
+    raw, whole = await direct.read(limit)
+    if not whole and not cut:
+        raise call.oversized("response body", limit)
+    encoding = direct.header(b"content-encoding")
+    if encoding is None or encoding.strip().lower() == b"identity":
+        return raw
+    return await read_body(call, direct.response(raw), limit, cut=cut)  # inflated, bounded
+
+
 _EOL = re.compile(rb"\r\n|\r|\n")
 
 
@@ -586,3 +597,14 @@ def error_text(body: Any, raw: bytes) -> str:
 def ratelimit_of(response: httpx.Response) -> RateLimit | None:
     """What the response's rate-limit headers report."""
     return parse_ratelimit(response.headers, time.time())
+
+
+def ratelimit_of_head(headers: list[tuple[bytes, bytes]]) -> RateLimit | None:
+    """:func:`ratelimit_of` for raw header lines (a repeated header's values joined by
+    commas, as httpx joins them)."""
+    found: dict[str, str] = {}
+    for name, value in headers:
+        if b"ratelimit-" in name.lower():
+            key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+            found[key] = f"{found[key]}, {text}" if key in found else text
+    return parse_ratelimit(found, time.time()) if found else None

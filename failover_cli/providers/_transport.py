@@ -34,7 +34,7 @@ import select
 import socket
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import suppress
 from itertools import zip_longest
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
@@ -209,7 +209,8 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
         proxy = self._proxy(url) if self._proxy is not None else None
         origin = (scheme, url.raw_host.decode("ascii"), url.port or _PORTS[scheme], proxy)
         timeouts = request.extensions.get("timeout", {})
-        conn = await self._checkout(origin, request, timeouts, fresh=False)
+        deadline = request.extensions.get(DEADLINE)
+        conn = await self._checkout(origin, request, timeouts, fresh=False, deadline=deadline)
         try:
             return await self._exchange(conn, request, timeouts)
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
@@ -224,10 +225,61 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
                     request=request,
                 ) from exc
         # An idempotent request on a dead idle connection: once more on a fresh one, and say so.
-        conn = await self._checkout(origin, request, timeouts, fresh=True)
+        conn = await self._checkout(origin, request, timeouts, fresh=True, deadline=deadline)
         response = await self._exchange(conn, request, timeouts)
         response.extensions[RESENT] = 1
         return response
+
+    async def post(
+        self,
+        url: httpx.URL,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        *,
+        timeouts: Mapping[str, float | None],
+        deadline: float | None,
+    ) -> DirectResponse | None:
+        """POST ``body`` to ``url`` with exactly ``headers`` (Host and Content-Length
+        included) and read up to the end of the response head, without an httpx Request or
+        Response: the request :meth:`handle_async_request` would send, and the same errors,
+        but no objects per exchange beyond the :class:`DirectResponse`. ``timeouts`` as
+        httpx's, ``deadline`` as :data:`DEADLINE`. None when ``url`` goes through a proxy:
+        send that one as an httpx request. A dead pooled connection raises
+        :class:`StaleConnection` (a POST is never sent twice)."""
+        scheme = url.scheme
+        if scheme not in _PORTS:
+            raise httpx.UnsupportedProtocol(
+                f"Request URL has an unsupported protocol '{scheme}://'."
+            )
+        if self._proxy is not None and self._proxy(url) is not None:
+            return None
+        origin = (scheme, url.raw_host.decode("ascii"), url.port or _PORTS[scheme], None)
+        conn = await self._checkout(origin, None, timeouts, fresh=False, deadline=deadline)
+        read_timeout = timeouts.get("read")
+        exchange = conn.exchange = _http1.new_exchange("POST", self._codec)
+        try:
+            try:
+                data = exchange.send_head(b"POST", url.raw_path, headers)
+                data += exchange.send_data(body) + exchange.send_end()
+            except _http1.LocalError as exc:
+                raise httpx.LocalProtocolError(str(exc)) from exc
+            await _write(conn, None, data, timeouts.get("write"), deadline)
+            event = await _next_event(conn, None, read_timeout, deadline)
+            if type(event) is not Head:  # no response head can come before its body
+                raise httpx.RemoteProtocolError("No response head.")
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            self._discard(conn)
+            if not (conn.reused and conn.received == 0):
+                raise
+            self._retire_idle(origin)  # closed at the same idle timeout, most likely
+            raise StaleConnection(
+                f"The pooled connection died before any response byte ({exc}); "
+                "the POST was not re-sent: it may or may not have been processed."
+            ) from exc
+        except BaseException:
+            self._discard(conn)
+            raise
+        return DirectResponse(self, conn, event, read_timeout, deadline)
 
     async def aclose(self) -> None:
         """Close every connection, idle or in use; the pool takes no connection back after."""
@@ -243,14 +295,20 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
     # --- the pool -----------------------------------------------------------------------------
 
     async def _checkout(
-        self, origin: Origin, request: httpx.Request, timeouts: dict, *, fresh: bool
+        self,
+        origin: Origin,
+        request: httpx.Request | None,
+        timeouts: Mapping[str, float | None],
+        *,
+        fresh: bool,
+        deadline: float | None,
     ) -> _Connection:
         """An idle connection to ``origin`` (most recently used first), or a new one once the
         ``max_connections`` cap allows; waits at most the pool timeout for a slot."""
         conn = self._reserve(origin, fresh)
         if conn is None:
             try:
-                async with asyncio.timeout(_bound(timeouts.get("pool"), request)):
+                async with asyncio.timeout(_bound(timeouts.get("pool"), deadline)):
                     while conn is None:
                         await self._wait_for_slot()
                         conn = self._reserve(origin, fresh)
@@ -262,7 +320,7 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
             conn.reused, conn.received = True, 0
             return conn
         try:
-            connect_timeout = _bound(timeouts.get("connect"), request)
+            connect_timeout = _bound(timeouts.get("connect"), deadline)
             reader, writer = await self._connect(origin, request, connect_timeout)
         except BaseException:
             self._opening -= 1
@@ -338,7 +396,7 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
             self._wake()
 
     async def _connect(
-        self, origin: Origin, request: httpx.Request, timeout: float | None
+        self, origin: Origin, request: httpx.Request | None, timeout: float | None
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A connection to ``origin`` (through its proxy, tunnelled for https), TLS included."""
         scheme, host, port, proxy = origin
@@ -360,7 +418,8 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
         except TimeoutError:
             raise httpx.ConnectTimeout("Timed out while connecting.", request=request) from None
         except TLSError as exc:  # the CA certificates could not be loaded
-            exc.request = request
+            if request is not None:
+                exc.request = request
             raise
         except OSError as exc:  # refused, unreachable, DNS, TLS (ssl.SSLError)
             message = _tls_failure(exc, host, port)
@@ -396,10 +455,11 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
     ) -> httpx.Response:
         """Send the request and read up to the end of the response headers."""
         read_timeout = timeouts.get("read")
+        deadline = request.extensions.get(DEADLINE)
         conn.exchange = _http1.new_exchange(request.method, self._codec)
         try:
-            await _send_request(conn, request, timeouts.get("write"))
-            event = await _next_event(conn, request, read_timeout)
+            await _send_request(conn, request, timeouts.get("write"), deadline)
+            event = await _next_event(conn, request, read_timeout, deadline)
             if type(event) is not Head:  # no response head can come before its body
                 raise httpx.RemoteProtocolError("No response head.", request=request)
         except BaseException:
@@ -408,7 +468,7 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             event.status_code,
             headers=event.headers,
-            stream=ResponseStream(self, conn, request, read_timeout),
+            stream=ResponseStream(self, conn, request, read_timeout, deadline),
             extensions={
                 "http_version": b"HTTP/" + event.http_version,
                 "reason_phrase": event.reason,
@@ -426,18 +486,21 @@ class ResponseStream(httpx.AsyncByteStream):
         conn: _Connection,
         request: httpx.Request,
         timeout: float | None,
+        deadline: float | None,
     ) -> None:
         self._transport = transport
         self._conn: _Connection | None = conn
         self._request = request
         self._timeout = timeout
+        self._deadline = deadline
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         conn = self._conn
         if conn is None:
             return
         try:
-            while type(event := await _next_event(conn, self._request, self._timeout)) is bytes:
+            request, timeout, deadline = self._request, self._timeout, self._deadline
+            while type(event := await _next_event(conn, request, timeout, deadline)) is bytes:
                 yield event
         except BaseException:  # errors, cancellation, and GeneratorExit from an early close
             self._conn = None
@@ -452,7 +515,82 @@ class ResponseStream(httpx.AsyncByteStream):
             self._transport._discard(conn)
 
 
-async def _send_request(conn: _Connection, request: httpx.Request, timeout: float | None) -> None:
+class DirectResponse:
+    """A response head :meth:`AsyncioTransport.post` read; its body is still on the
+    connection, which goes back to the pool once :meth:`read` reached the body's end, and is
+    closed by :meth:`close` otherwise."""
+
+    __slots__ = ("_conn", "_deadline", "_timeout", "_transport", "head")
+
+    def __init__(
+        self,
+        transport: AsyncioTransport,
+        conn: _Connection,
+        head: Head,
+        timeout: float | None,
+        deadline: float | None,
+    ) -> None:
+        self._transport = transport
+        self._conn: _Connection | None = conn
+        self.head = head
+        self._timeout = timeout
+        self._deadline = deadline
+
+    @property
+    def status_code(self) -> int:
+        return self.head.status_code
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of the header ``name`` (lower case), if any."""
+        for key, value in self.head.headers:
+            if len(key) == len(name) and key.lower() == name:
+                return value
+        return None
+
+    def response(self, body: bytes = b"") -> httpx.Response:
+        """An httpx Response with this head and ``body`` (as sent, still encoded)."""
+        head = self.head
+        return httpx.Response(
+            head.status_code,
+            headers=head.headers,
+            stream=httpx.ByteStream(body),
+            extensions={"http_version": b"HTTP/" + head.http_version, "reason_phrase": head.reason},
+        )
+
+    async def read(self, limit: int) -> tuple[bytes, bool]:
+        """The body as sent (still content-encoded) and whether it was whole: reading stops
+        past ``limit`` bytes, keeping the first ``limit``, and the connection is closed."""
+        conn = self._conn
+        if conn is None:
+            return b"", True
+        parts: list[bytes] = []
+        size = 0
+        timeout, deadline = self._timeout, self._deadline
+        try:
+            while type(event := await _next_event(conn, None, timeout, deadline)) is bytes:
+                size += len(event)
+                if size > limit:
+                    parts.append(event[: len(event) - (size - limit)])
+                    self.close()
+                    return b"".join(parts), False
+                parts.append(event)
+        except BaseException:
+            self.close()
+            raise
+        self._conn = None
+        self._transport._checkin(conn)
+        return b"".join(parts), True
+
+    def close(self) -> None:
+        """Close the connection unless the body was read to its end (idempotent)."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            self._transport._discard(conn)
+
+
+async def _send_request(
+    conn: _Connection, request: httpx.Request, timeout: float | None, deadline: float | None
+) -> None:
     """Write the request as httpx prepared it. A connection error is left for the read to
     report (the server may have answered, say a 413, and closed), as httpcore does."""
     exchange = cast(_http1.Exchange, conn.exchange)
@@ -468,24 +606,28 @@ async def _send_request(conn: _Connection, request: httpx.Request, timeout: floa
             if chunk:
                 pending += exchange.send_data(chunk)
                 if len(pending) >= _READ_SIZE:
-                    if not await _write(conn, request, pending, timeout):
+                    if not await _write(conn, request, pending, timeout, deadline):
                         return
                     pending = b""
         pending += exchange.send_end()
-        await _write(conn, request, pending, timeout)
+        await _write(conn, request, pending, timeout, deadline)
     except _http1.LocalError as exc:
         raise httpx.LocalProtocolError(str(exc), request=request) from exc
 
 
 async def _write(
-    conn: _Connection, request: httpx.Request, data: bytes, timeout: float | None
+    conn: _Connection,
+    request: httpx.Request | None,
+    data: bytes,
+    timeout: float | None,
+    deadline: float | None,
 ) -> bool:
     """Send ``data``; False if the connection failed (reset, closed)."""
     conn.writer.write(data)
     if not conn.writer.transport.get_write_buffer_size():
         return True  # all handed to the kernel: nothing to wait for, no timer to arm
     try:
-        async with asyncio.timeout(_bound(timeout, request)):
+        async with asyncio.timeout(_bound(timeout, deadline)):
             await conn.writer.drain()
     except TimeoutError:
         raise httpx.WriteTimeout("Timed out while sending the request.", request=request) from None
@@ -495,14 +637,14 @@ async def _write(
 
 
 async def _next_event(
-    conn: _Connection, request: httpx.Request, timeout: float | None
+    conn: _Connection, request: httpx.Request | None, timeout: float | None, deadline: float | None
 ) -> _http1.Event:
     """The next event of the response, reading from the socket as needed."""
     exchange = cast(_http1.Exchange, conn.exchange)
     try:
         while (event := exchange.next_event()) is None:
             try:
-                async with asyncio.timeout(_bound(timeout, request)):
+                async with asyncio.timeout(_bound(timeout, deadline)):
                     data = await conn.reader.read(_READ_SIZE)
             except TimeoutError:
                 raise httpx.ReadTimeout("Timed out while reading.", request=request) from None
@@ -529,7 +671,7 @@ async def _tunnel(
     host: str,
     port: int,
     proxy: Proxy,
-    request: httpx.Request,
+    request: httpx.Request | None,
 ) -> None:
     """Ask ``proxy`` for a tunnel to ``host:port``; ProxyError unless it answers 2xx."""
     import h11  # only here: a CONNECT answer has no body, whatever its headers say
@@ -716,10 +858,9 @@ def _tls_failure(exc: OSError, host: str, port: int) -> str | None:
     return None
 
 
-def _bound(timeout: float | None, request: httpx.Request) -> float | None:
-    """``timeout``, shortened to what is left of the request's ``deadline`` extension (a
-    loop-time instant bounding the whole exchange, body included: see :data:`DEADLINE`)."""
-    deadline = request.extensions.get(DEADLINE)
+def _bound(timeout: float | None, deadline: float | None) -> float | None:
+    """``timeout``, shortened to what is left until ``deadline`` (a loop-time instant
+    bounding the whole exchange, body included: see :data:`DEADLINE`)."""
     if deadline is None:
         return timeout
     left = deadline - asyncio.get_running_loop().time()

@@ -31,7 +31,7 @@ from failover_cli.clock import VirtualClock
 from failover_cli.config import parse_config
 from failover_cli.errors import ConfigError
 from failover_cli.serve.accesslog import AccessLog
-from failover_cli.serve.app import Gateway
+from failover_cli.serve.app import YOUNG_THRESHOLD, Gateway
 from failover_cli.serve.auth import GatewayKeys, digest, load_keys, presented_key
 from failover_cli.serve.limits import Admission, RateLimiter
 from failover_cli.serve.server import connection_limit, uvicorn_options
@@ -708,12 +708,14 @@ def test_connections_beyond_the_limit_are_turned_away_before_their_bodies(sim):
 @pytest.mark.parametrize("freeze", [True, False])
 def test_startup_freezes_the_heap_only_when_asked(freeze, sim):
     """``freeze_heap``: startup moves what it built to the collector's permanent generation,
-    so a full collection under load walks only what requests made. The collector stays on."""
+    so a full collection under load walks only what requests made, and collects the young
+    generation rarely. The collector stays on."""
     import gc
 
     cfg = parse_config(config_text(provider("gpt", sim("openai"))))
     app = Gateway(cfg, env={SIM_KEY_ENV: SIM_KEY}, freeze_heap=freeze)
     gc.unfreeze()
+    thresholds = gc.get_threshold()
     try:
         asyncio.run(app.startup())
         assert (gc.get_freeze_count() > 0) is freeze
@@ -721,8 +723,12 @@ def test_startup_freezes_the_heap_only_when_asked(freeze, sim):
         assert app.router is not None and gc.is_tracked(app.router)
         in_permanent = app.router not in gc.get_objects()  # a frozen object is in no generation
         assert in_permanent is freeze
+        young, *older = gc.get_threshold()
+        assert older == list(thresholds[1:])
+        assert young == (max(thresholds[0], YOUNG_THRESHOLD) if freeze else thresholds[0])
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
         asyncio.run(app.shutdown())
 
 
@@ -758,3 +764,78 @@ def test_a_client_that_leaves_cancels_its_provider_call_and_frees_its_slot(gatew
         time.sleep(0.01)  # within 5 s, not the provider's 30 s
     (line,) = gw.log_lines()
     assert line["status"] == 499
+
+
+async def _asgi_request(app: Gateway, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """One request straight through the ASGI app (no server, no client: nothing of theirs in
+    the collector's way); the messages it sent."""
+    data = json.dumps(body).encode()
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(),
+             "query_string": b"", "root_path": "", "client": ("127.0.0.1", 5000),
+             "server": ("127.0.0.1", 8400),
+             "headers": [(b"content-type", b"application/json"),
+                         (b"content-length", str(len(data)).encode())]}  # fmt: skip
+    inbox = [{"type": "http.request", "body": data, "more_body": False}]
+    sent: list[dict[str, Any]] = []
+    never = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        if inbox:
+            return inbox.pop()
+        await never.wait()
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic", "ollama", "gemini"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_requests_leave_no_garbage_for_the_collector(kind, stream):
+    """A request, streamed or not, frees everything it made by reference counting: no
+    reference cycle is left per request for the garbage collector to find (its pauses stall
+    every request in flight), so that ``failover serve`` can collect rarely. The simulator
+    runs in a process of its own: what it leaves is not the gateway's."""
+    key = [] if kind == "ollama" else ["--api-key", SIM_KEY]  # Ollama takes no key
+    command = [sys.executable, "-m", "failover_cli.sim", "--kind", kind, "--quiet", *key]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as simulator:
+        try:
+            assert simulator.stdout is not None
+            url = simulator.stdout.readline().strip()
+            _no_garbage_from_requests(kind, stream, url)
+        finally:
+            simulator.terminate()
+
+
+def _no_garbage_from_requests(kind: str, stream: bool, url: str) -> None:
+    import gc
+
+    cfg = parse_config(config_text(provider("p", url, kind)))
+    app = Gateway(cfg, env={SIM_KEY_ENV: SIM_KEY})
+    path = ANTHROPIC if kind == "anthropic" else OPENAI  # each client API, a translation too
+    body = (anthropic_body if kind == "anthropic" else chat)(stream=stream)
+
+    async def main() -> int:
+        await app.startup()
+        try:
+            for _ in range(3):  # first uses: imports, caches, pooled connections
+                await _asgi_request(app, path, body)
+            gc.collect()
+            for _ in range(20):
+                sent = await _asgi_request(app, path, body)
+                assert sent[0]["status"] == 200
+            return gc.collect()
+        finally:
+            await app.shutdown()
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        assert asyncio.run(main()) == 0
+    finally:
+        if enabled:
+            gc.enable()

@@ -198,7 +198,7 @@ class HttptoolsExchange:
 
     def __init__(self) -> None:
         assert _lib is not None, "httptools is not installed"
-        self._parser = _lib.HttpResponseParser(self)
+        self._parser: _lib.HttpResponseParser | None = _lib.HttpResponseParser(self)
         self._events: deque[Event] = deque()
         self._headers: list[tuple[bytes, bytes]] = []
         self._reason = b""
@@ -301,6 +301,7 @@ class HttptoolsExchange:
         if not data:
             self._closed()
             return
+        assert self._parser is not None  # dropped only once done
         try:
             self._parser.feed_data(data)
         except _lib.HttpParserUpgrade:
@@ -309,7 +310,12 @@ class HttptoolsExchange:
             if self._state != _DONE:  # else: garbage after the response, never parsed
                 raise ProtocolError(str(exc) or type(exc).__name__) from exc
             self._trailing = True
-        if self._state == _AWAITING:
+        if self._state == _DONE:
+            # The parser holds this exchange (its callbacks), and this exchange the parser:
+            # dropped now, both are freed when the transport lets go of the exchange, not
+            # left as a cycle for the garbage collector (one per request, found by gc).
+            self._parser = None
+        elif self._state == _AWAITING:
             self._head_size += len(data)
             if self._head_size > MAX_HEAD_SIZE:
                 raise ProtocolError("the response head is too long")
@@ -350,16 +356,17 @@ class HttptoolsExchange:
                 self._framed = True
 
     def on_headers_complete(self) -> None:
-        if self._state != _AWAITING:
+        parser = self._parser
+        if self._state != _AWAITING or parser is None:
             return
-        status = self._parser.get_status_code()
+        status = parser.get_status_code()
         if 100 <= status < 200:  # 100 Continue, 103 Early Hints: the final one follows
             self._informational = True
             self._headers, self._reason, self._framed = [], b"", False
             return
         headers, self._headers = self._headers, []
         self._until_close = not self._framed and status not in (204, 304)
-        version = self._parser.get_http_version().encode("ascii")
+        version = parser.get_http_version().encode("ascii")
         self._events.append(Head(status, headers, version, self._reason))
         self._state = _BODY
 
@@ -371,13 +378,14 @@ class HttptoolsExchange:
         if self._informational:
             self._informational = False
             return
-        if self._state == _BODY:
+        parser = self._parser
+        if self._state == _BODY and parser is not None:
             self._state = _DONE
             # HTTP/1.0's keep-alive is left alone, as h11 does: such servers are rare and old.
             self._keep_alive = (
                 self._keep_alive
-                and self._parser.should_keep_alive()
-                and self._parser.get_http_version() == "1.1"
+                and parser.should_keep_alive()
+                and parser.get_http_version() == "1.1"
             )
             self._events.append(END)
 

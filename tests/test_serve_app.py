@@ -839,3 +839,69 @@ def _no_garbage_from_requests(kind: str, stream: bool, url: str) -> None:
     finally:
         if enabled:
             gc.enable()
+
+
+async def test_a_call_that_ends_before_watch_after_never_reads_the_connection():
+    """No watcher task for a quick call: ``receive`` is never called."""
+    from failover_cli.serve import app as app_module
+
+    reads: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        reads.append(1)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def quick() -> str:
+        await asyncio.sleep(0)
+        return "done"
+
+    assert await app_module._unless_gone(receive, quick()) == "done"
+    await asyncio.sleep(0)
+    assert reads == []
+
+
+async def test_a_client_that_leaves_during_a_long_call_cancels_it(monkeypatch):
+    """Past WATCH_AFTER the connection is watched: a disconnect cancels the call, which
+    sees the cancellation, and the caller gets ConnectionError."""
+    from failover_cli.serve import app as app_module
+
+    monkeypatch.setattr(app_module, "WATCH_AFTER", 0.0)
+    left = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    async def long_call() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    task = asyncio.create_task(app_module._unless_gone(receive, long_call()))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not task.done()
+    left.set()
+    with pytest.raises(ConnectionError, match="client disconnected"):
+        await task
+    assert cancelled.is_set()
+
+
+def test_the_gateway_writes_outcomes_to_the_store_as_often_as_it_reads_them(sim):
+    """A gateway writes its outcomes every FLUSH_INTERVAL (not the library router's 0.25 s:
+    each write stalls the requests in flight), unless told otherwise."""
+    from failover_cli.serve.app import FLUSH_INTERVAL, SYNC_INTERVAL
+
+    cfg = parse_config(config_text(provider("gpt", sim("openai"))))
+    assert FLUSH_INTERVAL == SYNC_INTERVAL
+    for options, expected in (({}, FLUSH_INTERVAL), ({"flush_interval": 0.1}, 0.1)):
+        app = Gateway(cfg, env={SIM_KEY_ENV: SIM_KEY}, router_options=options)
+        asyncio.run(app.startup())
+        try:
+            assert app.router is not None and app.router.flush_interval == expected
+        finally:
+            asyncio.run(app.shutdown())

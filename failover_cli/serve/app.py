@@ -50,9 +50,16 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 BODY_TIMEOUT = 30.0  # seconds to receive a whole request body
+WATCH_AFTER = 0.05  # seconds into a provider call before the client's connection is watched
 MAX_PROVIDERS_HEADER = 1024  # characters of x-failover-providers
 QUEUE_RETRY_AFTER = 1  # seconds a client refused for a full queue is told to wait
 SYNC_INTERVAL = 1.0  # seconds between reads of breaker state shared by other processes
+# Seconds between writes of this process's outcomes to the shared store (breaker transitions
+# are written at once whatever this says). The router's default suits a short-lived process;
+# a gateway under load pays for each write, a whole read-merge-write of the store in a
+# worker thread that holds the interpreter while every request in flight waits, so it
+# writes as often as its peers read (SYNC_INTERVAL).
+FLUSH_INTERVAL = 1.0
 YOUNG_THRESHOLD = 10_000  # allocations between young collections in a gateway process
 _JSON = (b"content-type", b"application/json")
 _SSE = [
@@ -159,7 +166,7 @@ class Gateway:
         if self.router is not None:
             return
         self.store = await asyncio.to_thread(self._open_store) if self._open_store else None
-        opts = {"env": self.env, **self._router_options}
+        opts = {"env": self.env, "flush_interval": FLUSH_INTERVAL, **self._router_options}
         self.router = GatewayRouter(self.config, store=self.store, listeners=[self.metrics], **opts)
         if self.serve.log and history_enabled(self.config.log, env=self.env):
             path = history_path(self.config.log)
@@ -704,17 +711,25 @@ async def _prepend(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
 async def _unless_gone(receive: Receive, work: Awaitable[Any]) -> Any:
     """The result of ``work``, unless the client disconnects first: then ``work`` is
     cancelled (freeing its provider connection and permit) and ConnectionError raised.
-    ``work`` runs in this task; only the watcher is a task of its own."""
+    ``work`` runs in this task. The watcher, a task of its own, starts once ``work`` has
+    taken WATCH_AFTER seconds: a call that ends sooner pays for a timer instead of a task,
+    and a client that leaves is noticed at most that much later."""
+    loop = asyncio.get_running_loop()
     current = asyncio.current_task()
     assert current is not None
     gone = False
+    watcher: asyncio.Task[None] | None = None
 
     def disconnected() -> None:
         nonlocal gone
         gone = True
         current.cancel()
 
-    watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, disconnected))
+    def watch() -> None:
+        nonlocal watcher
+        watcher = loop.create_task(_watch_disconnect(receive, disconnected))
+
+    timer = loop.call_later(WATCH_AFTER, watch)
     try:
         return await work
     except asyncio.CancelledError:
@@ -722,7 +737,9 @@ async def _unless_gone(receive: Receive, work: Awaitable[Any]) -> Any:
             raise ConnectionError("client disconnected") from None
         raise
     finally:
-        watcher.cancel()
+        timer.cancel()
+        if watcher is not None:
+            watcher.cancel()
 
 
 async def _watch_disconnect(receive: Receive, gone: Callable[[], object]) -> None:

@@ -905,3 +905,24 @@ def test_the_gateway_writes_outcomes_to_the_store_as_often_as_it_reads_them(sim)
             assert app.router is not None and app.router.flush_interval == expected
         finally:
             asyncio.run(app.shutdown())
+
+
+def test_request_ids_are_distinct_within_a_process_and_across_a_fork():
+    import os
+
+    from failover_cli.serve.app import request_id
+
+    ids = {request_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(re.fullmatch(r"req_[0-9a-f]{24}", i) for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first ids, then out
+        os.close(read)
+        os.write(write, " ".join(request_id() for _ in range(3)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = set(pipe.read().split())
+    os.waitpid(pid, 0)
+    assert len(child) == 3 and not child & (ids | {request_id() for _ in range(3)})

@@ -18,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import itertools
 import json
 import math
+import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -124,8 +126,6 @@ class Gateway:
         router_options: Mapping[str, Any] | None = None,
         freeze_heap: bool = False,
     ) -> None:
-        import os
-
         self.config = config
         self.serve = config.serve
         self.env = os.environ if env is None else env
@@ -396,7 +396,7 @@ class Gateway:
         self, scope: Scope, receive: Receive, send: Send, api: str, headers: dict[str, str]
     ) -> None:
         t0 = time.monotonic()
-        rid = "req_" + secrets.token_hex(12)
+        rid = request_id()
         wire = _WIRES[api]
         info: dict[str, Any] = {"request_id": rid, "method": "POST", "path": scope["path"],
                                 "api": api}  # fmt: skip
@@ -503,7 +503,7 @@ class Gateway:
         the chain that answers it. Never an estimate: with no such provider the answer is a
         404 saying so."""
         t0 = time.monotonic()
-        rid = "req_" + secrets.token_hex(12)
+        rid = request_id()
         info: dict[str, Any] = {"request_id": rid, "method": "POST", "path": scope["path"],
                                 "api": "anthropic"}  # fmt: skip
         body: bytes | None = None
@@ -678,6 +678,25 @@ class Gateway:
 
     async def _error(self, send: Send, api: str, err: WireError) -> None:
         await _respond(send, *self._error_reply(api, err))
+
+
+class _RequestIds:
+    """Request ids unique across a fleet without a random draw (a system call) per request:
+    a random prefix per process, then a count."""
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)  # a forked worker draws its own
+
+    def reset(self) -> None:
+        self._prefix = "req_" + secrets.token_hex(6)
+        self._count = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._count):012x}"
+
+
+request_id = _RequestIds()
 
 
 def _unauthorized() -> WireError:

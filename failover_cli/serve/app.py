@@ -146,7 +146,7 @@ class Gateway:
         # (gc.freeze): a full collection then walks only what requests made, instead of
         # every module and the router, and pauses all requests in flight for much less.
         # And collect the young generation rarely (YOUNG_THRESHOLD): a request leaves no
-        # cycle to find (tests/test_serve_app.py holds every path to it), so the default
+        # cycle to find (tests/test_serve_app.py holds each provider kind to it), so the default
         # 700 allocations only meant a pause every few dozen requests, to walk the objects
         # of the requests in flight. For a process that is the gateway; an app embedding
         # the Gateway leaves it off.

@@ -152,6 +152,7 @@ class FailoverRouter:
         self.autoflush = autoflush and store is not None
         self.flush_interval = flush_interval
         self._flush_task: asyncio.Task[None] | None = None
+        self._flush_soon: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
         self._tripped: dict[str, asyncio.Event] = {}
         self.queue = WaitQueue(clock, self.config.queue.max_size)
         self.tracker = Tracker(
@@ -432,16 +433,39 @@ class FailoverRouter:
             self._schedule_flush(self.flush_interval)
 
     def _schedule_flush(self, delay: float) -> None:
+        """Write to the store in ``delay`` seconds. A write already scheduled is not
+        scheduled again, but one asked for at once (a transition) wakes it, or, if it is
+        writing, makes it write once more after."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no running loop (called from sync code): flush at close
+            return
+        soon = self._soon(loop)
+        if delay <= 0:
+            soon.set()
         if self._flush_task is not None and not self._flush_task.done():
             return
-        try:
-            self._flush_task = asyncio.get_running_loop().create_task(self._flush_later(delay))
-        except RuntimeError:  # no running loop (called from sync code): flush at close
-            pass
+        self._flush_task = loop.create_task(self._flush_later(delay, soon))
 
-    async def _flush_later(self, delay: float) -> None:
-        await asyncio.sleep(delay)
-        await self.tracker.flush()
+    def _soon(self, loop: asyncio.AbstractEventLoop) -> asyncio.Event:
+        """The event that asks the scheduled write to happen now (one per event loop: a
+        router may outlive an ``asyncio.run``)."""
+        if self._flush_soon is None or self._flush_soon[0] is not loop:
+            self._flush_soon = (loop, asyncio.Event())
+        return self._flush_soon[1]
+
+    async def _flush_later(self, delay: float, soon: asyncio.Event) -> None:
+        if not soon.is_set():
+            try:
+                async with asyncio.timeout(delay):
+                    await soon.wait()
+            except TimeoutError:
+                pass
+        while True:
+            soon.clear()
+            await self.tracker.flush()
+            if not soon.is_set():
+                return
 
 
 @dataclass

@@ -993,6 +993,23 @@ async def test_a_breaker_transition_is_written_without_waiting_for_aclose(clock)
     await router.aclose()
 
 
+async def test_a_breaker_transition_is_written_at_once_with_a_periodic_write_pending(clock):
+    """A transition's write does not wait for a periodic one already scheduled (an hour
+    away here): it wakes it. Other processes learn of the open breaker, and a half-open
+    probe's lease is given back, at once."""
+    store = FakeStore()
+    a = fake(clock, "a", Step(), default=Step(error=provider_down()))
+    router = build_router(clock, [a, fake(clock, "b")], store=store, flush_interval=3600)
+    await clock.run(router.route("x"))  # a answers: an outcome to write, an hour away
+    assert not store.updated.is_set()
+    await clock.run(router.route("x"))  # a is down: its breaker opens
+    assert await asyncio.to_thread(store.updated.wait, 2)
+    state = store.chains["default"].providers["a"]
+    assert state.breaker.open_until == T0 + 600
+    assert state.successes == 1  # the outcome that was waiting went with it
+    await router.aclose()
+
+
 async def test_breaker_state_survives_a_restart(clock):
     store = FakeStore()
     a1 = fake(clock, "a", default=Step(error=provider_down()))

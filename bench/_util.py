@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 KEY = "sk-bench-not-a-real-key"
 
@@ -49,11 +50,17 @@ def running_sim(kind: str, *flags: str, log: bool = False) -> Iterator[subproces
         proc.url = url  # type: ignore[attr-defined]
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 5)
+
+
+def stop(proc: subprocess.Popen[Any], grace: float = 20) -> None:
+    """Ask ``proc`` to end (SIGTERM), and kill it if it has not within ``grace`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @contextlib.contextmanager

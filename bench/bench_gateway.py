@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _util import KEY, machine, median, running_sim, table
+from _util import KEY, machine, median, running_sim, stop, table
 
 LUA = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -202,8 +202,7 @@ def main() -> None:
             results = measure(targets, scripts, args)
         finally:
             for proc in procs:
-                proc.terminate()
-                proc.wait(20)
+                stop(proc)
         rows = [(name, *r["plain"], *r["stream"]) for name, r in results.items()]
     print(f"{machine()}; wrk -t1 -c{args.connections}, {args.duration} s runs, median of "
           f"{args.runs}")  # fmt: skip

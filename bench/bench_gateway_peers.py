@@ -69,7 +69,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _util import KEY, machine, median, running_sim, table
+from _util import KEY, machine, median, running_sim, stop, table
 from bench_gateway import cpu_seconds, free_port, wait_port
 from bench_peer import ALLOWED_FAILS, COOLDOWN, OFFLINE_ENV
 
@@ -308,12 +308,7 @@ def gateways(
         yield urls
     finally:
         for name, proc, log in procs:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
             blocked = [ln for ln in log.read_text(errors="replace").splitlines() if "BLOCKED" in ln]
             BLOCKED.setdefault(name, []).extend(blocked)
 

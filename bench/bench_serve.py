@@ -69,7 +69,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _util import KEY, machine, median, quantile, running_sim, table
+from _util import KEY, machine, median, quantile, running_sim, stop, table
 from bench_gateway import cpu_seconds, free_port, process_tree, wait_port
 from bench_gateway_peers import (
     BLOCKED,
@@ -459,12 +459,7 @@ def floor_proxy(primary: str) -> Iterator[dict[str, tuple[str, int]]]:
         wait_port(port, proc)
         yield {"floor": (f"http://127.0.0.1:{port}/v1/chat/completions", proc.pid)}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 @contextmanager

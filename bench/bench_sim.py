@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import httpx
+from _util import stop
 
 from failover_cli.sim import Simulator
 
@@ -144,8 +145,7 @@ def serve(kind: str, external: bool) -> Iterator[tuple[str, CpuClock]]:
         assert process.stdout is not None
         yield process.stdout.readline().strip(), lambda: None
     finally:
-        process.terminate()
-        process.wait()
+        stop(process)
 
 
 def main() -> None:

@@ -210,6 +210,24 @@ def test_answer_carries_failover_headers(gateway, sim):
     assert r.headers["x-failover-provider"] == "a"
 
 
+
+def test_the_router_takes_the_request_as_the_parser_validated_it(gateway, sim, monkeypatch):
+    """Each request is checked and built once, by the wire parser: the router does not
+    build it again from the same arguments (streamed or not, with provider fields)."""
+    gw = gateway(provider("a", sim("openai")))
+    import failover_cli.router as router_module
+
+    def built_again(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the router built the request a second time")
+
+    monkeypatch.setattr(router_module, "build_request", built_again)
+    r = gw.post(OPENAI, chat(seed=7, stop="END"))
+    assert r.status_code == 200, r.text
+    with gw.client() as c, c.stream("POST", OPENAI, json=chat(stream=True)) as s:
+        assert s.status_code == 200 and "[DONE]" in s.read().decode()
+    r = gw.post(ANTHROPIC, anthropic_body(system="Be brief.", stop_sequences=["END"]))
+    assert r.status_code == 200 and r.json()["type"] == "message", r.text
+
 def test_failover_when_first_is_down_shows_attempts(gateway, sim):
     down = sim("openai", Behavior(statuses=[500] * 10))
     gw = gateway(provider("a", down), provider("b", sim("anthropic")))

@@ -136,14 +136,14 @@ def parse_request(
         "tool_choice": choice,
         "response_format": _response_format(data.get("output_config")),
     }
-    kwargs = validated(kwargs, _renamer(where))
+    kwargs, request = validated(kwargs, _renamer(where))
     if parallel is False and kwargs.get("tools"):
         kwargs["extra"] = {
             "anthropic": {"tool_choice": {"disable_parallel_tool_use": True}},
             "openai": {"parallel_tool_calls": False},
         }
     stream = flag(data, "stream")
-    return GatewayRequest(model, stream, kwargs, False, fallbacks_of(data))
+    return GatewayRequest(model, stream, kwargs, False, fallbacks_of(data), request)
 
 
 def _renamer(where: list[int]) -> Callable[[str], str | None]:

@@ -550,9 +550,12 @@ class Gateway:
             raise WireError(404, "no provider of this chain can count tokens (an Anthropic "
                             "provider is needed); failover does not estimate them",
                             kind="not_found_error")  # fmt: skip
-        kwargs = dict(req.route_kwargs)
-        extra = kwargs.pop("extra", None) or {}
-        request = build_request(**kwargs)
+        extra = req.route_kwargs.get("extra") or {}
+        request = req.request
+        if request is None:
+            kwargs = dict(req.route_kwargs)
+            kwargs.pop("extra", None)
+            request = build_request(**kwargs)
         if extra.get("anthropic"):
             request = replace(request, extra=dict(extra["anthropic"]))
         now = router.clock.time()
@@ -594,7 +597,7 @@ class Gateway:
         trace = Trace()
         CURRENT.set(trace)
         try:
-            result = await _unless_gone(receive, self.router.route(**req.route_kwargs, only=chain))
+            result = await _unless_gone(receive, self.router.route(**_routed(req), only=chain))
         except ConnectionError:
             raise
         except Exception as exc:
@@ -614,7 +617,7 @@ class Gateway:
         CURRENT.set(trace)
         began = time.monotonic()
         try:
-            rs = router.stream(**req.route_kwargs, only=chain)
+            rs = router.stream(**_routed(req), only=chain)
         except Exception as exc:
             raise self._route_error(wire, exc, info) from None
         events = rs.events()
@@ -696,6 +699,15 @@ request_id = _RequestIds()
 def _unauthorized() -> WireError:
     return WireError(401, "a valid gateway key is required (Authorization: Bearer KEY or "
                      "x-api-key: KEY)", kind="authentication_error")  # fmt: skip
+
+
+def _routed(req: GatewayRequest) -> dict[str, Any]:
+    """The router's keyword arguments for ``req``: its request as the parser validated it
+    (not built a second time), and the provider fields it carries."""
+    if req.request is None:
+        return req.route_kwargs
+    extra = req.route_kwargs.get("extra")
+    return {"request": req.request} if extra is None else {"request": req.request, "extra": extra}
 
 
 def _header_value(text: str) -> bytes:

@@ -157,11 +157,11 @@ def parse_request(
         "tool_choice": data.get("tool_choice"),
         "response_format": data.get("response_format"),
     }
-    kwargs = validated(kwargs)
+    kwargs, request = validated(kwargs)
     extra = _extra(data, bool(kwargs.get("tools")))
     if extra:
         kwargs["extra"] = {"openai": extra}
-    return GatewayRequest(model, stream, kwargs, include_usage, fallbacks_of(data))
+    return GatewayRequest(model, stream, kwargs, include_usage, fallbacks_of(data), request)
 
 
 def _extra(data: dict[str, Any], tools: bool) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from ..errors import (
 )
 from ..types import (
     Attempt,
+    CompletionRequest,
     RouteResult,
     StreamDone,
     StreamSwitched,
@@ -65,14 +66,16 @@ KINDS = (
 @dataclass(frozen=True, slots=True)
 class GatewayRequest:
     """One parsed request: the model name as the client sent it, whether to stream, keyword
-    arguments for the router, OpenAI's ``stream_options.include_usage``, and the body's
-    ``fallbacks`` (model or provider names, LiteLLM's field)."""
+    arguments for the router, OpenAI's ``stream_options.include_usage``, the body's
+    ``fallbacks`` (model or provider names, LiteLLM's field), and the request the router
+    takes, validated once."""
 
     model: str
     stream: bool
     route_kwargs: dict[str, Any]
     include_usage: bool = False
     fallbacks: tuple[str, ...] = ()
+    request: CompletionRequest | None = None  # built from route_kwargs (less ``extra``)
 
 
 class WireError(Exception):
@@ -296,11 +299,14 @@ def fallbacks_of(body: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def validated(kwargs: dict[str, Any], where: Any = None) -> dict[str, Any]:
+def validated(
+    kwargs: dict[str, Any], where: Any = None
+) -> tuple[dict[str, Any], CompletionRequest]:
     """``kwargs`` with messages, tools, tool choice, response format and stop checked once by
-    :func:`~failover_cli.request.build_request` and replaced by their typed values (the router
-    takes those as they are); a ValueError becomes a 400 naming the field, renamed by
-    ``where`` (a function of the field) when the client wrote another shape."""
+    :func:`~failover_cli.request.build_request` and replaced by their typed values, and the
+    request built from them (the router takes it as it is); a ValueError becomes a 400 naming
+    the field, renamed by ``where`` (a function of the field) when the client wrote another
+    shape."""
     from ..request import build_request
 
     try:
@@ -341,7 +347,7 @@ def validated(kwargs: dict[str, Any], where: Any = None) -> dict[str, Any]:
         out["stop"] = request.stop
     else:
         out.pop("stop", None)
-    return out
+    return out, request
 
 
 # --- responses --------------------------------------------------------------------------------

@@ -909,6 +909,22 @@ async def test_a_client_that_leaves_during_a_long_call_cancels_it(monkeypatch):
     assert cancelled.is_set()
 
 
+def test_the_gateway_writes_outcomes_to_the_store_at_its_own_interval(sim, monkeypatch):
+    """A gateway writes its outcomes every FLUSH_INTERVAL (not the library router's 0.25 s:
+    each write stalls the requests in flight), unless told otherwise."""
+    from failover_cli.serve import app as app_module
+
+    monkeypatch.setattr(app_module, "FLUSH_INTERVAL", 7.5)
+    cfg = parse_config(config_text(provider("gpt", sim("openai"))))
+    for options, expected in (({}, 7.5), ({"flush_interval": 0.1}, 0.1)):
+        app = Gateway(cfg, env={SIM_KEY_ENV: SIM_KEY}, router_options=options)
+        asyncio.run(app.startup())
+        try:
+            assert app.router is not None and app.router.flush_interval == expected
+        finally:
+            asyncio.run(app.shutdown())
+
+
 def test_request_ids_are_distinct_within_a_process_and_across_a_fork():
     import os
 

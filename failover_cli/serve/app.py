@@ -56,6 +56,12 @@ WATCH_AFTER = 0.05  # seconds into a provider call before the client's connectio
 MAX_PROVIDERS_HEADER = 1024  # characters of x-failover-providers
 QUEUE_RETRY_AFTER = 1  # seconds a client refused for a full queue is told to wait
 SYNC_INTERVAL = 1.0  # seconds between reads of breaker state shared by other processes
+# Seconds between writes of this process's outcomes to the shared store (breaker transitions
+# are written at once whatever this says). The router's default suits a short-lived process;
+# a gateway under load pays for each write, a whole read-merge-write of the store in a
+# worker thread that holds the interpreter while every request in flight waits, so it
+# writes as often as its peers read (SYNC_INTERVAL).
+FLUSH_INTERVAL = 1.0
 YOUNG_THRESHOLD = 10_000  # allocations between young collections in a gateway process
 _JSON = (b"content-type", b"application/json")
 _SSE = [
@@ -160,7 +166,7 @@ class Gateway:
         if self.router is not None:
             return
         self.store = await asyncio.to_thread(self._open_store) if self._open_store else None
-        opts = {"env": self.env, **self._router_options}
+        opts = {"env": self.env, "flush_interval": FLUSH_INTERVAL, **self._router_options}
         self.router = GatewayRouter(self.config, store=self.store, listeners=[self.metrics], **opts)
         if self.serve.log and history_enabled(self.config.log, env=self.env):
             path = history_path(self.config.log)

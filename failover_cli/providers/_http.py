@@ -555,18 +555,88 @@ async def sse_events(
 
 async def bounded(source: AsyncIterable[Any], clock: Clocks) -> AsyncIterator[Any]:
     """Yield from ``source``, bounding every wait by the stream clocks (the first token, then
-    the idle gap, both capped by the attempt deadline).
+    the idle gap, both capped by the attempt deadline): TimeoutError when one runs out.
 
-    The timeout scope never spans a ``yield``, so the consumer's own awaits are never cancelled
-    by it; time the consumer spends still counts against the deadline."""
+    Only the waits are bounded, never the consumer's own awaits between two items; time the
+    consumer spends still counts against the deadline. One timer serves the whole stream
+    (see :class:`_WaitTimer`)."""
     iterator = aiter(source)
-    while True:
-        async with asyncio.timeout_at(clock.next_wait()):
+    timer = _WaitTimer(asyncio.get_running_loop())
+    try:
+        while True:
+            task = timer.arm(clock.next_wait())
             try:
                 item = await anext(iterator)
             except StopAsyncIteration:
+                timer.settle(task)
                 return
-        yield item
+            except asyncio.CancelledError:
+                if timer.settle(task):
+                    raise TimeoutError from None
+                raise
+            except BaseException:
+                timer.settle(task)
+                raise
+            timer.settle(task)
+            yield item
+    finally:
+        timer.close()
+
+
+class _WaitTimer:
+    """The deadline of the wait in progress, on one loop timer for a whole stream. An
+    ``asyncio.timeout`` per wait creates and cancels a timer per event; this one is re-armed
+    only when a wait needs an earlier instant than the one it is set for, and when it fires
+    early (set for an earlier wait's instant: it moves to the current one). Firing outside a
+    wait does nothing, so a consumer is never cancelled between items."""
+
+    __slots__ = ("_handle", "_loop", "cancelling", "expired", "waiting", "when")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._handle: asyncio.TimerHandle | None = None
+        self.when = 0.0
+        self.waiting: asyncio.Task[Any] | None = None  # the task in a wait, if one is
+        self.cancelling = 0  # that task's pending cancellations when its wait began
+        self.expired = False  # this timer cancelled the wait in progress
+
+    def arm(self, when: float) -> asyncio.Task[Any]:
+        """Bound the current task's next wait by ``when`` (loop time); the task."""
+        task = asyncio.current_task()
+        assert task is not None
+        self.when, self.waiting, self.expired = when, task, False
+        self.cancelling = task.cancelling()
+        handle = self._handle
+        if handle is None or handle.when() > when:
+            if handle is not None:
+                handle.cancel()
+            self._handle = self._loop.call_at(when, self._fire)
+        return task
+
+    def settle(self, task: asyncio.Task[Any]) -> bool:
+        """End the wait; True if this timer's cancellation ended it and nobody else's is
+        pending (as ``asyncio.timeout`` decides whether to raise TimeoutError)."""
+        self.waiting = None
+        if not self.expired:
+            return False
+        self.expired = False
+        return task.uncancel() <= self.cancelling
+
+    def _fire(self) -> None:
+        self._handle = None
+        task = self.waiting
+        if task is None:
+            return  # between waits: the next one arms it again
+        if self._loop.time() < self.when:  # set for an earlier wait's instant
+            self._handle = self._loop.call_at(self.when, self._fire)
+            return
+        self.expired = True
+        task.cancel()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 DRAIN_GRACE = 0.25  # seconds to read what follows a stream's terminal marker

@@ -245,6 +245,20 @@ async def test_a_stream_line_longer_than_its_cap_is_oversized(kind):
     assert body.closed
 
 
+@pytest.mark.parametrize("kind", KINDS)
+async def test_what_precedes_an_overlong_line_in_the_same_chunk_is_delivered_first(kind):
+    """One chunk holds a whole event and the start of a line past the cap: the event comes
+    through before the stream is cut, as when they arrive apart."""
+    from failover_cli.providers._http import Limits
+
+    huge = ("data: " if kind != "ollama" else "") + "x" * 5000
+    body = Chunks(stream_body(kind, "ok", end=False) + huge, then="hang")
+    provider, _ = make(kind, stream_response(kind, body))
+    provider.limits = Limits(line=4096)
+    exc, _ = await stream_error(provider)
+    assert (exc.reason, exc.partial_text) == ("oversized", "ok")
+
+
 async def test_an_sse_event_of_many_small_data_lines_is_capped_too():
     many = "data: " + "y" * 1000 + "\n"
     body = Chunks(stream_body("gemini", "ok", end=False), *([many] * 1200))

@@ -1167,3 +1167,26 @@ def test_5xx_messages_name_providers_and_classes_never_upstream_text():
     bad_gateway = error_for(ProviderError(leak, provider="claude", status=401))
     assert bad_gateway.status == 502 and "wxyz" not in bad_gateway.message
     assert "claude" in bad_gateway.message
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["plain", "", 'quote " and \\ backslash', "tab\tnew\nline\r\x00\x1f", "é 漢字 🙂",
+     "\u2028\u2029", "</script>", "{\"json\": [1]}"],
+)  # fmt: skip
+def test_text_frames_are_the_json_the_generic_encoder_writes(text: str):
+    """A stream's text frames are templates around the encoded text: byte for byte what
+    encoding the whole event would give, whatever the text holds."""
+    from failover_cli.serve.anthropic_wire import _block_delta, _Events
+    from failover_cli.serve.openai_wire import _Chunks
+
+    chunks = _Chunks("m", "req_1", 1, include_usage=False)
+    chunks.start()
+    assert chunks.text(text) == chunks.chunk({"content": text})
+    events = _Events("m", "req_1")
+    events.text("first")  # opens the text block
+    want = _block_delta(events.text_block, {"type": "text_delta", "text": text})
+    assert events.text(text) == want
+    for frame in (chunks.text(text), events.text(text)):
+        data = frame.split(b"data: ", 1)[1]
+        assert json.loads(data)  # one JSON document per frame

@@ -61,6 +61,7 @@ from .wire import (
     finish_of,
     flag,
     guarded,
+    json_string,
     load_object,
     model_of,
     number,
@@ -605,6 +606,10 @@ def _block_stop(index: int) -> bytes:
 
 
 _PING = b'event: ping\ndata: {"type":"ping"}\n\n'
+_TEXT_HEAD = (  # a text delta's frame up to its text, for the block's index
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
+    b'"delta":{"type":"text_delta","text":'
+)
 _STOP_EVENT = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 
 
@@ -663,7 +668,8 @@ class _Events(StreamWriter):
         out = b""
         if self.text_block is None:
             self.text_block, out = self.open({"type": "text", "text": ""})
-        return out + _block_delta(self.text_block, {"type": "text_delta", "text": text})
+        # _block_delta(self.text_block, {"type": "text_delta", "text": text}), templated
+        return out + _TEXT_HEAD % self.text_block + json_string(text) + b"}}\n\n"
 
     def tool(self, delta: ToolCallDelta) -> bytes:
         out = b""

@@ -46,6 +46,7 @@ from .wire import (
     finish_of,
     flag,
     guarded,
+    json_string,
     load_object,
     model_of,
     number,
@@ -82,6 +83,7 @@ _TYPES: dict[str, tuple[str, str | None]] = {
     "api_error": ("server_error", None),
 }
 _DONE = b"data: [DONE]\n\n"
+_TEXT_TAIL = b'},"logprobs":null,"finish_reason":null}]}\n\n'  # a text chunk's, after its delta
 
 
 def parse_request(
@@ -272,8 +274,8 @@ class _Chunks(StreamWriter):
         self.head = dumps(self.base)[:-1] + b',"choices":[{"index":0,"delta":'
         return [self.chunk({"role": "assistant", "content": "", "refusal": None})]
 
-    def text(self, text: str) -> bytes:
-        return self.chunk({"content": text})
+    def text(self, text: str) -> bytes:  # self.chunk({"content": text}), templated
+        return b"data: " + self.head + b'{"content":' + json_string(text) + _TEXT_TAIL
 
     def tool(self, delta: ToolCallDelta) -> bytes:
         piece: dict[str, Any] = {"index": delta.index}

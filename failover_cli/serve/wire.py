@@ -487,3 +487,12 @@ def dumps(value: Any) -> bytes:
     """Compact JSON, UTF-8 (one shared encoder: ``json.dumps`` with options builds one per
     call)."""
     return _ENCODER.encode(value).encode()
+
+
+_STRING = json.encoder.encode_basestring  # what _ENCODER writes a string with (C where built)
+
+
+def json_string(text: str) -> bytes:
+    """``dumps(text)`` for a string, without the encoder's dispatch: a stream's text frames
+    are templates around it."""
+    return _STRING(text).encode()

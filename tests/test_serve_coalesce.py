@@ -19,7 +19,6 @@ except ImportError:  # not CPython
 from uvicorn.server import ServerState  # noqa: E402
 
 from failover_cli.serve.coalesce import (  # noqa: E402
-    HOLD_LIMIT,
     HTTPTOOLS,
     CoalescingH11Protocol,
     CoalescingTransport,
@@ -67,44 +66,16 @@ class Recording(asyncio.Transport):
         return 0
 
 
-async def test_the_writes_of_one_turn_leave_together_on_the_next() -> None:
+async def test_a_write_followed_by_another_goes_out_with_it() -> None:
     raw = Recording()
     transport = CoalescingTransport(raw, asyncio.get_running_loop())
     transport.write(b"head")
-    transport.write(b"event 1")
-    transport.write(memoryview(b"event 2"))
     assert raw.writes == []
-    assert transport.get_write_buffer_size() == 18
-    await asyncio.sleep(0)
-    assert raw.writes == [b"headevent 1event 2"]
-    assert transport.get_write_buffer_size() == 0
-    await asyncio.sleep(0)
-    assert raw.writes == [b"headevent 1event 2"]  # nothing left over
-
-
-async def test_flush_writes_what_is_held_at_once() -> None:
-    raw = Recording()
-    transport = CoalescingTransport(raw, asyncio.get_running_loop())
-    transport.write(b"head")
+    assert transport.get_write_buffer_size() == 4
     transport.write(b"body")
-    transport.flush()
     assert raw.writes == [b"headbody"]
-    await asyncio.sleep(0)  # the turn's own flush finds nothing
-    assert raw.writes == [b"headbody"]
-
-
-async def test_no_more_than_the_hold_limit_is_held() -> None:
-    raw = Recording()
-    transport = CoalescingTransport(raw, asyncio.get_running_loop())
-    piece = b"x" * (HOLD_LIMIT // 4)
-    for _ in range(3):
-        transport.write(piece)
-    assert raw.writes == []
-    transport.write(piece)
-    assert raw.writes == [piece * 4]
-    transport.write(b"tail")
     await asyncio.sleep(0)
-    assert raw.writes == [piece * 4, b"tail"]
+    assert raw.writes == [b"headbody"]  # nothing left over for the loop's next turn
 
 
 async def test_a_lone_write_leaves_on_the_loops_next_turn() -> None:
@@ -229,51 +200,6 @@ def test_a_streams_head_and_chunks_are_not_held_while_the_app_waits() -> None:
     assert first.startswith(head) and b"data: 1" in first and b"data: 2" not in first
     everything = b"".join(raw.writes)
     assert b"data: 2" in everything and everything.endswith(b"0\r\n\r\n")
-
-
-@pytest.mark.parametrize("protocol_class", PROTOCOLS, ids=lambda c: c.__name__)
-def test_a_complete_answer_leaves_before_the_loops_next_turn(
-    protocol_class: type[asyncio.Protocol],
-) -> None:
-    """Held writes go out as soon as the answer is complete: the app's remaining work (and
-    the other callbacks of this turn) do not delay it."""
-    raw = Recording()
-    seen: list[list[bytes]] = []
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        await answer(scope, receive, send)
-        seen.append(list(raw.writes))  # right after the last send, in the same turn
-
-    serve_one(protocol_class, app, raw)
-    assert len(seen[0]) == 1 and seen[0][0].endswith(b'{"ok":true}')
-
-
-@pytest.mark.parametrize("protocol_class", PROTOCOLS, ids=lambda c: c.__name__)
-def test_a_streams_events_of_one_turn_leave_in_one_write(
-    protocol_class: type[asyncio.Protocol],
-) -> None:
-    """Events that arrived together (one read from the provider) are sent in one write, not
-    one write each as uvicorn would."""
-    raw = Recording()
-    seen: list[int] = []
-
-    async def streaming(scope: Any, receive: Any, send: Any) -> None:
-        await receive()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream")]})  # fmt: skip
-        for i in range(5):
-            await send({"type": "http.response.body", "body": b"data: %d\n\n" % i,
-                        "more_body": True})  # fmt: skip
-        await asyncio.sleep(0)  # the next turn: the provider's next read
-        seen.append(len(raw.writes))
-        await send({"type": "http.response.body", "body": b"data: last\n\n", "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
-        seen.append(len(raw.writes))
-
-    serve_one(protocol_class, streaming, raw)
-    assert seen == [1, 2]
-    assert raw.writes[0].startswith(b"HTTP/1.1 200 OK") and b"data: 4" in raw.writes[0]
-    assert b"data: last" in raw.writes[1]
 
 
 def test_the_gateway_serves_with_a_coalescing_protocol() -> None:

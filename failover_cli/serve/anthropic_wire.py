@@ -144,7 +144,7 @@ def parse_request(
             "openai": {"parallel_tool_calls": False},
         }
     stream = flag(data, "stream")
-    return GatewayRequest(model, stream, kwargs, False, fallbacks_of(data), request)
+    return GatewayRequest(model, stream, kwargs, request, fallbacks=fallbacks_of(data))
 
 
 def _renamer(where: list[int]) -> Callable[[str], str | None]:

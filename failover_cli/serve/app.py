@@ -35,7 +35,6 @@ from ..errors import ProviderError
 from ..history import enabled as history_enabled
 from ..history import history_path
 from ..protocols import StateStore
-from ..request import build_request
 from ..router import FailoverRouter
 from ..state import ChainState
 from ..types import Attempt, RouteResult
@@ -558,10 +557,6 @@ class Gateway:
                             kind="not_found_error")  # fmt: skip
         extra = req.route_kwargs.get("extra") or {}
         request = req.request
-        if request is None:
-            kwargs = dict(req.route_kwargs)
-            kwargs.pop("extra", None)
-            request = build_request(**kwargs)
         if extra.get("anthropic"):
             request = replace(request, extra=dict(extra["anthropic"]))
         now = router.clock.time()
@@ -710,8 +705,6 @@ def _unauthorized() -> WireError:
 def _routed(req: GatewayRequest) -> dict[str, Any]:
     """The router's keyword arguments for ``req``: its request as the parser validated it
     (not built a second time), and the provider fields it carries."""
-    if req.request is None:
-        return req.route_kwargs
     extra = req.route_kwargs.get("extra")
     return {"request": req.request} if extra is None else {"request": req.request, "extra": extra}
 

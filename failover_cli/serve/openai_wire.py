@@ -163,7 +163,7 @@ def parse_request(
     extra = _extra(data, bool(kwargs.get("tools")))
     if extra:
         kwargs["extra"] = {"openai": extra}
-    return GatewayRequest(model, stream, kwargs, include_usage, fallbacks_of(data), request)
+    return GatewayRequest(model, stream, kwargs, request, include_usage, fallbacks_of(data))
 
 
 def _extra(data: dict[str, Any], tools: bool) -> dict[str, Any]:

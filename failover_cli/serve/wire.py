@@ -66,16 +66,16 @@ KINDS = (
 @dataclass(frozen=True, slots=True)
 class GatewayRequest:
     """One parsed request: the model name as the client sent it, whether to stream, keyword
-    arguments for the router, OpenAI's ``stream_options.include_usage``, the body's
-    ``fallbacks`` (model or provider names, LiteLLM's field), and the request the router
-    takes, validated once."""
+    arguments for the router and the request built from them (validated once, taken by the
+    router as it is), OpenAI's ``stream_options.include_usage``, and the body's
+    ``fallbacks`` (model or provider names, LiteLLM's field)."""
 
     model: str
     stream: bool
     route_kwargs: dict[str, Any]
+    request: CompletionRequest  # built from route_kwargs (less ``extra``)
     include_usage: bool = False
     fallbacks: tuple[str, ...] = ()
-    request: CompletionRequest | None = None  # built from route_kwargs (less ``extra``)
 
 
 class WireError(Exception):

@@ -782,7 +782,8 @@ class _Run:
             reason, head = "deadline", "request deadline exceeded"
         elif self.broken is not None:
             b = self.broken
-            reason, head = "broken", (
+            reason = "broken"
+            head = (
                 f"the answer from {b.provider} broke ({b.error_class}: {b.message}) "
                 "and no provider could continue it"
             )

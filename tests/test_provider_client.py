@@ -93,9 +93,11 @@ async def test_the_direct_path_sends_what_httpx_client_layer_sends():
         seen.append(request)
 
     config = {"headers": (("X-Team", "blue"),)}
-    async with make_client(headers=(("X-Client", "c1"),)) as direct, make_client(
-        headers=(("X-Client", "c1"),)
-    ) as layered, Recorder() as server:
+    async with (
+        make_client(headers=(("X-Client", "c1"),)) as direct,
+        make_client(headers=(("X-Client", "c1"),)) as layered,
+        Recorder() as server,
+    ):
         layered.event_hooks["request"].append(hook)  # something the client layer applies
         line, direct_headers, direct_body = await sent_through(server, direct, **config)
         line2, layered_headers, layered_body = await sent_through(server, layered, **config)

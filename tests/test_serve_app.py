@@ -210,7 +210,6 @@ def test_answer_carries_failover_headers(gateway, sim):
     assert r.headers["x-failover-provider"] == "a"
 
 
-
 def test_the_router_takes_the_request_as_the_parser_validated_it(gateway, sim, monkeypatch):
     """Each request is checked and built once, by the wire parser: the router does not
     build it again from the same arguments (streamed or not, with provider fields)."""
@@ -227,6 +226,7 @@ def test_the_router_takes_the_request_as_the_parser_validated_it(gateway, sim, m
         assert s.status_code == 200 and "[DONE]" in s.read().decode()
     r = gw.post(ANTHROPIC, anthropic_body(system="Be brief.", stop_sequences=["END"]))
     assert r.status_code == 200 and r.json()["type"] == "message", r.text
+
 
 def test_failover_when_first_is_down_shows_attempts(gateway, sim):
     down = sim("openai", Behavior(statuses=[500] * 10))

@@ -77,7 +77,7 @@ async def test_the_direct_post_sends_the_bytes_an_httpx_request_sends():
     assert len(seen) == 2
     assert seen[0] == seen[1]
     assert seen[0].startswith(b"POST /v1/chat HTTP/1.1\r\nHost: 127.0.0.1:")
-    assert seen[0].endswith(b"Content-Length: 7\r\n\r\n{\"a\":1}")
+    assert seen[0].endswith(b'Content-Length: 7\r\n\r\n{"a":1}')
 
 
 async def test_a_body_read_to_its_end_returns_the_connection_to_the_pool():
@@ -181,9 +181,7 @@ async def complete(p: OpenAIProvider):
 
 async def test_a_gzipped_answer_is_inflated_and_its_rate_limits_read():
     body = gzip.compress(json.dumps(ANSWER).encode())
-    handler = answering(
-        200, body, b"Content-Encoding: gzip", b"X-RateLimit-Remaining-Requests: 7"
-    )
+    handler = answering(200, body, b"Content-Encoding: gzip", b"X-RateLimit-Remaining-Requests: 7")
     async with Server(handler) as server:
         p = provider(server)
         try:

@@ -361,8 +361,14 @@ SERVE: tuple[Param, ...] = (
         "gateway keys (serve.keys_env or serve.keys_file).",
         metavar="ADDR",
     ),
-    Opt("--port", "port", "int", "Port (default: serve.port, 8400); 0 picks a free one.", lo=0,
-        hi=65535),
+    Opt(
+        "--port",
+        "port",
+        "int",
+        "Port (default: serve.port, 8400); 0 picks a free one.",
+        lo=0,
+        hi=65535,
+    ),
     Opt(
         "--workers",
         "workers",

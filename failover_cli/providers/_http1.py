@@ -388,5 +388,3 @@ class HttptoolsExchange:
                 and parser.get_http_version() == "1.1"
             )
             self._events.append(END)
-
-

@@ -289,3 +289,45 @@ def test_count_tokens_all_down_names_classes_not_upstream_text(gateway, sim):
     message = r.json()["error"]["message"]
     assert "first: " in message and "second: " in message and "529" in message
     assert "verloaded" not in message  # the simulator's own error text stays in the gateway
+
+
+def test_each_sdk_reads_the_request_id_of_answers_and_errors(gateway, sim):
+    """The ids the SDKs keep for support and logs: OpenAI's from ``x-request-id``,
+    Anthropic's from ``request-id`` (also in its error bodies), errors included."""
+    gw = gateway(provider("a", sim("openai")))
+    raw = oa(gw).chat.completions.with_raw_response.create(model="default", messages=USER)
+    assert raw.request_id and raw.request_id.startswith("req_")
+    msg = an(gw).messages.create(model="default", max_tokens=5, messages=USER)
+    assert msg._request_id and msg._request_id.startswith("req_")
+    assert msg._request_id != raw.request_id
+    with an(gw).messages.with_streaming_response.create(
+        model="default", max_tokens=5, messages=USER, stream=True
+    ) as streamed:
+        assert streamed.request_id and streamed.request_id.startswith("req_")
+    with pytest.raises(openai.BadRequestError) as e:
+        oa(gw).chat.completions.create(model="default", messages=[])
+    assert e.value.request_id and e.value.request_id.startswith("req_")
+    with pytest.raises(anthropic.BadRequestError) as e2:
+        an(gw).messages.create(model="default", max_tokens=5, messages=[])
+    assert e2.value.request_id and e2.value.request_id.startswith("req_")
+    assert isinstance(e2.value.body, dict) and e2.value.body["request_id"] == e2.value.request_id
+    with pytest.raises(anthropic.NotFoundError) as e3:  # an error outside a completion too
+        an(gw).post("/v1/nowhere", cast_to=object, body={})
+    assert e3.value.request_id
+
+
+def test_models_retrieve_through_the_sdks(gateway, sim):
+    """Both SDKs' ``models.retrieve``: a name the gateway serves is found, as a request
+    naming it would be routed; with unknown names rejected, they are not found."""
+    up = provider("a", sim("openai"))
+    gw = gateway(up, models={"fast": ["a"]})
+    assert oa(gw).models.retrieve("fast").id == "fast"
+    assert an(gw).models.retrieve("a").id == "a"
+    assert an(gw).models.retrieve("a").type == "model"
+    assert oa(gw).models.retrieve("gpt-4o").id == "gpt-4o"  # unknown: the default chain
+    strict = gateway(up, models={"fast": ["a"]}, serve={"unknown_model": "reject"})
+    assert oa(strict).models.retrieve("fast").owned_by == "failover"
+    with pytest.raises(openai.NotFoundError):
+        oa(strict).models.retrieve("gpt-4o")
+    with pytest.raises(anthropic.NotFoundError):
+        an(strict).models.retrieve("gpt-4o")

@@ -712,9 +712,13 @@ def _error_object(err: WireError) -> dict[str, Any]:
     return {"type": err.kind, "message": err.message}
 
 
-def render_error(err: WireError) -> bytes:
-    """``{"type": "error", "error": {"type", "message"}}`` (Anthropic's own error types)."""
-    return dumps({"type": "error", "error": _error_object(err)})
+def render_error(err: WireError, request_id: str | None = None) -> bytes:
+    """``{"type": "error", "error": {"type", "message"}, "request_id"}`` (Anthropic's own
+    error types; the id when there is one)."""
+    body: dict[str, Any] = {"type": "error", "error": _error_object(err)}
+    if request_id is not None:
+        body["request_id"] = request_id
+    return dumps(body)
 
 
 def render_error_event(err: WireError) -> bytes:

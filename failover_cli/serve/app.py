@@ -286,6 +286,16 @@ class Gateway:
                 await self._error(send, api, _unauthorized())
                 return
             await _json(send, 200, self.models_list(api), head=head)
+        elif path.startswith(("/v1/models/", "/models/")):
+            if self.keys is not None and self._key_id(headers) is None:
+                await self._error(send, api, _unauthorized())
+                return
+            try:
+                found = self.model_info(api, path.split("/models/", 1)[1])
+            except WireError as err:
+                await self._error(send, api, err)
+                return
+            await _json(send, 200, found, head=head)
         else:
             await self._error(send, api, WireError(404, f"no route for {method} {path}",
                                                    kind="not_found_error"))  # fmt: skip
@@ -313,18 +323,20 @@ class Gateway:
     def models_list(self, api: str) -> dict[str, Any]:
         """The model names a client may send: the aliases, then the provider names."""
         ids = [*self.config.models, *(n for n in self._names if n not in self.config.models)]
+        data = [_model_object(api, i) for i in ids]
         if api == "anthropic":
-            data = [
-                {"type": "model", "id": i, "display_name": i, "created_at": "1970-01-01T00:00:00Z"}
-                for i in ids
-            ]
             return {"data": data, "has_more": False, "first_id": ids[0] if ids else None,
                     "last_id": ids[-1] if ids else None}  # fmt: skip
-        return {
-            "object": "list",
-            "data": [{"id": i, "object": "model", "created": 0, "owned_by": "failover"}
-                     for i in ids],
-        }  # fmt: skip
+        return {"object": "list", "data": data}
+
+    def model_info(self, api: str, model: str) -> dict[str, Any]:
+        """``GET /v1/models/{model}``: the model, if a request naming it would be served (an
+        unknown name is, by the default chain, unless the configuration rejects those);
+        WireError 404 otherwise."""
+        if not model or len(model) > 200:
+            raise WireError(404, "no such model", kind="not_found_error", param="model")
+        self.chain_for(model, None)
+        return _model_object(api, model)
 
     def chain_for(
         self, model: str, header: str | None, fallbacks: Sequence[str] = ()
@@ -424,7 +436,7 @@ class Gateway:
         except WireError as err:
             status = err.status
             info["error"] = err.message
-            reply = self._error_reply(api, err, info.pop("_headers", None))
+            reply = self._error_reply(api, err, info.pop("_headers", None), rid)
         except ConnectionError:
             status = 499  # the client went away before its request was read
         except asyncio.CancelledError:
@@ -436,7 +448,7 @@ class Gateway:
             if not info.get("_started"):
                 status = 500
                 internal = WireError(500, "internal error in the gateway", kind="api_error")
-                reply = self._error_reply(api, internal)
+                reply = self._error_reply(api, internal, rid=rid)
         finally:
             seconds = time.monotonic() - t0
             result = info.pop("_result", None)
@@ -522,11 +534,11 @@ class Gateway:
                 tokens, name = await self._count_with(receive, req, chain)
             info["provider"] = name
             answer = json.dumps({"input_tokens": tokens}).encode()
-            ids = [(b"x-request-id", rid.encode()), (b"x-failover-provider", name.encode())]
+            ids = [*_ids(rid), (b"x-failover-provider", name.encode())]
             reply = 200, [_JSON, *ids], answer
         except WireError as err:
             info["error"] = err.message
-            reply = self._error_reply("anthropic", err)
+            reply = self._error_reply("anthropic", err, rid=rid)
         except ConnectionError:
             reply = None
         except Exception as exc:  # a bug: a one-line error for the client, the type in the log
@@ -635,7 +647,7 @@ class Gateway:
             overhead = max(0.0, (trace.started_at.get(provider, began) - began) * 1000)
             headers = [
                 *_SSE,
-                (b"x-request-id", rid.encode()),
+                *_ids(rid),
                 (b"x-failover-provider", provider.encode()),
                 (b"x-failover-model", _header_value(model)),
                 (b"x-failover-attempts", str(max(1, trace.tried)).encode()),
@@ -667,12 +679,18 @@ class Gateway:
         return 200
 
     def _error_reply(
-        self, api: str, err: WireError, extra: list[tuple[bytes, bytes]] | None = None
+        self,
+        api: str,
+        err: WireError,
+        extra: list[tuple[bytes, bytes]] | None = None,
+        rid: str | None = None,
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        headers = [_JSON, *(extra or [])]
+        """An error answer in ``api``'s format, with the request's id (a new one if none)."""
+        rid = rid or request_id()
+        headers = [_JSON, *_ids(rid), *(extra or [])]
         if err.retry_after is not None:
             headers.append((b"retry-after", str(max(1, math.ceil(err.retry_after))).encode()))
-        return err.status, headers, _WIRES[api].render_error(err)
+        return err.status, headers, _WIRES[api].render_error(err, request_id=rid)
 
     async def _error(self, send: Send, api: str, err: WireError) -> None:
         await _respond(send, *self._error_reply(api, err))
@@ -709,6 +727,20 @@ def _routed(req: GatewayRequest) -> dict[str, Any]:
     return {"request": req.request} if extra is None else {"request": req.request, "extra": extra}
 
 
+def _model_object(api: str, model: str) -> dict[str, Any]:
+    if api == "anthropic":
+        return {"type": "model", "id": model, "display_name": model,
+                "created_at": "1970-01-01T00:00:00Z"}  # fmt: skip
+    return {"id": model, "object": "model", "created": 0, "owned_by": "failover"}
+
+
+def _ids(rid: str) -> list[tuple[bytes, bytes]]:
+    """The request id under the name each SDK reads: ``x-request-id`` (OpenAI's) and
+    ``request-id`` (Anthropic's)."""
+    value = rid.encode()
+    return [(b"x-request-id", value), (b"request-id", value)]
+
+
 def _header_value(text: str) -> bytes:
     return text.encode("ascii", "replace")[:200]
 
@@ -718,7 +750,7 @@ def _route_headers(result: RouteResult, rid: str) -> list[tuple[bytes, bytes]]:
     won = tried[-1].duration_ms if tried and tried[-1].outcome == "ok" else 0.0
     overhead = max(0.0, result.latency_ms - won)
     return [
-        (b"x-request-id", rid.encode()),
+        *_ids(rid),
         (b"x-failover-provider", result.provider.encode()),
         (b"x-failover-model", _header_value(result.model)),
         (b"x-failover-attempts", str(len(tried)).encode()),

@@ -312,8 +312,9 @@ def _error_object(err: WireError) -> dict[str, Any]:
     return {"message": err.message, "type": kind, "param": err.param, "code": code}
 
 
-def render_error(err: WireError) -> bytes:
-    """``{"error": {"message", "type", "param", "code"}}``."""
+def render_error(err: WireError, request_id: str | None = None) -> bytes:
+    """``{"error": {"message", "type", "param", "code"}}`` (OpenAI's bodies carry no request
+    id: it is in the ``x-request-id`` header)."""
     return dumps({"error": _error_object(err)})
 
 

@@ -185,6 +185,12 @@ def check_messages(messages: Any) -> Messages:
                 if name is not None:
                     checked_string(name, f"messages[{i}].name")
                     wire = wire and role != "tool"  # a tool message is sent without one
+                refusal = raw.get("refusal")
+                if refusal is not None:  # an earlier refusal sent back: the turn's text
+                    if role != "assistant":
+                        raise invalid(f"messages[{i}].refusal", "only assistant turns refuse")
+                    chars += len(checked_string(refusal, f"messages[{i}].refusal"))
+                    wire = False
             if type(content) is str:
                 chars += len(content)
                 wire = wire and (bool(content) or not asks)
@@ -287,6 +293,10 @@ def _check_parts(content: Any, i: int, role: str) -> tuple[int, bool, bool, list
                 text = checked_string(text, f"messages[{i}].content[{j}].text")
             chars += len(text)
             translate = translate or part.keys() != _TEXT_KEYS
+        elif kind == "refusal" and role == "assistant":  # an earlier refusal: its text
+            text = checked_string(part.get("refusal"), f"messages[{i}].content[{j}].refusal")
+            chars += len(text)
+            translate = True
         elif kind == "image_url":
             if role != "user":
                 raise invalid(
@@ -328,7 +338,8 @@ def _check_parts(content: Any, i: int, role: str) -> tuple[int, bool, bool, list
         elif isinstance(part, dict):
             raise invalid(
                 f"messages[{i}].content[{j}].type",
-                f"unknown part type {kind!r} (expected text or image_url)",
+                f"unknown part type {kind!r} (expected text or image_url"
+                + ("; refusal in an assistant turn)" if kind == "refusal" else ")"),
             )
         else:
             raise invalid(f"messages[{i}].content[{j}]", "must be an object with a type")
@@ -429,7 +440,8 @@ def _message(raw: dict[str, Any]) -> Message:
     if type(content) is str:
         parts = (TextPart(content),) if content else ()
     elif content is None:
-        parts = ()
+        refusal = raw.get("refusal") if role == "assistant" else None
+        parts = (TextPart(refusal),) if refusal else ()
     else:
         parts = tuple(_part(p) for p in content)
     found = raw.get("tool_calls")
@@ -443,6 +455,8 @@ def _part(part: Any) -> Part:
         return part
     if part["type"] == "text":
         return TextPart(part["text"])
+    if part["type"] == "refusal":
+        return TextPart(part["refusal"])
     image = part["image_url"]
     if isinstance(image, str):
         return parse_image(image, "image_url")

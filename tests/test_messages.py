@@ -297,3 +297,30 @@ def test_a_text_turn_of_every_role_but_tool_needs_no_more_checking():
         frozenset(),
         True,
     )
+
+
+@pytest.mark.parametrize(
+    "assistant",
+    [
+        {"role": "assistant", "content": [{"type": "refusal", "refusal": "I can't help."}]},
+        {"role": "assistant", "content": None, "refusal": "I can't help."},
+    ],
+    ids=["refusal part", "refusal field"],
+)
+def test_an_assistant_refusal_sent_back_is_its_text(assistant: dict[str, Any]):
+    """An earlier refusal in the history, as the OpenAI SDK types let a client send it
+    (a ``refusal`` part, or the message's ``refusal`` with no content), is the assistant's
+    text to every provider."""
+    messages = [
+        {"role": "user", "content": "Something harmful."},
+        assistant,
+        {"role": "user", "content": "Then something else."},
+    ]
+    check_messages(messages)
+    typed = tuple(build_request(messages=messages, max_tokens=5).messages)
+    assert typed[1].role == "assistant" and typed[1].content == (TextPart("I can't help."),)
+
+
+def test_a_refusal_part_outside_an_assistant_turn_is_refused():
+    with pytest.raises(ValueError, match=r"messages\[0\].content\[0\]"):
+        check_messages([{"role": "user", "content": [{"type": "refusal", "refusal": "no"}]}])

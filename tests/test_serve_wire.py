@@ -921,6 +921,49 @@ async def test_anthropic_tool_use_stream_accumulates_in_the_sdk():
     assert [s["index"] for s in starts] == [0, 1, 2]
 
 
+async def test_anthropic_blocks_stay_in_sequence_when_tool_calls_interleave():
+    """Chat Completions may interleave calls' argument fragments by index, and text may come
+    after a call; a Messages stream's blocks run one after another: each block's stop event
+    (which SDK clients act on) carries its whole input, and no delta follows a stop."""
+    events = [
+        TextDelta("Checking."),
+        ToolCallDelta(0, "call_a", "get_weather", '{"ci'),
+        ToolCallDelta(1, "call_b", "get_time", '{"tz'),
+        ToolCallDelta(0, arguments='ty":"Oslo"}'),
+        ToolCallDelta(1, arguments='":"UTC"}'),
+        TextDelta(" Done."),
+        StreamDone(result("Checking. Done.", [("call_a", "get_weather", '{"city":"Oslo"}'),
+                                              ("call_b", "get_time", '{"tz":"UTC"}')],
+                          "tool_calls")),
+    ]  # fmt: skip
+    raw = await rendered(anthropic_wire, feed(events))
+    frames = [json.loads(f.split(b"data: ", 1)[1]) for f in raw.split(b"\n\n") if f]
+    stopped: set[int] = set()
+    opened: list[int] = []
+    for frame in frames:
+        index = frame.get("index")
+        if frame["type"] == "content_block_start":
+            assert not opened or opened[-1] in stopped, "a block starts before the last stops"
+            opened.append(index)
+        elif frame["type"] in ("content_block_delta", "content_block_stop"):
+            assert index == opened[-1] and index not in stopped, frame
+            if frame["type"] == "content_block_stop":
+                stopped.add(index)
+    assert opened == [0, 1, 2, 3] and stopped == {0, 1, 2, 3}
+    async with (
+        anthropic_client(raw, stream=True) as client,
+        client.messages.stream(
+            model="m", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+        ) as stream,
+    ):
+        stops = [e.content_block async for e in stream if e.type == "content_block_stop"]
+        final = await stream.get_final_message()
+    inputs = {b.name: b.input for b in stops if b.type == "tool_use"}
+    assert inputs == {"get_weather": {"city": "Oslo"}, "get_time": {"tz": "UTC"}}
+    assert [b.type for b in final.content] == ["text", "tool_use", "tool_use", "text"]
+    assert final.content[0].text + final.content[3].text == "Checking. Done."  # type: ignore[union-attr]
+
+
 async def test_anthropic_stream_failing_mid_answer_ends_with_an_error_event():
     raw = await rendered(anthropic_wire, feed([TextDelta("Hel")], broken()))
     assert b"message_stop" not in raw

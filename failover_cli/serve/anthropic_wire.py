@@ -629,8 +629,23 @@ def render_stream(
     return guarded(events, _Events(model, request_id))
 
 
+class _Held:
+    """A block held back until the stream's end: text, or a tool call (``use``, ``name``)."""
+
+    __slots__ = ("name", "pieces", "use")
+
+    def __init__(self, use: str | None = None, name: str = "") -> None:
+        self.use = use
+        self.name = name
+        self.pieces: list[str] = []
+
+
 class _Events(StreamWriter):
-    """One Messages stream: content blocks opened in turn, one open at a time."""
+    """One Messages stream: content blocks opened in turn, one open at a time. A block, once
+    stopped, takes no more deltas, and a tool call's input can grow until the answer ends
+    (Chat Completions streams may interleave calls by ``index``): so while a tool_use block
+    is open it stays open, and what comes for any other block (a further call, more text)
+    is held and sent as whole blocks at the end."""
 
     def __init__(self, model: str, request_id: str) -> None:
         self.model = model
@@ -638,8 +653,10 @@ class _Events(StreamWriter):
         self.blocks = 0  # content blocks started
         self.current: int | None = None  # the open block's index
         self.text_block: int | None = None  # the open block, when it is text
-        self.calls: dict[int, int] = {}  # tool-call index -> its block
+        self.calls: dict[int, int] = {}  # tool-call index -> its block (the open one)
         self.seen: set[str] = set()
+        self.held: list[_Held] = []  # in the order they began
+        self.held_calls: dict[int, _Held] = {}
 
     def open(self, block: dict[str, Any]) -> tuple[int, bytes]:
         """Close the open block and start ``block`` after it: its index, and the frames."""
@@ -665,6 +682,13 @@ class _Events(StreamWriter):
         return _event("message_start", start), _PING
 
     def text(self, text: str) -> bytes:
+        if self.calls:  # a tool_use block is open: this text waits for the end
+            last = self.held[-1] if self.held else None
+            if last is None or last.use is not None:
+                last = _Held()
+                self.held.append(last)
+            last.pieces.append(text)
+            return b""
         out = b""
         if self.text_block is None:
             self.text_block, out = self.open({"type": "text", "text": ""})
@@ -675,6 +699,15 @@ class _Events(StreamWriter):
         out = b""
         block = self.calls.get(delta.index)
         if block is None:
+            held = self.held_calls.get(delta.index)
+            if held is None and self.calls:  # another call is open: this one waits
+                use = call_id("toolu_", delta.id, self.request_id, delta.index, self.seen)
+                held = self.held_calls[delta.index] = _Held(use, delta.name or "")
+                self.held.append(held)
+            if held is not None:
+                if delta.arguments:
+                    held.pieces.append(delta.arguments)
+                return b""
             use = call_id("toolu_", delta.id, self.request_id, delta.index, self.seen)
             tool = {"type": "tool_use", "id": use, "name": delta.name or "", "input": {}}
             block, out = self.open(tool)
@@ -685,8 +718,26 @@ class _Events(StreamWriter):
             out += _block_delta(block, json_delta)
         return out
 
+    def _release(self) -> bytes:
+        """The held blocks, each whole: its start, one delta, and the stop of the one before."""
+        out = b""
+        for held in self.held:
+            pieces = "".join(held.pieces)
+            if held.use is None:
+                index, frames = self.open({"type": "text", "text": ""})
+                out += frames + _TEXT_HEAD % index + json_string(pieces) + b"}}\n\n"
+                continue
+            tool = {"type": "tool_use", "id": held.use, "name": held.name, "input": {}}
+            index, frames = self.open(tool)
+            out += frames
+            if pieces:
+                out += _block_delta(index, {"type": "input_json_delta", "partial_json": pieces})
+        self.held.clear()
+        return out
+
     def done(self, result: RouteResult) -> tuple[bytes]:
-        out = b"" if self.current is None else _block_stop(self.current)
+        out = self._release() if self.held else b""
+        out += b"" if self.current is None else _block_stop(self.current)
         delta = {
             "type": "message_delta",
             "delta": {"stop_reason": stop_reason_of(result), "stop_sequence": None},

@@ -233,6 +233,7 @@ class FailoverRouter:
             stop_reason=comp.stop_reason,
             finish_reason=comp.finish_reason,
             calls=comp.tool_calls,
+            stop_sequence=comp.stop_sequence,
         )
 
     def stream(
@@ -1161,6 +1162,7 @@ async def _generate(run: _Run, sink: _Sink, typed: bool) -> AsyncGenerator[Any, 
             stop_reason=end.stop_reason,
             finish_reason=end.finish_reason,
             calls=calls.done(),
+            stop_sequence=end.stop_sequence,
         )
         if run.ledger is not None:
             await r._charge(opened.name, r._cost(opened.name, end.usage), run, done=True)

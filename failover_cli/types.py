@@ -241,6 +241,7 @@ class Completion:
     ratelimit: RateLimit | None = None
     tool_calls: tuple[ToolCall, ...] = ()
     finish_reason: FinishReason | None = None
+    stop_sequence: str | None = None  # which of the request's ``stop`` ended it, if known
 
 
 @frozen
@@ -270,6 +271,7 @@ class StreamEnd:
     stop_reason: str | None = None
     ratelimit: RateLimit | None = None
     finish_reason: FinishReason | None = None
+    stop_sequence: str | None = None
 
 
 StreamEvent = TextDelta | ToolCallDelta | StreamEnd
@@ -340,6 +342,7 @@ class RouteResult:
     stop_reason: str | None = None
     finish_reason: FinishReason | None = None
     calls: tuple[ToolCall, ...] = ()
+    stop_sequence: str | None = None  # which of the request's ``stop`` ended it, if known
 
     @property
     def tool_calls(self) -> list[dict[str, Any]]:

@@ -82,6 +82,7 @@ def completion_dict(c: Completion) -> dict[str, Any]:
         "finish_reason": c.finish_reason,
         "stop_reason": c.stop_reason,
         "usage": usage_dict(c.usage),
+        **({"stop_sequence": c.stop_sequence} if c.stop_sequence is not None else {}),
     }
 
 
@@ -103,6 +104,7 @@ def event_dict(event: Any) -> dict[str, Any]:
             "finish_reason": event.finish_reason,
             "stop_reason": event.stop_reason,
             "usage": usage_dict(event.usage),
+            **({"stop_sequence": event.stop_sequence} if event.stop_sequence is not None else {}),
         }
     }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -637,6 +638,22 @@ def test_openai_response_with_tool_calls():
 def test_anthropic_stop_reasons(finish: Any, stop_reason: Any, calls: bool, want: str):
     got = result("x", [("toolu_1", "f", "{}")] if calls else [], finish, stop_reason)
     assert anthropic_wire.stop_reason_of(got) == want
+
+
+async def test_anthropic_answers_name_the_stop_sequence_met():
+    """``stop_sequence`` is the sequence an Anthropic provider said it stopped on, whole and
+    streamed; an answer that ended otherwise has none."""
+    stopped = replace(result("1 2 3", stop_reason="stop_sequence"), stop_sequence="END")
+    whole = json.loads(anthropic_wire.render_response(stopped, model="m", request_id=RID,
+                                                      created=1))  # fmt: skip
+    assert (whole["stop_reason"], whole["stop_sequence"]) == ("stop_sequence", "END")
+    raw = await rendered(anthropic_wire, feed([TextDelta("1 2 3"), StreamDone(stopped)]))
+    final = await anthropic_final(raw)
+    assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", "END")
+    ended = replace(stopped, stop_reason="end_turn")
+    whole = json.loads(anthropic_wire.render_response(ended, model="m", request_id=RID,
+                                                      created=1))  # fmt: skip
+    assert (whole["stop_reason"], whole["stop_sequence"]) == ("end_turn", None)
 
 
 def test_anthropic_response_is_a_message():

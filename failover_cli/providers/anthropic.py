@@ -354,6 +354,7 @@ class AnthropicProvider(BaseProvider):
             ratelimit=completion.ratelimit,
             tool_calls=tuple(calls),
             finish_reason="tool_calls" if calls else completion.finish_reason,
+            stop_sequence=completion.stop_sequence,
         )
 
     async def count_tokens(self, request: CompletionRequest, *, timeout: float) -> int:
@@ -424,6 +425,7 @@ class AnthropicProvider(BaseProvider):
                 "stop_reason": stop_reason,
                 "tool_calls": tuple(calls),
                 "finish_reason": finish,
+                "stop_sequence": _stop_sequence(data.get("stop_sequence"), call.request),
             }
             if stop_reason == "pause_turn":
                 return _Paused(**fields, content=tuple(content))
@@ -432,7 +434,7 @@ class AnthropicProvider(BaseProvider):
     async def parse_stream(
         self, call: Call, response: httpx.Response
     ) -> AsyncGenerator[StreamEvent, None]:
-        model, stop_reason = self.config.model, None
+        model, stop_reason, stop_sequence = self.config.model, None, None
         counts: dict[str, int] = {}
         request = call.request
         # In JSON-tool mode the answer is the JSON tool's input, and only that.
@@ -493,8 +495,10 @@ class AnthropicProvider(BaseProvider):
                         unwrap = json_blocks.get(_index(data))
                         text = unwrap.close() if unwrap is not None else ""
                 elif kind == "message_delta":
-                    reason = (data.get("delta") or {}).get("stop_reason")
-                    stop_reason = label(reason) or stop_reason
+                    finished = data.get("delta") or {}
+                    stop_reason = label(finished.get("stop_reason")) or stop_reason
+                    matched = _stop_sequence(finished.get("stop_sequence"), request)
+                    stop_sequence = matched or stop_sequence
                     _count_usage(counts, data.get("usage"))
             if text:
                 yield TextDelta(text)
@@ -519,7 +523,8 @@ class AnthropicProvider(BaseProvider):
             counts.get("cache_read_input_tokens", 0),
             counts.get("thinking_tokens", 0),
         )
-        yield StreamEnd(model, usage, stop_reason, finish_reason=finish)
+        yield StreamEnd(model, usage, stop_reason, finish_reason=finish,
+                        stop_sequence=stop_sequence)  # fmt: skip
 
 
 _HANDLED = frozenset(
@@ -705,6 +710,14 @@ def _answer(arguments: str, wrapped: bool) -> str:
         return arguments
     value = json.loads(arguments).get("value")
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _stop_sequence(value: Any, request: CompletionRequest | None) -> str | None:
+    """The stop sequence an answer ended on, if it is one of those the request gave (the
+    API names the one it met; anything else is not taken)."""
+    if request is None or type(value) is not str:
+        return None
+    return value if value in request.stop else None
 
 
 def _index(data: Any) -> int:

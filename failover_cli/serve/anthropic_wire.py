@@ -534,6 +534,11 @@ def stop_reason_of(result: RouteResult) -> str:
     return _STOP.get(finish, "end_turn")
 
 
+def stop_sequence_of(result: RouteResult, stop_reason: str) -> str | None:
+    """The stop sequence met, when the answer stopped on one and its provider said which."""
+    return result.stop_sequence if stop_reason == "stop_sequence" else None
+
+
 def usage_of(usage: Usage) -> dict[str, Any]:
     """Our usage in Anthropic's words: ``input_tokens`` leaves out cache reads, and the
     thinking part of the output is ``output_tokens_details.thinking_tokens``."""
@@ -572,6 +577,7 @@ def render_response(result: RouteResult, *, model: str, request_id: str, created
         content.append(
             _tool_use(call_id("toolu_", call.id, request_id, i, seen), call.name, call.arguments)
         )
+    stop = stop_reason_of(result)
     return dumps(
         {
             "id": response_id("msg_", request_id),
@@ -579,8 +585,8 @@ def render_response(result: RouteResult, *, model: str, request_id: str, created
             "role": "assistant",
             "model": model,
             "content": content,
-            "stop_reason": stop_reason_of(result),
-            "stop_sequence": None,
+            "stop_reason": stop,
+            "stop_sequence": stop_sequence_of(result, stop),
             "usage": usage_of(result.usage),
         }
     )
@@ -738,9 +744,10 @@ class _Events(StreamWriter):
     def done(self, result: RouteResult) -> tuple[bytes]:
         out = self._release() if self.held else b""
         out += b"" if self.current is None else _block_stop(self.current)
+        stop = stop_reason_of(result)
         delta = {
             "type": "message_delta",
-            "delta": {"stop_reason": stop_reason_of(result), "stop_sequence": None},
+            "delta": {"stop_reason": stop, "stop_sequence": stop_sequence_of(result, stop)},
             "usage": usage_of(result.usage),
         }
         return (out + _event("message_delta", delta) + _STOP_EVENT,)

@@ -234,6 +234,7 @@ class FailoverRouter:
             finish_reason=comp.finish_reason,
             calls=comp.tool_calls,
             stop_sequence=comp.stop_sequence,
+            refused=comp.refused,
         )
 
     def stream(
@@ -1084,6 +1085,7 @@ async def _generate(run: _Run, sink: _Sink, typed: bool) -> AsyncGenerator[Any, 
             if typed:
                 yield switch
         seg_text = ""
+        refused = False
         calls = _Calls()
         end: StreamEnd | None = None
         try:
@@ -1092,6 +1094,7 @@ async def _generate(run: _Run, sink: _Sink, typed: bool) -> AsyncGenerator[Any, 
                 if isinstance(ev, TextDelta):
                     if ev.text:
                         seg_text += ev.text
+                        refused = refused or ev.refusal
                         yield ev if typed else ev.text
                 elif isinstance(ev, ToolCallDelta):
                     calls.add(ev)
@@ -1163,6 +1166,7 @@ async def _generate(run: _Run, sink: _Sink, typed: bool) -> AsyncGenerator[Any, 
             finish_reason=end.finish_reason,
             calls=calls.done(),
             stop_sequence=end.stop_sequence,
+            refused=refused,
         )
         if run.ledger is not None:
             await r._charge(opened.name, r._cost(opened.name, end.usage), run, done=True)

@@ -242,13 +242,16 @@ class Completion:
     tool_calls: tuple[ToolCall, ...] = ()
     finish_reason: FinishReason | None = None
     stop_sequence: str | None = None  # which of the request's ``stop`` ended it, if known
+    refused: bool = False  # ``text`` is the model's refusal (OpenAI's ``message.refusal``)
 
 
 @frozen
 class TextDelta:
-    """A piece of streamed answer text."""
+    """A piece of streamed answer text; ``refusal``: of the model's refusal (OpenAI's
+    ``delta.refusal``)."""
 
     text: str
+    refusal: bool = False
 
 
 @frozen
@@ -343,6 +346,7 @@ class RouteResult:
     finish_reason: FinishReason | None = None
     calls: tuple[ToolCall, ...] = ()
     stop_sequence: str | None = None  # which of the request's ``stop`` ended it, if known
+    refused: bool = False  # ``text`` is the model's refusal (OpenAI's ``message.refusal``)
 
     @property
     def tool_calls(self) -> list[dict[str, Any]]:

@@ -83,12 +83,13 @@ def completion_dict(c: Completion) -> dict[str, Any]:
         "stop_reason": c.stop_reason,
         "usage": usage_dict(c.usage),
         **({"stop_sequence": c.stop_sequence} if c.stop_sequence is not None else {}),
+        **({"refused": True} if c.refused else {}),
     }
 
 
 def event_dict(event: Any) -> dict[str, Any]:
     if isinstance(event, TextDelta):
-        return {"text": event.text}
+        return {"text": event.text, "refusal": True} if event.refusal else {"text": event.text}
     if isinstance(event, ToolCallDelta):
         return {
             "tool_call": {
@@ -122,8 +123,8 @@ def merge_stream_text(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Consecutive text deltas joined: fixtures pin the text, not how it was cut."""
     out: list[dict[str, Any]] = []
     for e in events:
-        if "text" in e and out and "text" in out[-1]:
-            out[-1] = {"text": out[-1]["text"] + e["text"]}
+        if "text" in e and out and "text" in out[-1] and e.keys() == out[-1].keys():
+            out[-1] = {**e, "text": out[-1]["text"] + e["text"]}
         else:
             out.append(e)
     return out

@@ -351,3 +351,42 @@ def test_tool_results_must_answer_the_assistant_turn_just_before():
         parse_messages([user, asked])  # never answered
     with pytest.raises(ValueError, match=r"messages\[3\]\.tool_call_id: 'c1' answers no open"):
         parse_messages([user, asked, answer, answer])  # answered twice
+
+
+async def test_an_openai_refusal_is_marked_refused_whole_and_streamed(tmp_path):
+    """The router's answer says when its text is the model's refusal (the gateway answers
+    OpenAI clients with it as ``refusal``): the API's pinned answers of tests/golden/openai."""
+    from pathlib import Path
+
+    import httpx
+
+    from failover_cli.router import FailoverRouter
+    from failover_cli.store import JsonFileStore
+    from failover_cli.types import ProviderConfig
+
+    root = Path(__file__).parent / "golden" / "openai"
+    answers = {name: json.loads((root / f"{name}.json").read_text())
+               for name in ("text", "text_refusal", "stream_text_refusal")}  # fmt: skip
+    pick = {"name": "text_refusal"}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if json.loads(request.content).get("stream"):
+            sse = answers["stream_text_refusal"]["response_stream"].encode()
+            return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=sse)
+        return httpx.Response(200, json=answers[pick["name"]]["response"])
+
+    cfg = ProviderConfig(name="gpt", kind="openai", model="m", base_url="http://gpt",
+                         api_key_env="K")  # fmt: skip
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        router = FailoverRouter([cfg], client=client, env={"K": "k"},
+                                store=JsonFileStore(tmp_path / "s.json"),
+                                background_probes=False)  # fmt: skip
+        got = await router.route(prompt="x", max_tokens=5)
+        assert got.refused and got.text == "I'm sorry, I can't help with that request."
+        stream = router.stream(prompt="x", max_tokens=5)
+        text = "".join([piece async for piece in stream])
+        assert stream.result is not None and stream.result.refused
+        assert text == "I'm sorry, I can't help."
+        pick["name"] = "text"
+        plain = await router.route(prompt="x", max_tokens=5)
+        assert not plain.refused and plain.text

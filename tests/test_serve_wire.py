@@ -16,6 +16,7 @@ import anthropic
 import httpx
 import httpx2
 import openai
+import pydantic
 import pytest
 from conftest import SIM_KEY
 from hypothesis import given, settings
@@ -795,6 +796,44 @@ async def test_openai_text_stream_with_usage():
     assert {c.id for c in chunks} == {"chatcmpl-0123456789abcdef01234567"}
     assert {c.model for c in chunks} == {"served-model"}
     assert all(c.object == "chat.completion.chunk" for c in chunks)
+
+
+class Verdict(pydantic.BaseModel):
+    ok: bool
+
+
+async def test_a_refusal_reaches_openai_clients_as_a_refusal():
+    """OpenAI's own shape for a refusal (``content`` null, ``refusal`` the text, finish
+    ``stop``), whole and streamed: the SDK's structured-output helpers then give
+    ``parsed=None`` and the refusal, where ``content_filter`` made them raise."""
+    refused = replace(result("I can't help.", finish="content_filter", stop_reason="stop"),
+                      refused=True)  # fmt: skip
+    raw = openai_wire.render_response(refused, model="m", request_id=RID, created=1)
+    async with openai_client(raw) as client:
+        done = await client.chat.completions.parse(
+            model="m", messages=[{"role": "user", "content": "x"}], response_format=Verdict
+        )
+    message = done.choices[0].message
+    assert (message.content, message.refusal, message.parsed) == (None, "I can't help.", None)
+    assert done.choices[0].finish_reason == "stop"
+    events = [TextDelta("I can't", refusal=True), TextDelta(" help.", refusal=True),
+              StreamDone(refused)]  # fmt: skip
+    raw = await rendered(openai_wire, feed(events))
+    async with (
+        openai_client(raw, stream=True) as client,
+        client.chat.completions.stream(
+            model="m", messages=[{"role": "user", "content": "x"}], response_format=Verdict
+        ) as stream,
+    ):
+        final = await stream.get_final_completion()
+    message = final.choices[0].message  # content: the "" of the first chunk, sent before
+    assert (message.content, message.refusal, message.parsed) == ("", "I can't help.", None)
+    assert final.choices[0].finish_reason == "stop"
+    filtered = result("Partial", finish="content_filter")  # a content filter stays one
+    whole = json.loads(openai_wire.render_response(filtered, model="m", request_id=RID,
+                                                   created=1))  # fmt: skip
+    assert whole["choices"][0]["finish_reason"] == "content_filter"
+    assert whole["choices"][0]["message"]["content"] == "Partial"
 
 
 async def test_openai_stream_without_usage_has_no_usage_chunk():

@@ -47,8 +47,9 @@ Sources:
   behaviour of the API): a response carrying tool calls is reported as ``tool_calls``.
 * Refusals (structured outputs): ``message.refusal`` holds the text and ``content`` is null,
   ``finish_reason`` stays ``stop`` (https://platform.openai.com/docs/guides/structured-outputs,
-  "Refusals"). The refusal text is reported as the answer's text and ``finish_reason`` as
-  ``content_filter``; ``stop_reason`` keeps the API's word.
+  "Refusals"). The refusal text is reported as the answer's text, marked ``refused``
+  (``TextDelta.refusal`` in streams), and ``finish_reason`` as ``content_filter``;
+  ``stop_reason`` keeps the API's word.
 * Errors: https://platform.openai.com/docs/guides/error-codes. ``{"error": {"message", "type",
   "param", "code"}}``; a 429 with code ``insufficient_quota`` is an exhausted quota, not a rate
   limit; ``context_length_exceeded`` is a context-length error.
@@ -248,6 +249,7 @@ class OpenAIProvider(BaseProvider):
             elif message.get("function_call") is not None:  # deprecated functions
                 calls = _tool_calls(call, [{"function": message["function_call"]}])
             refusal = text_of(message.get("refusal"))
+            refused = bool(refusal) and not text
             if refusal:
                 text, finish = text or refusal, "content_filter"
             elif calls and finish in (None, "stop"):
@@ -259,6 +261,7 @@ class OpenAIProvider(BaseProvider):
                 stop_reason=stop_reason,
                 tool_calls=calls,
                 finish_reason=finish,
+                refused=refused,
             )
 
     async def parse_stream(
@@ -275,7 +278,7 @@ class OpenAIProvider(BaseProvider):
             if not raw.strip():
                 continue
             chunk = decode_json(call, raw)
-            text = ""
+            text = refusal = ""
             deltas: list[ToolCallDelta] = []
             with parsing(call):
                 if name == "error" or "error" in chunk:
@@ -291,13 +294,14 @@ class OpenAIProvider(BaseProvider):
                     if delta.get("refusal") is not None:
                         refusal = text_of(delta["refusal"])
                         refused = refused or bool(refusal)
-                        text += refusal
                     found = delta.get("tool_calls")
                     if found:
                         deltas = calls.add(found)
                     stop_reason = label(choice.get("finish_reason")) or stop_reason
             if text:
                 yield TextDelta(text)
+            if refusal:
+                yield TextDelta(refusal, refusal=True)
             for piece in deltas:
                 yield piece
         else:

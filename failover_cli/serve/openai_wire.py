@@ -26,6 +26,11 @@ fragments), a last chunk with an empty delta and the ``finish_reason``, with
 carries ``"usage": null``, as the API sends them), then ``data: [DONE]``. When the answer
 cannot be finished (every provider failed, or a provider restarted an answer the client has
 already partly received) the stream ends with an ``error`` chunk and never ``[DONE]``.
+
+Refusals (an OpenAI provider's ``refusal``) are answered as the API does: ``content`` null,
+``refusal`` the text (``delta.refusal`` in streams), ``finish_reason`` ``stop``; so the SDK's
+structured-output helpers give ``parsed`` None and the refusal. Any other answer the
+router reports as ``content_filter`` keeps that finish reason and its text as ``content``.
 """
 
 from __future__ import annotations
@@ -195,10 +200,11 @@ def render_response(result: RouteResult, *, model: str, request_id: str, created
         }
         for i, c in enumerate(result.calls)
     ]
+    refused = result.refused and not calls
     message: dict[str, Any] = {
         "role": "assistant",
-        "content": result.text if result.text or not calls else None,
-        "refusal": None,
+        "content": None if refused else result.text if result.text or not calls else None,
+        "refusal": result.text if refused else None,
         "annotations": [],
     }
     if calls:
@@ -214,7 +220,7 @@ def render_response(result: RouteResult, *, model: str, request_id: str, created
                     "index": 0,
                     "message": message,
                     "logprobs": None,
-                    "finish_reason": finish_of(result),
+                    "finish_reason": "stop" if refused else finish_of(result),
                 }
             ],
             "usage": usage_of(result.usage),
@@ -265,6 +271,7 @@ class _Chunks(StreamWriter):
         self.head = b""
         self.seen: set[str] = set()
         self.ids: dict[int, str] = {}  # tool-call index -> its id
+        self.refused = False  # refusal deltas were sent
 
     def chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         tail = b',"logprobs":null,"finish_reason":' + dumps(finish) + b"}]}\n\n"
@@ -276,6 +283,10 @@ class _Chunks(StreamWriter):
 
     def text(self, text: str) -> bytes:  # self.chunk({"content": text}), templated
         return b"data: " + self.head + b'{"content":' + json_string(text) + _TEXT_TAIL
+
+    def refusal(self, text: str) -> bytes:
+        self.refused = True
+        return self.chunk({"refusal": text})
 
     def tool(self, delta: ToolCallDelta) -> bytes:
         piece: dict[str, Any] = {"index": delta.index}
@@ -291,7 +302,10 @@ class _Chunks(StreamWriter):
         return self.chunk({"tool_calls": [piece]})
 
     def done(self, result: RouteResult) -> list[bytes]:
-        frames = [self.chunk({}, finish_of(result))]
+        finish = finish_of(result)
+        if self.refused and finish == "content_filter":  # OpenAI's refusals end with stop
+            finish = "stop"
+        frames = [self.chunk({}, finish)]
         if self.include_usage:
             usage = {**self.base, "choices": [], "usage": usage_of(result.usage)}
             frames.append(b"data: " + dumps(usage) + b"\n\n")

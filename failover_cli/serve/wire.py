@@ -407,6 +407,11 @@ class StreamWriter(ABC):
     def tool(self, delta: ToolCallDelta) -> bytes:
         """A piece of a tool call."""
 
+    def refusal(self, text: str) -> bytes:
+        """A piece of the model's refusal (never empty): answer text unless the format has
+        a place of its own for it."""
+        return self.text(text)
+
     @abstractmethod
     def done(self, result: RouteResult) -> Sequence[bytes]:
         """The last frames of a complete answer: its finish reason, usage, end marker."""
@@ -437,7 +442,7 @@ async def guarded(events: AsyncIterator[Any], writer: StreamWriter) -> AsyncIter
             if type(event) is TextDelta:
                 if event.text:
                     sent = True
-                    yield writer.text(event.text)
+                    yield writer.refusal(event.text) if event.refusal else writer.text(event.text)
             elif type(event) is ToolCallDelta:
                 sent = True
                 frame = writer.tool(event)

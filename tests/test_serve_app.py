@@ -238,6 +238,27 @@ def test_failover_when_first_is_down_shows_attempts(gateway, sim):
     assert float(r.headers["x-failover-overhead-ms"]) > 0
 
 
+def test_a_silent_primary_costs_a_long_whole_answer_its_first_token_limit(gateway, sim):
+    """A whole answer that may take long to write (an OpenAI client's request with no
+    max_tokens: 4096) is read from the chain as a stream: a provider that accepts the request
+    and never answers costs the first-token limit, not the time a 4096-token answer could
+    take (first_token_timeout + 4096 / 25 s, which the whole-attempt timeout caps here)."""
+    silent = sim("openai", Behavior(fault="hang"))
+    backup = sim("anthropic")
+    gw = gateway(provider("a", silent, first_token_timeout=0.3, timeout=8),
+                 provider("b", backup, first_token_timeout=0.3, timeout=8))  # fmt: skip
+    began = time.monotonic()
+    r = gw.post(OPENAI, chat())
+    took = time.monotonic() - began
+    assert r.status_code == 200 and r.headers["x-failover-provider"] == "b", r.text
+    assert r.json()["choices"][0]["message"]["content"] and r.json()["object"] == "chat.completion"
+    assert [q.json.get("stream") for q in silent.requests] == [True]
+    assert took < 4  # the whole-attempt timeout (8 s) would have run out first
+    short = gw.post(OPENAI, chat(max_tokens=5))  # a short answer is read whole, as asked
+    assert short.status_code == 200
+    assert backup.requests[-1].json.get("stream") is False
+
+
 def test_all_down_is_503_with_retry_after(gateway, sim):
     gw = gateway(provider("a", sim("openai", Behavior(statuses=[500] * 10))))
     r = gw.post(OPENAI, chat())

@@ -152,6 +152,14 @@ def merge_extra(body: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any
     return body
 
 
+def long_to_write(max_tokens: int, first_token_timeout: float) -> bool:
+    """Whether writing an answer of ``max_tokens`` may take longer than its first token may
+    take to come: a whole answer's head then waits on that (see :func:`first_token_limit`),
+    so a provider that accepted the request and never answers costs that long; a stream's
+    first-token clock notices it sooner."""
+    return max_tokens / TOKENS_PER_SECOND > first_token_timeout
+
+
 def first_token_limit(config: ProviderConfig, request: CompletionRequest, *, stream: bool) -> float:
     """Seconds to the first token (to the response head when not streamed, which comes only
     once the whole answer is written): more for a long prompt, and for a long answer."""

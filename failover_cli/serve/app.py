@@ -35,7 +35,8 @@ from ..errors import ProviderError
 from ..history import enabled as history_enabled
 from ..history import history_path
 from ..protocols import StateStore
-from ..router import FailoverRouter
+from ..providers._base import long_to_write
+from ..router import FailoverRouter, RouteStream
 from ..state import ChainState
 from ..types import Attempt, RouteResult
 from . import anthropic_wire, openai_wire
@@ -157,6 +158,10 @@ class Gateway:
         self._names = [p.name for p in config.providers]
         self._models = {p.name: p.model for p in config.providers}
         self._by_model = {p.model: p.name for p in reversed(config.providers)}
+        # A whole answer longer to write than this is read from the chain as a stream
+        self._first_token_floor = min(
+            (p.first_token_timeout for p in config.providers), default=math.inf
+        )
 
     # --- lifespan ----------------------------------------------------------------------------
 
@@ -610,7 +615,11 @@ class Gateway:
         trace = Trace()
         CURRENT.set(trace)
         try:
-            result = await _unless_gone(receive, self.router.route(**_routed(req), only=chain))
+            if long_to_write(req.request.max_tokens, self._first_token_floor):
+                work = _whole(self.router.stream(**_routed(req), only=chain))
+            else:
+                work = self.router.route(**_routed(req), only=chain)
+            result = await _unless_gone(receive, work)
         except ConnectionError:
             raise
         except Exception as exc:
@@ -756,6 +765,20 @@ def _route_headers(result: RouteResult, rid: str) -> list[tuple[bytes, bytes]]:
         (b"x-failover-attempts", str(len(tried)).encode()),
         (b"x-failover-overhead-ms", f"{overhead:.3f}".encode()),
     ]
+
+
+async def _whole(stream: RouteStream) -> RouteResult:
+    """A whole answer read from the chain as a stream: what a client that did not ask for a
+    stream gets when its answer may be long (see ``long_to_write``), so a silent provider
+    costs its first-token limit, not the time the whole answer could take. Nothing has
+    reached the client, so any provider may start the answer again."""
+    try:
+        async for _ in stream:
+            pass
+    finally:
+        await stream.aclose()
+    assert stream.result is not None  # a stream that ran out without raising is complete
+    return stream.result
 
 
 async def _prepend(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:

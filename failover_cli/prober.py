@@ -1,10 +1,12 @@
 """Background recovery probes for long-running routers (the library, the gateway).
 
-While a provider's breaker is open for a network-level reason (nothing listening, a silent or
-stalled server), its no-token health call is made every base cooldown; a pass moves the breaker
-to half-open, so the next request finds the provider again without having waited out a grown
-cooldown, and no user request is spent finding out. Failures that a model list cannot see
-(5xx from completions, rate limits, quota) are left to the probe-on-request of the breaker.
+While a provider's breaker is open for a failure to reach it (nothing listening, a TLS
+failure), its no-token health call is made every base cooldown; a pass moves the breaker to
+half-open, so the next request finds the provider again without having waited out a grown
+cooldown, and no user request is spent finding out. Failures that a model list cannot see the
+end of are left to the probe-on-request of the breaker: 5xx from completions, rate limits,
+quota, and silence (a server whose generation hangs may still list its models, and a pass
+would re-admit it every base cooldown for a user to pay the timeout again).
 A one-shot CLI does not start these.
 """
 
@@ -16,7 +18,7 @@ from .protocols import Provider
 from .tracker import Tracker
 
 # The failures a reachability check can tell the end of.
-NETWORK_REASONS = frozenset({"connect", "timeout", "first_token_timeout", "stall", "tls"})
+NETWORK_REASONS = frozenset({"connect", "tls"})
 PROBE_TIMEOUT = 5.0
 
 

@@ -317,6 +317,28 @@ async def test_a_background_probe_finds_a_recovered_provider_without_a_user_requ
     await router.aclose()
 
 
+@pytest.mark.parametrize("reason", ["first_token_timeout", "stall", "timeout"])
+async def test_a_model_list_that_answers_does_not_readmit_a_silent_provider(clock, reason):
+    """A server whose completions go silent may still list its models (a hung generation
+    behind a live API): a pass of the no-token health call says nothing about silence, so
+    it does not cut the breaker's grown cooldown short, and no user pays the timeout again
+    on every base cooldown."""
+    silent = TransientError("no first token", reason=reason)
+    a = fake(clock, "a", *[Step(error=silent)] * 3, default=Step(text="up"))
+    b = fake(clock, "b")
+    policy = BreakerPolicy(cooldown=30.0, max_cooldown=600.0)
+    router = build_router(clock, [a, b], breaker=policy, background_probes=True)
+    for _ in range(3):
+        await clock.run(router.route("x"))
+    snap = router.tracker.breakers["a"].snap
+    assert snap.state == "open"
+    router.tracker.breakers["a"].snap = type(snap)(**{**snap.to_dict(), "open_until": T0 + 600})
+    await clock.run(_idle(clock, 95))  # three base cooldowns
+    assert router.tracker.breakers["a"].state(clock.time()) is BreakerState.OPEN
+    assert a.calls == 3  # no health call: it could only have passed
+    await router.aclose()
+
+
 async def test_a_one_shot_router_does_not_probe_in_the_background(clock):
     refused = TransientError("cannot connect", reason="connect")
     a = fake(clock, "a", default=Step(error=refused))

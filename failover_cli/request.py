@@ -43,10 +43,11 @@ def build_request(
         if value is not None and (
             isinstance(value, bool)
             or not isinstance(value, int | float)
-            or not math.isfinite(value)
+            or (type(value) is float and not math.isfinite(value))  # an int is finite
             or value < 0
         ):
-            raise ValueError(f"{name}: must be a finite number >= 0, not {value!r}")
+            shown = "a negative integer" if type(value) is int else repr(value)[:40]
+            raise ValueError(f"{name}: must be a finite number >= 0, not {shown}")
     if messages is None and tools is None and response_format is None and not stop:
         if tool_choice is not None:
             raise ValueError("tool_choice: given without tools")

@@ -1898,3 +1898,19 @@ def test_only_the_adapters_a_chain_uses_are_imported() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['failover_cli.providers.openai']"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_a_request_that_cannot_be_json_is_the_requests_fault(kind, stream):
+    """A prompt holding a lone surrogate cannot be encoded for any API: InvalidRequest (the
+    same everywhere, counted against no provider), never a transient failure of this one;
+    nothing is sent."""
+    provider, _ = make(kind)  # a request sent would fail the test (no answer is scripted)
+    request = CompletionRequest("hi \ud800", max_tokens=5)
+    with pytest.raises(InvalidRequest) as info:
+        if stream:
+            await collect(provider, request)
+        else:
+            await provider.complete(request, timeout=5)
+    assert "lone surrogate" in info.value.message and "\ud800" not in info.value.message

@@ -259,6 +259,52 @@ def test_a_silent_primary_costs_a_long_whole_answer_its_first_token_limit(gatewa
     assert backup.requests[-1].json.get("stream") is False
 
 
+def _nested(depth: int) -> str:
+    """A tool whose parameters schema nests ``depth`` arrays, as JSON text."""
+    items = '{"type":"array","items":' * depth + '{"type":"string"}' + "}" * depth
+    schema = '{"type":"object","properties":{"x":' + items + "}}"
+    return '[{"type":"function","function":{"name":"f","parameters":' + schema + "}}]"
+
+
+HI = '[{"role":"user","content":"hi"}]'
+
+
+@pytest.mark.parametrize(
+    ("api", "raw", "field"),
+    [
+        (OPENAI, '{"model":"m","messages":[{"role":"user","content":"hi \\ud800"}]}',
+         "messages[0].content"),
+        (ANTHROPIC, '{"model":"m","max_tokens":9,"system":"be \\udfff","messages":' + HI + "}",
+         "system"),
+        (OPENAI, '{"model":"m","stop":["\\ud800"],"messages":' + HI + "}", "stop"),
+        (OPENAI, '{"model":"m","tools":' + _nested(940) + ',"messages":' + HI + "}", "tools"),
+        (ANTHROPIC, '{"model":"m","max_tokens":9,"fallbacks":["\\ud800"],"messages":' + HI
+         + "}", "fallbacks"),
+        (OPENAI, '{"model":"m","temperature":1' + "0" * 400 + ',"messages":' + HI + "}",
+         "temperature"),
+    ],
+    ids=["lone surrogate", "lone surrogate, anthropic", "in a stop", "nested 940 deep",
+         "in a message echoed", "a 401-digit temperature"],
+)  # fmt: skip
+def test_a_request_that_cannot_be_sent_on_is_a_400_and_opens_no_breaker(
+    gateway, sim, api, raw, field
+):
+    """A string no API can take (a lone surrogate) or JSON nested deeper than any schema
+    needs is the client's 400, in its own format and naming the field: it reaches no provider
+    and counts against none (it used to open every breaker of the chain, or, echoed in an
+    error, give a text/plain 500); so is a number too long to check (it was a 500)."""
+    a, b = sim("openai"), sim("anthropic")
+    gw = gateway(provider("a", a), provider("b", b))
+    with gw.client() as c:
+        r = c.post(api, content=raw.encode(), headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["type"] == "invalid_request_error" and field in error["message"], error
+    assert a.requests == [] and b.requests == []
+    assert gw.get("/readyz").json()["providers"] == {"a": "closed", "b": "closed"}
+    assert gw.post(OPENAI, chat()).status_code == 200
+
+
 def test_all_down_is_503_with_retry_after(gateway, sim):
     gw = gateway(provider("a", sim("openai", Behavior(statuses=[500] * 10))))
     r = gw.post(OPENAI, chat())

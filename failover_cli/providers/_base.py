@@ -21,7 +21,7 @@ import httpx
 
 from ..chat import Message, TextPart
 from ..config import DEFAULT_BASE_URLS, DEFAULT_KEY_ENV
-from ..errors import ProviderError, ProviderUnavailable, TransientError
+from ..errors import InvalidRequest, ProviderError, ProviderUnavailable, TransientError
 from ..records import frozen
 from ..types import (
     Completion,
@@ -172,6 +172,22 @@ def first_token_limit(config: ProviderConfig, request: CompletionRequest, *, str
 _encode_json = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
+def encoded(call: Call, body: Any) -> bytes:
+    """A request body as JSON. One that cannot be (a string holding a lone surrogate, which
+    is not Unicode; nesting past the encoder's depth; NaN) is the request's fault, the same
+    at every provider: InvalidRequest, never a failure that counts against this one."""
+    try:
+        return _encode_json(body).encode()
+    except UnicodeEncodeError:
+        problem = "a string in it holds a lone surrogate, which is not Unicode"
+    except RecursionError:
+        problem = "it nests too deeply"
+    except (ValueError, TypeError) as exc:
+        problem = f"{type(exc).__name__}: {str(exc)[:100]}"
+    raise call.error(InvalidRequest, f"the request cannot be sent as JSON: {problem}",
+                     reason="unencodable")  # fmt: skip
+
+
 class BaseProvider:
     """The skeleton of one provider adapter (implements ``failover_cli.protocols.Provider``)."""
 
@@ -317,7 +333,7 @@ class BaseProvider:
         ProviderError."""
         assert call.clock is not None
         if json is not None:
-            content = _encode_json(json).encode()
+            content = encoded(call, json)
             headers = {"content-type": "application/json", **headers}
         client = self._client
         timeout = call.clock.http_timeout()
@@ -385,7 +401,7 @@ class BaseProvider:
         in :meth:`_open`), every wait bounded by ``deadline``: through the client's direct
         path where it applies (no httpx Request or Response per call), else through httpx."""
         assert call.clock is not None
-        content = _encode_json(json).encode()
+        content = encoded(call, json)
         headers = {"content-type": "application/json", **headers}
         client = self._client
         if isinstance(client, ProviderClient):

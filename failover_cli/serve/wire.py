@@ -187,15 +187,71 @@ def field_of(message: str) -> str | None:
 # --- request checks both parsers make ---------------------------------------------------------
 
 
+MAX_NESTING = 100  # levels of arrays and objects in a request body (a tool schema needs ~10)
+_HIGH_OR_LOW = re.compile(rb"\\u[dD][89a-fA-F]")  # a surrogate's escape, paired or not
+
+
 def load_object(body: bytes, problem: str) -> dict[str, Any]:
-    """The JSON object ``body`` holds; WireError(400, ``problem``) for anything else."""
+    """The JSON object ``body`` holds; WireError(400, ``problem``) for anything else, and
+    a 400 naming the field for what no provider could be sent: nesting deeper than
+    :data:`MAX_NESTING` and strings holding a lone surrogate (an unpaired ``\\ud800``
+    escape, which is not Unicode and cannot be encoded to any API)."""
     try:  # NaN, Infinity and 1e400 are not JSON any API takes: refused, not sent upstream
         data = json.loads(body, parse_constant=_not_finite, parse_float=_finite)
     except (ValueError, RecursionError):
         raise WireError(400, problem) from None
     if not isinstance(data, dict):
         raise WireError(400, problem)
+    if body.count(b"[") + body.count(b"{") > MAX_NESTING:  # only then can it nest so deep
+        where = _too_deep(data)
+        if where is not None:
+            raise WireError(400, f"{where}: nested deeper than {MAX_NESTING} levels", param=where)
+    if b"\\u" in body and _HIGH_OR_LOW.search(body):
+        where = _lone_surrogate(data)
+        if where is not None:
+            raise WireError(
+                400, f"{where}: holds a lone surrogate, which is not Unicode", param=where
+            )
     return data
+
+
+def _too_deep(data: Any) -> str | None:
+    """Where ``data`` nests past :data:`MAX_NESTING` (a field path), if it does."""
+    pending: list[tuple[Any, int, str]] = [(data, 1, "")]
+    while pending:
+        value, depth, at = pending.pop()
+        if depth > MAX_NESTING:
+            return at[:120]
+        if type(value) is dict:
+            pending.extend((v, depth + 1, f"{at}.{k}" if at else str(k)) for k, v in value.items())
+        elif type(value) is list:
+            pending.extend((v, depth + 1, f"{at}[{i}]") for i, v in enumerate(value))
+    return None
+
+
+def _lone_surrogate(data: Any, at: str = "") -> str | None:
+    """Where a string (or key) of ``data`` holds a lone surrogate (a field path), if one does;
+    ``data`` nests at most :data:`MAX_NESTING` deep."""
+    if type(data) is str:
+        try:
+            data.encode()
+        except UnicodeEncodeError:
+            return at or "body"
+        return None
+    if type(data) is dict:
+        for k, v in data.items():
+            where = f"{at}.{k}" if at else str(k)
+            if _lone_surrogate(k) is not None:
+                return at or "body"
+            found = _lone_surrogate(v, where)
+            if found is not None:
+                return found
+    elif type(data) is list:
+        for i, v in enumerate(data):
+            found = _lone_surrogate(v, f"{at}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _not_finite(name: str) -> Any:
@@ -239,7 +295,9 @@ def number(
     if value is None:
         return None
     where = param or name
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise WireError(400, f"{where}: must be a number", param=where)
+    if type(value) is float and not math.isfinite(value):  # an int is finite, however long
         raise WireError(400, f"{where}: must be a number", param=where)
     if not low <= value <= high:
         raise WireError(400, f"{where}: must be between {low:g} and {high:g}", param=where)
@@ -491,7 +549,7 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 def dumps(value: Any) -> bytes:
     """Compact JSON, UTF-8 (one shared encoder: ``json.dumps`` with options builds one per
     call)."""
-    return _ENCODER.encode(value).encode()
+    return _ENCODER.encode(value).encode("utf-8", "backslashreplace")
 
 
 _STRING = json.encoder.encode_basestring  # what _ENCODER writes a string with (C where built)

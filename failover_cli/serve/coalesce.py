@@ -80,9 +80,11 @@ try:
 except ImportError:  # httptools missing (not CPython): uvicorn serves with h11
     HTTPTOOLS: type[asyncio.Protocol] | None = None
 else:
+    from .headlimits import HeadLimits
 
-    class CoalescingHttpToolsProtocol(_Coalescing, HttpToolsProtocol):
-        """uvicorn's httptools protocol, one write per answer."""
+    class CoalescingHttpToolsProtocol(_Coalescing, HeadLimits, HttpToolsProtocol):
+        """uvicorn's httptools protocol, one write per answer, the head bounded in time
+        and size (see :mod:`.headlimits`; uvicorn's h11 protocol bounds its size itself)."""
 
     HTTPTOOLS = CoalescingHttpToolsProtocol
 

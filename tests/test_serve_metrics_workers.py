@@ -62,3 +62,48 @@ def test_remembered_series_count_as_prometheus_clients_own_and_stay_bounded(monk
     assert m.registry.get_sample_value("failover_requests_total", labels) == 3
     assert m.registry.get_sample_value("failover_requests_total", {**labels, "status": "409"}) == 1
     assert len(m._children) <= 3
+
+
+GATEWAY_WORKER = """
+import asyncio, sys
+from failover_cli.config import parse_config
+from failover_cli.serve import app as module
+module.GAUGE_INTERVAL = 0.01
+
+async def main():
+    gw = module.Gateway(parse_config("providers:\\n  - {name: a, kind: ollama, model: m}\\n"),
+                        env={})
+    await gw.startup()
+    assert gw.admission.try_acquire() and gw.admission.try_acquire()
+    await asyncio.sleep(0.2)  # some publishing intervals
+    print("serving two", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
+    gw.admission.release()
+    await asyncio.sleep(0.2)
+    print("serving one", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
+    await gw.shutdown()
+
+asyncio.run(main())
+"""
+
+
+def test_a_workers_in_flight_count_reaches_a_scrape_another_worker_answers(tmp_path):
+    """Every worker publishes its admission gauges on its own (each second), so a scrape
+    answered by any worker sums them all; they were set only by the worker scraped."""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    worker = subprocess.Popen([sys.executable, "-c", GATEWAY_WORKER], env=env, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+    assert worker.stdin is not None and worker.stdout is not None
+    try:
+        assert worker.stdout.readline().strip() == "serving two"
+        assert "failover_in_flight 2.0" in run(SCRAPE, env)  # scraped by another process
+        worker.stdin.write("\n")
+        worker.stdin.flush()
+        assert worker.stdout.readline().strip() == "serving one"
+        assert "failover_in_flight 1.0" in run(SCRAPE, env)
+        worker.stdin.write("\n")
+        worker.stdin.flush()
+        assert worker.wait(30) == 0
+    finally:
+        worker.kill()

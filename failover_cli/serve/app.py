@@ -44,7 +44,7 @@ from .accesslog import AccessLog
 from .auth import GatewayKeys, presented_key
 from .history import GatewayHistory
 from .limits import Admission, BodyTooLarge, RateLimiter, read_body
-from .metrics import CONTENT_TYPE, CURRENT, Metrics, Trace
+from .metrics import CONTENT_TYPE, CURRENT, MULTIPROCESS_ENV, Metrics, Trace
 from .wire import GatewayRequest, WireError, attempt_of, summary
 
 Scope = dict[str, Any]
@@ -56,6 +56,7 @@ WATCH_AFTER = 0.05  # seconds into a provider call before the client's connectio
 MAX_PROVIDERS_HEADER = 1024  # characters of x-failover-providers
 QUEUE_RETRY_AFTER = 1  # seconds a client refused for a full queue is told to wait
 SYNC_INTERVAL = 1.0  # seconds between reads of breaker state shared by other processes
+GAUGE_INTERVAL = 1.0  # seconds between a worker's updates of its in-flight and queued gauges
 # Seconds between writes of this process's outcomes to the shared store (breaker transitions
 # are written at once whatever this says). The router's default suits a short-lived process;
 # a gateway under load pays for each write, a whole read-merge-write of the store in a
@@ -154,6 +155,7 @@ class Gateway:
         self.router: FailoverRouter | None = None
         self.store: StateStore | None = None
         self._sync: asyncio.Task[None] | None = None
+        self._gauges: asyncio.Task[None] | None = None
         self.history: GatewayHistory | None = None  # serve.log: requests in the history
         self._names = [p.name for p in config.providers]
         self._models = {p.name: p.model for p in config.providers}
@@ -178,6 +180,8 @@ class Gateway:
         self.metrics.router = self.router
         if self.store is not None and self.sync_interval > 0:
             self._sync = asyncio.get_running_loop().create_task(self._sync_loop())
+        if os.environ.get(MULTIPROCESS_ENV):  # one of several workers: a scrape sums them
+            self._gauges = asyncio.get_running_loop().create_task(self._publish_gauges())
         if self.freeze_heap:  # what startup built lives as long as the process
             gc.collect()
             gc.freeze()
@@ -186,6 +190,11 @@ class Gateway:
 
     async def shutdown(self) -> None:
         """Stop the background work, flush the state and close connections."""
+        if self._gauges is not None:
+            self._gauges.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._gauges
+            self._gauges = None
         if self._sync is not None:
             self._sync.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -214,6 +223,15 @@ class Gateway:
             except Exception:  # unreachable for now: the router warns on its own writes
                 continue
             adopt_shared_state(router, state)
+
+    async def _publish_gauges(self) -> None:
+        """This worker's requests in flight and queued, every GAUGE_INTERVAL seconds, for a
+        scrape that another worker answers (nothing on a request's path)."""
+        metrics, admission = self.metrics, self.admission
+        while True:
+            metrics.in_flight.set(admission.active)
+            metrics.queued.set(admission.waiting)
+            await asyncio.sleep(GAUGE_INTERVAL)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -128,23 +128,29 @@ async def test_events_that_stop_before_their_end_are_an_error():
 
 
 @pytest.mark.parametrize(
-    "content",
-    [TextDelta("one"), ToolCallDelta(0, "t", "f", '{"a'), ToolCallDelta(0, "t", "f")],
+    ("content", "had"),
+    [
+        ([TextDelta("one"), TextDelta(" two")], "7 characters"),
+        ([ToolCallDelta(0, "t", "f", '{"a')], "the start of a tool call"),
+        ([ToolCallDelta(0, "t", "f")], "the start of a tool call"),
+    ],
     ids=["text", "tool-call", "tool-call-writing-nothing"],
 )
-async def test_a_restart_after_content_ends_the_stream_with_an_error(content: Any):
+async def test_a_restart_after_content_ends_the_stream_with_an_error(content: Any, had: str):
+    """The error says how much the client had: the router's restart event keeps nothing
+    (``kept`` 0), so the count is what this stream sent."""
     frames, writer, feed = await drive([
-        content, StreamSwitched("a", "b", "restart", 3), TextDelta("uno"),
+        *content, StreamSwitched("a", "b", "restart", 0), TextDelta("uno"),
         StreamDone(result()),
     ])  # fmt: skip
     assert frames[-1] == b"error" and b"text:uno" not in frames and writer.results == []
     (err,) = writer.errors
     assert (err.status, err.kind) == (503, "overloaded_error")
     assert err.message == (
-        "the answer broke after 3 characters and b could only start it again from the "
-        "beginning; retry the request"
+        f"the answer broke after the client had {had} of it and b could only start it again "
+        "from the beginning; retry the request"
     )
-    assert feed.read == 2 and feed.closed  # the new provider's answer is not read
+    assert feed.read == len(content) + 1 and feed.closed  # the new answer is not read
 
 
 async def test_a_restart_before_content_and_continuations_go_on_unseen():

@@ -495,11 +495,13 @@ async def guarded(events: AsyncIterator[Any], writer: StreamWriter) -> AsyncIter
     for frame in writer.start():
         yield frame
     sent = False  # content the client has
+    shown = 0  # characters of text among it
     try:
         async for event in events:
             if type(event) is TextDelta:
                 if event.text:
                     sent = True
+                    shown += len(event.text)
                     yield writer.refusal(event.text) if event.refusal else writer.text(event.text)
             elif type(event) is ToolCallDelta:
                 sent = True
@@ -508,7 +510,7 @@ async def guarded(events: AsyncIterator[Any], writer: StreamWriter) -> AsyncIter
                     yield frame
             elif type(event) is StreamSwitched:
                 if event.strategy == "restart" and sent:
-                    yield writer.error(_restarted(event))
+                    yield writer.error(_restarted(event, shown))
                     return
             elif type(event) is StreamDone:
                 for frame in writer.done(event.result):
@@ -524,11 +526,14 @@ async def guarded(events: AsyncIterator[Any], writer: StreamWriter) -> AsyncIter
     )
 
 
-def _restarted(event: StreamSwitched) -> WireError:
+def _restarted(event: StreamSwitched, shown: int) -> WireError:
+    """The error for a restart after the client had part of the answer (``shown``: its
+    characters of text; the event's ``kept`` is 0 for a restart, which keeps nothing)."""
+    had = f"{shown} characters" if shown else "the start of a tool call"
     return WireError(
         503,
-        f"the answer broke after {event.kept} characters and {event.new} could only start it "
-        "again from the beginning; retry the request",
+        f"the answer broke after the client had {had} of it and {event.new} could only start "
+        "it again from the beginning; retry the request",
         kind="overloaded_error",
     )
 

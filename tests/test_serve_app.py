@@ -183,6 +183,24 @@ def test_malformed_json_is_400_in_each_shape(gateway, sim):
     assert r.status_code == 400
 
 
+def test_a_declared_body_over_the_limit_is_refused_before_it_is_sent(gateway, sim):
+    """A Content-Length past max_body_bytes is a 413 at once: the client is not kept until
+    the body timeout (30 s) for a body it has not sent."""
+    gw = gateway(provider("a", sim("openai")), serve={"max_body_bytes": 2000})
+    host, port = gw.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 10000000\r\n\r\n")  # fmt: skip
+        data = b""
+        while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)  # a timeout (5 s) here fails the test
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413") and b"2000" in body
+
+
 def test_body_and_message_limits(gateway, sim):
     gw = gateway(provider("a", sim("openai")), serve={"max_body_bytes": 2000, "max_messages": 2})
     r = gw.post(OPENAI, chat("x" * 5000))

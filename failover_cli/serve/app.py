@@ -520,9 +520,20 @@ class Gateway:
             if wait is not None:
                 raise WireError(429, "rate limit of this gateway key exceeded",
                                 kind="rate_limit_error", retry_after=wait)  # fmt: skip
+        limit = self.serve.max_body_bytes
+        declared = headers.get("content-length")
+        if (
+            declared is not None
+            and declared.isdigit()
+            and (
+                len(declared) > 18 or int(declared) > limit  # an int of any length: not parsed
+            )
+        ):
+            raise WireError(413, f"request body larger than {limit} bytes",  # before it comes
+                            kind="request_too_large")  # fmt: skip
         try:
             async with asyncio.timeout(BODY_TIMEOUT):  # a slow client cannot hold a body open
-                return await read_body(receive, self.serve.max_body_bytes)
+                return await read_body(receive, limit)
         except BodyTooLarge as exc:
             raise WireError(413, str(exc), kind="request_too_large") from None
         except TimeoutError:

@@ -299,18 +299,23 @@ async def test_fixing_a_wrong_key_does_not_leave_the_provider_benched(clock):
     assert (await clock.run(fixed.route("x"))).text == "fixed"
 
 
-async def test_a_background_probe_finds_a_recovered_provider_without_a_user_request(clock):
-    refused = TransientError("cannot connect", reason="connect")
-    a = fake(clock, "a", *[Step(error=refused)] * 3, default=Step(text="up"))
-    b = fake(clock, "b")
+async def _opened_for_long(clock, error: TransientError):
+    """A long-running router whose primary ``a`` failed 3 times with ``error`` (then answers:
+    its health call passes), its breaker open for 600 s; and ``a``."""
+    a = fake(clock, "a", *[Step(error=error)] * 3, default=Step(text="up"))
     policy = BreakerPolicy(cooldown=30.0, max_cooldown=600.0)
-    router = build_router(clock, [a, b], breaker=policy, background_probes=True)
+    router = build_router(clock, [a, fake(clock, "b")], breaker=policy, background_probes=True)
     for _ in range(3):
         await clock.run(router.route("x"))
     snap = router.tracker.breakers["a"].snap
-    snap_open = snap.open_until
-    assert snap.state == "open" and snap_open is not None
+    assert snap.state == "open" and snap.open_until is not None
     router.tracker.breakers["a"].snap = type(snap)(**{**snap.to_dict(), "open_until": T0 + 600})
+    return router, a
+
+
+async def test_a_background_probe_finds_a_recovered_provider_without_a_user_request(clock):
+    refused = TransientError("cannot connect", reason="connect")
+    router, a = await _opened_for_long(clock, refused)
     await clock.run(_idle(clock, 31))
     assert router.tracker.breakers["a"].state(clock.time()) is BreakerState.HALF_OPEN
     assert a.calls == 4  # the three failures, then the health probe: no user request spent
@@ -323,16 +328,7 @@ async def test_a_model_list_that_answers_does_not_readmit_a_silent_provider(cloc
     behind a live API): a pass of the no-token health call says nothing about silence, so
     it does not cut the breaker's grown cooldown short, and no user pays the timeout again
     on every base cooldown."""
-    silent = TransientError("no first token", reason=reason)
-    a = fake(clock, "a", *[Step(error=silent)] * 3, default=Step(text="up"))
-    b = fake(clock, "b")
-    policy = BreakerPolicy(cooldown=30.0, max_cooldown=600.0)
-    router = build_router(clock, [a, b], breaker=policy, background_probes=True)
-    for _ in range(3):
-        await clock.run(router.route("x"))
-    snap = router.tracker.breakers["a"].snap
-    assert snap.state == "open"
-    router.tracker.breakers["a"].snap = type(snap)(**{**snap.to_dict(), "open_until": T0 + 600})
+    router, a = await _opened_for_long(clock, TransientError("no first token", reason=reason))
     await clock.run(_idle(clock, 95))  # three base cooldowns
     assert router.tracker.breakers["a"].state(clock.time()) is BreakerState.OPEN
     assert a.calls == 3  # no health call: it could only have passed

@@ -45,7 +45,7 @@ from .auth import GatewayKeys, presented_key
 from .history import GatewayHistory
 from .limits import Admission, BodyTooLarge, RateLimiter, read_body
 from .metrics import CONTENT_TYPE, CURRENT, MULTIPROCESS_ENV, Metrics, Trace
-from .wire import GatewayRequest, WireError, attempt_of, summary
+from .wire import MAX_MODEL_NAME, GatewayRequest, WireError, attempt_of, summary
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -356,7 +356,7 @@ class Gateway:
         """``GET /v1/models/{model}``: the model, if a request naming it would be served (an
         unknown name is, by the default chain, unless the configuration rejects those);
         WireError 404 otherwise."""
-        if not model or len(model) > 200:
+        if not model or len(model) > MAX_MODEL_NAME:
             raise WireError(404, "no such model", kind="not_found_error", param="model")
         self.chain_for(model, None)
         return _model_object(api, model)
@@ -521,16 +521,10 @@ class Gateway:
                 raise WireError(429, "rate limit of this gateway key exceeded",
                                 kind="rate_limit_error", retry_after=wait)  # fmt: skip
         limit = self.serve.max_body_bytes
-        declared = headers.get("content-length")
-        if (
-            declared is not None
-            and declared.isdigit()
-            and (
-                len(declared) > 18 or int(declared) > limit  # an int of any length: not parsed
-            )
-        ):
-            raise WireError(413, f"request body larger than {limit} bytes",  # before it comes
-                            kind="request_too_large")  # fmt: skip
+        declared = headers.get("content-length", "")  # refused before the body comes
+        if declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
+            too_large = f"request body larger than {limit} bytes"
+            raise WireError(413, too_large, kind="request_too_large")
         try:
             async with asyncio.timeout(BODY_TIMEOUT):  # a slow client cannot hold a body open
                 return await read_body(receive, limit)

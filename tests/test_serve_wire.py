@@ -1289,3 +1289,17 @@ def test_text_frames_are_the_json_the_generic_encoder_writes(text: str):
     for frame in (chunks.text(text), events.text(text)):
         data = frame.split(b"data: ", 1)[1]
         assert json.loads(data)  # one JSON document per frame
+
+
+def test_the_field_a_refused_body_names_is_bounded():
+    """The path of a lone surrogate or of nesting too deep names the field, cut short: a
+    client's keys of any length do not come back whole in the error's message or param."""
+    from failover_cli.serve.wire import load_object
+
+    long_key = "k" * 10_000
+    head = '{"extra": {"' + long_key + '": '
+    for raw in (head + '"\\ud800"}}', head + "[" * 120 + "1" + "]" * 120 + "}}"):
+        with pytest.raises(WireError) as info:
+            load_object(raw.encode(), "bad body")
+        assert info.value.param is not None and info.value.param.startswith("extra.kkk")
+        assert len(info.value.param) <= 120 and len(info.value.message) < 300

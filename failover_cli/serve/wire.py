@@ -189,6 +189,7 @@ def field_of(message: str) -> str | None:
 
 MAX_NESTING = 100  # levels of arrays and objects in a request body (a tool schema needs ~10)
 _HIGH_OR_LOW = re.compile(rb"\\u[dD][89a-fA-F]")  # a surrogate's escape, paired or not
+MAX_FIELD_PATH = 120  # characters of a field path named in an error (keys are the client's)
 
 
 def load_object(body: bytes, problem: str) -> dict[str, Any]:
@@ -205,10 +206,12 @@ def load_object(body: bytes, problem: str) -> dict[str, Any]:
     if body.count(b"[") + body.count(b"{") > MAX_NESTING:  # only then can it nest so deep
         where = _too_deep(data)
         if where is not None:
+            where = where[:MAX_FIELD_PATH]
             raise WireError(400, f"{where}: nested deeper than {MAX_NESTING} levels", param=where)
     if b"\\u" in body and _HIGH_OR_LOW.search(body):
         where = _lone_surrogate(data)
         if where is not None:
+            where = where[:MAX_FIELD_PATH]
             raise WireError(
                 400, f"{where}: holds a lone surrogate, which is not Unicode", param=where
             )
@@ -221,7 +224,7 @@ def _too_deep(data: Any) -> str | None:
     while pending:
         value, depth, at = pending.pop()
         if depth > MAX_NESTING:
-            return at[:120]
+            return at
         if type(value) is dict:
             pending.extend((v, depth + 1, f"{at}.{k}" if at else str(k)) for k, v in value.items())
         elif type(value) is list:
